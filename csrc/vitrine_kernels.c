@@ -1,0 +1,289 @@
+/* Vitrine fast kernels (see vitrine_kernels.h for the contract, docs/fastpath.md for the design).
+ *
+ * GEMM scheme (BLIS-like, A not packed, as XNNPACK does for weights-stationary inference):
+ *   B (the weights) is packed once into VK_NR-wide panels, K-major, zero padded on the N tail;
+ *   C is computed in VK_MR x VK_NR register tiles (8 f32x4 accumulators) reading A rows in place
+ *   with broadcast loads; K is blocked by VK_KC so one A sliver (VK_MR x VK_KC) stays in L1 while
+ *   it sweeps the VK_NC-wide block of B panels, which stays in L2 while it sweeps all rows of A.
+ *   Bias is the accumulator's initial value; the activation is applied on the last K block.
+ *
+ * No FMA on purpose: wasm SIMD128 has none (relaxed-simd is not in every browser), and the native
+ * build uses -ffp-contract=off so both targets round identically: (acc + a*b) in float32.
+ */
+#include "vitrine_kernels.h"
+
+typedef float vk_f32x4 __attribute__((vector_size(16)));
+typedef int32_t vk_i32x4 __attribute__((vector_size(16)));
+/* Pointer-width index: 32-bit on wasm32 (no i64 address maths), 64-bit natively. */
+typedef __PTRDIFF_TYPE__ vk_index;
+
+#define VK_INLINE static inline __attribute__((always_inline))
+
+/* K block (rows of a B panel kept hot) and N block (columns of B reused across all of A). */
+#ifndef VK_KC
+#define VK_KC 256
+#endif
+#ifndef VK_NC
+#define VK_NC 256
+#endif
+
+VK_INLINE vk_f32x4 vk_load(const float *p) {
+    vk_f32x4 v;
+    __builtin_memcpy(&v, p, sizeof v); /* unaligned load: v128.load / movups */
+    return v;
+}
+
+VK_INLINE void vk_store(float *p, vk_f32x4 v) { __builtin_memcpy(p, &v, sizeof v); }
+
+VK_INLINE vk_f32x4 vk_splat(float x) { return (vk_f32x4){x, x, x, x}; }
+
+/* relu keeps NaN (like numpy.maximum): zero only lanes that compare < 0. */
+VK_INLINE vk_f32x4 vk_activate(vk_f32x4 v, int32_t activation) {
+    if (activation == VK_ACT_LINEAR) return v;
+    vk_i32x4 negative = v < vk_splat(0.0f);
+    v = (vk_f32x4)((vk_i32x4)v & ~negative);
+    if (activation == VK_ACT_RELU6) {
+        vk_i32x4 above = v > vk_splat(6.0f);
+        v = (vk_f32x4)(((vk_i32x4)v & ~above) | ((vk_i32x4)vk_splat(6.0f) & above));
+    }
+    return v;
+}
+
+VK_INLINE float vk_activate_scalar(float v, int32_t activation) {
+    if (activation == VK_ACT_LINEAR) return v;
+    if (v < 0.0f) v = 0.0f;
+    if (activation == VK_ACT_RELU6 && v > 6.0f) v = 6.0f;
+    return v;
+}
+
+int32_t vk_abi_version(void) { return VK_ABI_VERSION; }
+
+int32_t vk_packed_b_floats(int32_t K, int32_t N) {
+    if (K < 0 || N < 0) return VK_E_DIM;
+    return ((N + VK_NR - 1) / VK_NR) * VK_NR * K;
+}
+
+int32_t vk_pack_b(int32_t K, int32_t N, const float *B, int32_t ldb, float *packed) {
+    if (K < 0 || N < 0) return VK_E_DIM;
+    if (ldb < N) return VK_E_LD;
+    if ((K > 0 && N > 0) && (B == 0 || packed == 0)) return VK_E_NULL;
+    for (int32_t j0 = 0; j0 < N; j0 += VK_NR) {
+        int32_t nr = N - j0 < VK_NR ? N - j0 : VK_NR;
+        float *panel = packed + (vk_index)j0 * K;
+        for (int32_t k = 0; k < K; k++) {
+            const float *row = B + (vk_index)k * ldb + j0;
+            float *dst = panel + (vk_index)k * VK_NR;
+            if (nr == VK_NR) {
+                vk_store(dst, vk_load(row));
+                vk_store(dst + 4, vk_load(row + 4));
+            } else {
+                int32_t j = 0;
+                for (; j < nr; j++) dst[j] = row[j];
+                for (; j < VK_NR; j++) dst[j] = 0.0f;
+            }
+        }
+    }
+    return VK_OK;
+}
+
+/* One mr x VK_NR tile of C over kc steps of K. mr is a compile-time constant at every call site so
+ * the accumulator arrays become registers. `first` = this is K block 0 (start from bias, not C);
+ * `last` = apply the activation. Columns >= nr are computed on the zero padding and not stored. */
+VK_INLINE void vk_tile(const int mr, int32_t nr, int32_t kc, const float *a, int32_t lda,
+                       const float *bp, const float *bias8, float *c, int32_t ldc, int first,
+                       int last, int32_t activation) {
+    vk_f32x4 acc[VK_MR][2];
+    const float *arow[VK_MR];
+    float tail[VK_MR][VK_NR];
+    for (int r = 0; r < mr; r++) arow[r] = a + (vk_index)r * lda;
+
+    if (first) {
+        vk_f32x4 b0 = bias8 ? vk_load(bias8) : vk_splat(0.0f);
+        vk_f32x4 b1 = bias8 ? vk_load(bias8 + 4) : vk_splat(0.0f);
+        for (int r = 0; r < mr; r++) {
+            acc[r][0] = b0;
+            acc[r][1] = b1;
+        }
+    } else if (nr == VK_NR) {
+        for (int r = 0; r < mr; r++) {
+            acc[r][0] = vk_load(c + (vk_index)r * ldc);
+            acc[r][1] = vk_load(c + (vk_index)r * ldc + 4);
+        }
+    } else {
+        for (int r = 0; r < mr; r++) {
+            for (int32_t j = 0; j < VK_NR; j++) tail[r][j] = j < nr ? c[(vk_index)r * ldc + j] : 0.0f;
+            acc[r][0] = vk_load(tail[r]);
+            acc[r][1] = vk_load(tail[r] + 4);
+        }
+    }
+
+    for (int32_t k = 0; k < kc; k++) {
+        vk_f32x4 b0 = vk_load(bp);
+        vk_f32x4 b1 = vk_load(bp + 4);
+        bp += VK_NR;
+        for (int r = 0; r < mr; r++) {
+            vk_f32x4 av = vk_splat(arow[r][k]);
+            acc[r][0] += av * b0;
+            acc[r][1] += av * b1;
+        }
+    }
+
+    if (last) {
+        for (int r = 0; r < mr; r++) {
+            acc[r][0] = vk_activate(acc[r][0], activation);
+            acc[r][1] = vk_activate(acc[r][1], activation);
+        }
+    }
+    if (nr == VK_NR) {
+        for (int r = 0; r < mr; r++) {
+            vk_store(c + (vk_index)r * ldc, acc[r][0]);
+            vk_store(c + (vk_index)r * ldc + 4, acc[r][1]);
+        }
+    } else {
+        for (int r = 0; r < mr; r++) {
+            vk_store(tail[r], acc[r][0]);
+            vk_store(tail[r] + 4, acc[r][1]);
+            for (int32_t j = 0; j < nr; j++) c[(vk_index)r * ldc + j] = tail[r][j];
+        }
+    }
+}
+
+int32_t vk_sgemm_packed(int32_t M, int32_t N, int32_t K, const float *A, int32_t lda,
+                        const float *packed_b, const float *bias, float *C, int32_t ldc,
+                        int32_t activation) {
+    if (M < 0 || N < 0 || K < 0) return VK_E_DIM;
+    if (lda < K || ldc < N) return VK_E_LD;
+    if (activation != VK_ACT_LINEAR && activation != VK_ACT_RELU && activation != VK_ACT_RELU6)
+        return VK_E_ACTIVATION;
+    if (M == 0 || N == 0) return VK_OK;
+    if (C == 0 || (K > 0 && (A == 0 || packed_b == 0))) return VK_E_NULL;
+
+    if (K == 0) { /* empty sum: C = act(bias) */
+        for (int32_t i = 0; i < M; i++)
+            for (int32_t j = 0; j < N; j++)
+                C[(vk_index)i * ldc + j] = vk_activate_scalar(bias ? bias[j] : 0.0f, activation);
+        return VK_OK;
+    }
+
+    float bias_tail[VK_NR];
+    for (int32_t jc = 0; jc < N; jc += VK_NC) {
+        int32_t nc = N - jc < VK_NC ? N - jc : VK_NC;
+        for (int32_t pc = 0; pc < K; pc += VK_KC) {
+            int32_t kc = K - pc < VK_KC ? K - pc : VK_KC;
+            int first = pc == 0;
+            int last = pc + kc == K;
+            for (int32_t i = 0; i < M; i += VK_MR) {
+                int32_t mr = M - i < VK_MR ? M - i : VK_MR;
+                const float *a = A + (vk_index)i * lda + pc;
+                for (int32_t j = jc; j < jc + nc; j += VK_NR) {
+                    int32_t nr = N - j < VK_NR ? N - j : VK_NR;
+                    const float *bp = packed_b + (vk_index)j * K + (vk_index)pc * VK_NR;
+                    const float *bias8 = 0;
+                    if (bias && first) {
+                        if (nr == VK_NR) {
+                            bias8 = bias + j;
+                        } else {
+                            for (int32_t t = 0; t < VK_NR; t++) bias_tail[t] = t < nr ? bias[j + t] : 0.0f;
+                            bias8 = bias_tail;
+                        }
+                    }
+                    float *c = C + (vk_index)i * ldc + j;
+                    switch (mr) {
+                    case 4: vk_tile(4, nr, kc, a, lda, bp, bias8, c, ldc, first, last, activation); break;
+                    case 3: vk_tile(3, nr, kc, a, lda, bp, bias8, c, ldc, first, last, activation); break;
+                    case 2: vk_tile(2, nr, kc, a, lda, bp, bias8, c, ldc, first, last, activation); break;
+                    default: vk_tile(1, nr, kc, a, lda, bp, bias8, c, ldc, first, last, activation); break;
+                    }
+                }
+            }
+        }
+    }
+    return VK_OK;
+}
+
+int32_t vk_sgemm(int32_t M, int32_t N, int32_t K, const float *A, int32_t lda, const float *B,
+                 int32_t ldb, const float *bias, float *C, int32_t ldc, int32_t activation,
+                 float *workspace) {
+    if (M < 0 || N < 0 || K < 0) return VK_E_DIM;
+    if (lda < K || ldb < N || ldc < N) return VK_E_LD;
+    if (K > 0 && N > 0 && workspace == 0) return VK_E_NULL;
+    int32_t status = vk_pack_b(K, N, B, ldb, workspace);
+    if (status != VK_OK) return status;
+    return vk_sgemm_packed(M, N, K, A, lda, workspace, bias, C, ldc, activation);
+}
+
+/* Depthwise conv: channels are the SIMD axis (NHWC keeps them contiguous). Taps that fall in the
+ * zero padding are skipped rather than read from a padded copy, so no scratch memory is needed. */
+int32_t vk_depthwise_conv2d(int32_t N, int32_t H, int32_t W, int32_t C, const float *x,
+                            int32_t KH, int32_t KW, const float *weights, const float *bias,
+                            int32_t stride_h, int32_t stride_w, int32_t dil_h, int32_t dil_w,
+                            int32_t pad_top, int32_t pad_left, int32_t OH, int32_t OW, float *y,
+                            int32_t activation) {
+    if (N < 0 || H < 0 || W < 0 || C < 0 || OH < 0 || OW < 0 || KH < 1 || KW < 1) return VK_E_DIM;
+    if (stride_h < 1 || stride_w < 1 || dil_h < 1 || dil_w < 1) return VK_E_STRIDE;
+    if (activation != VK_ACT_LINEAR && activation != VK_ACT_RELU && activation != VK_ACT_RELU6)
+        return VK_E_ACTIVATION;
+    if (N == 0 || C == 0 || OH == 0 || OW == 0) return VK_OK;
+    if (x == 0 || weights == 0 || y == 0) return VK_E_NULL;
+
+    const vk_index row = (vk_index)W * C;
+    for (int32_t n = 0; n < N; n++) {
+        const float *xn = x + (vk_index)n * H * row;
+        float *yn = y + (vk_index)n * OH * OW * C;
+        for (int32_t oh = 0; oh < OH; oh++) {
+            for (int32_t ow = 0; ow < OW; ow++) {
+                float *out = yn + ((vk_index)oh * OW + ow) * C;
+                int32_t ih0 = oh * stride_h - pad_top;
+                int32_t iw0 = ow * stride_w - pad_left;
+                int32_t c = 0;
+                for (; c + 8 <= C; c += 8) {
+                    vk_f32x4 acc0 = bias ? vk_load(bias + c) : vk_splat(0.0f);
+                    vk_f32x4 acc1 = bias ? vk_load(bias + c + 4) : vk_splat(0.0f);
+                    for (int32_t kh = 0; kh < KH; kh++) {
+                        int32_t ih = ih0 + kh * dil_h;
+                        if (ih < 0 || ih >= H) continue;
+                        for (int32_t kw = 0; kw < KW; kw++) {
+                            int32_t iw = iw0 + kw * dil_w;
+                            if (iw < 0 || iw >= W) continue;
+                            const float *xp = xn + ih * row + (vk_index)iw * C + c;
+                            const float *wp = weights + ((vk_index)kh * KW + kw) * C + c;
+                            acc0 += vk_load(xp) * vk_load(wp);
+                            acc1 += vk_load(xp + 4) * vk_load(wp + 4);
+                        }
+                    }
+                    vk_store(out + c, vk_activate(acc0, activation));
+                    vk_store(out + c + 4, vk_activate(acc1, activation));
+                }
+                for (; c + 4 <= C; c += 4) {
+                    vk_f32x4 acc = bias ? vk_load(bias + c) : vk_splat(0.0f);
+                    for (int32_t kh = 0; kh < KH; kh++) {
+                        int32_t ih = ih0 + kh * dil_h;
+                        if (ih < 0 || ih >= H) continue;
+                        for (int32_t kw = 0; kw < KW; kw++) {
+                            int32_t iw = iw0 + kw * dil_w;
+                            if (iw < 0 || iw >= W) continue;
+                            acc += vk_load(xn + ih * row + (vk_index)iw * C + c) *
+                                   vk_load(weights + ((vk_index)kh * KW + kw) * C + c);
+                        }
+                    }
+                    vk_store(out + c, vk_activate(acc, activation));
+                }
+                for (; c < C; c++) {
+                    float acc = bias ? bias[c] : 0.0f;
+                    for (int32_t kh = 0; kh < KH; kh++) {
+                        int32_t ih = ih0 + kh * dil_h;
+                        if (ih < 0 || ih >= H) continue;
+                        for (int32_t kw = 0; kw < KW; kw++) {
+                            int32_t iw = iw0 + kw * dil_w;
+                            if (iw < 0 || iw >= W) continue;
+                            acc += xn[ih * row + (vk_index)iw * C + c] *
+                                   weights[((vk_index)kh * KW + kw) * C + c];
+                        }
+                    }
+                    out[c] = vk_activate_scalar(acc, activation);
+                }
+            }
+        }
+    }
+    return VK_OK;
+}

@@ -1,0 +1,81 @@
+/* Vitrine fast kernels: float32 GEMM with fused bias/activation and a depthwise convolution.
+ *
+ * One source set, two targets:
+ *   - wasm32 side module (clang --target=wasm32-unknown-emscripten -msimd128), loaded in
+ *     Pyodide through ctypes.CDLL (emscripten dlopen);
+ *   - native shared library for CPython tests (gcc or clang, plain -O3, baseline SSE2 on x86-64).
+ * SIMD is written once with GCC/Clang vector extensions (see docs/fastpath.md for why).
+ *
+ * ABI: every dimension / leading dimension / stride is int32_t and every array is a pointer, so the
+ * ctypes signatures are identical on wasm32 and on 64-bit hosts. Functions return VK_OK (0) or a
+ * negative VK_E* code; they never allocate (the caller passes a workspace), never print, never abort.
+ * Layout is row-major throughout; convolution tensors are NHWC.
+ */
+#ifndef VITRINE_KERNELS_H
+#define VITRINE_KERNELS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bumped whenever a signature or the packed layout changes; Python refuses a mismatching library. */
+#define VK_ABI_VERSION 1
+
+/* The emscripten target hides symbols by default; the side module must export the API. */
+#define VK_API __attribute__((visibility("default")))
+
+/* Width of one packed B panel (columns). The micro-kernel computes VK_MR x VK_NR tiles of C. */
+#define VK_NR 8
+#define VK_MR 4
+
+/* Fused activations. */
+#define VK_ACT_LINEAR 0
+#define VK_ACT_RELU 1
+#define VK_ACT_RELU6 2
+
+/* Status codes. */
+#define VK_OK 0
+#define VK_E_DIM (-1)        /* a dimension is negative (or a conv dimension is zero) */
+#define VK_E_LD (-2)         /* a leading dimension is smaller than the row length */
+#define VK_E_ACTIVATION (-3) /* unknown activation code */
+#define VK_E_NULL (-4)       /* a required pointer is NULL */
+#define VK_E_STRIDE (-5)     /* a convolution stride / dilation is < 1 */
+
+VK_API int32_t vk_abi_version(void);
+
+/* Number of floats vk_pack_b writes for a K x N matrix: ceil(N / VK_NR) * VK_NR * K. */
+VK_API int32_t vk_packed_b_floats(int32_t K, int32_t N);
+
+/* Packs B[K,N] (row stride ldb) into panels of VK_NR columns: panel p holds rows 0..K-1 of
+ * columns p*VK_NR .. p*VK_NR+VK_NR-1 contiguously (K x VK_NR), the last panel zero-padded. */
+VK_API int32_t vk_pack_b(int32_t K, int32_t N, const float *B, int32_t ldb, float *packed);
+
+/* C[M,N] = act(A[M,K] @ B + bias[N]) with B already packed by vk_pack_b.
+ * bias may be NULL. C must not overlap A or packed_b. */
+VK_API int32_t vk_sgemm_packed(int32_t M, int32_t N, int32_t K, const float *A, int32_t lda,
+                        const float *packed_b, const float *bias, float *C, int32_t ldc,
+                        int32_t activation);
+
+/* Same as vk_sgemm_packed but packs B[K,N] (row stride ldb) into `workspace` first;
+ * workspace must hold vk_packed_b_floats(K, N) floats. */
+VK_API int32_t vk_sgemm(int32_t M, int32_t N, int32_t K, const float *A, int32_t lda, const float *B,
+                 int32_t ldb, const float *bias, float *C, int32_t ldc, int32_t activation,
+                 float *workspace);
+
+/* Depthwise 2-D convolution, NHWC, channel multiplier 1, any kernel size.
+ * x[N,H,W,C], weights[KH,KW,C], bias[C] (may be NULL), y[N,OH,OW,C] with
+ * OH = (H + pad_top + pad_bottom - dil_h*(KH-1) - 1) / stride_h + 1 (same for OW; caller computes
+ * and passes them so both sides agree). Padding is zero padding. */
+VK_API int32_t vk_depthwise_conv2d(int32_t N, int32_t H, int32_t W, int32_t C, const float *x,
+                            int32_t KH, int32_t KW, const float *weights, const float *bias,
+                            int32_t stride_h, int32_t stride_w, int32_t dil_h, int32_t dil_w,
+                            int32_t pad_top, int32_t pad_left, int32_t OH, int32_t OW, float *y,
+                            int32_t activation);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VITRINE_KERNELS_H */

@@ -1,0 +1,66 @@
+// Run a Python script inside Pyodide 0.27.7 under Node.js, with the repository mounted.
+//
+//   node tools/pyodide_node/run_in_pyodide.mjs --index-url DIR --repo DIR --script FILE
+//        [--packages numpy,openblas] [-- script args...]
+//
+// DIR (--index-url) holds Pyodide's core files (from the npm package pyodide@0.27.7) plus the
+// wheels named in its pyodide-lock.json; prepare it with tools/pyodide_node/prepare_assets.py.
+// The repository is mounted read-only-in-spirit at /repo (NODEFS) and put first on sys.path, so
+// the script imports the same `app` package the tests use. stdout/stderr pass through; the exit
+// code is the script's SystemExit code (0 on normal completion, 1 on an uncaught Python error).
+import { pathToFileURL } from "node:url";
+import path from "node:path";
+import fs from "node:fs";
+
+function parseArgs(argv) {
+  const opts = { packages: ["numpy"], scriptArgs: [] };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === "--") { opts.scriptArgs = argv.slice(i + 1); break; }
+    const value = argv[i + 1];
+    if (arg === "--index-url") opts.indexURL = value;
+    else if (arg === "--repo") opts.repo = value;
+    else if (arg === "--script") opts.script = value;
+    else if (arg === "--packages") opts.packages = value.split(",").filter(Boolean);
+    else throw new Error(`run_in_pyodide: unknown argument ${arg}`);
+    i++;
+  }
+  for (const key of ["indexURL", "repo", "script"]) {
+    if (!opts[key]) throw new Error(`run_in_pyodide: missing --${key === "indexURL" ? "index-url" : key}`);
+  }
+  return opts;
+}
+
+const opts = parseArgs(process.argv.slice(2));
+const indexURL = path.resolve(opts.indexURL) + path.sep;
+const repo = path.resolve(opts.repo);
+const { loadPyodide } = await import(pathToFileURL(path.join(indexURL, "pyodide.mjs")).href);
+const pyodide = await loadPyodide({ indexURL, stdout: (s) => console.log(s), stderr: (s) => console.error(s) });
+if (opts.packages.length) await pyodide.loadPackage(opts.packages, { messageCallback: () => {} });
+
+pyodide.FS.mkdirTree("/repo");
+pyodide.FS.mount(pyodide.FS.filesystems.NODEFS, { root: repo }, "/repo");
+const scriptPath = path.resolve(opts.script);
+const source = fs.readFileSync(scriptPath, "utf8");
+pyodide.globals.set("__vitrine_argv", pyodide.toPy([scriptPath, ...opts.scriptArgs]));
+let exitCode = 0;
+try {
+  await pyodide.runPythonAsync(`
+import sys
+sys.path.insert(0, "/repo")
+sys.argv = list(__vitrine_argv)
+`);
+  await pyodide.runPythonAsync(source, { filename: scriptPath });
+} catch (err) {
+  const text = String(err && err.message ? err.message : err);
+  const match = text.match(/SystemExit: (\d+)\s*$/m);
+  if (match) {
+    exitCode = Number(match[1]);
+  } else if (/SystemExit\s*$/m.test(text)) {
+    exitCode = 0;
+  } else {
+    console.error(text);
+    exitCode = 1;
+  }
+}
+process.exit(exitCode);
