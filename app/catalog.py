@@ -1,0 +1,169 @@
+"""The model catalog: the models Vitrine ships a card for, plus models a user adds at run time.
+
+The shipped part is ``app/catalog.json`` (package data): the nine AUCMEDI classifiers published
+on Zenodo (records 7785982..7786009). A :class:`Catalog` is searched by text, filtered by
+discipline / modality / format and looked up by id. User additions live in memory only
+(:meth:`Catalog.add` / :meth:`Catalog.add_reference`); nothing is written anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from importlib import resources
+from typing import Iterable
+
+from .errors import ModelFormatError, ModelSourceError
+from .modelcard import ModelCard
+
+CATALOG_SCHEMA = "vitrine-catalog/1"
+FORMATS = ("tfjs-layers", "tflite")
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """One model: a stable ``id``, its ``format``, where to download it (``zenodo_record``) and
+    its :class:`~app.modelcard.ModelCard`. ``builtin`` is False for models the user added."""
+
+    id: str
+    card: ModelCard
+    format: str | None = None
+    zenodo_record: int | None = None
+    reference: str | None = None
+    builtin: bool = True
+
+    @property
+    def discipline(self) -> str | None:
+        return self.card.discipline
+
+    @property
+    def modality(self) -> str | None:
+        return self.card.modality
+
+    def search_text(self) -> str:
+        card = self.card
+        return " ".join(x for x in (self.id, card.name, card.description, card.modality or "", card.discipline or "",
+                                    " ".join(card.classes), self.format or "") if x).lower()
+
+
+class Catalog:
+    """An ordered collection of :class:`CatalogEntry` (shipped entries first, then user ones)."""
+
+    def __init__(self, entries: Iterable[CatalogEntry] = ()):
+        self._entries: dict[str, CatalogEntry] = {}
+        for entry in entries:
+            self._insert(entry)
+
+    def _insert(self, entry: CatalogEntry) -> None:
+        if entry.id in self._entries:
+            raise ModelSourceError(f"catalog already has a model with id {entry.id!r}")
+        self._entries[entry.id] = entry
+
+    @property
+    def entries(self) -> tuple[CatalogEntry, ...]:
+        return tuple(self._entries.values())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self):
+        return iter(self._entries.values())
+
+    def get(self, entry_id: str, default=_MISSING) -> CatalogEntry | None:
+        """The entry ``entry_id``; raises :class:`~app.errors.ModelSourceError` listing the known
+        ids unless a ``default`` is given."""
+        entry = self._entries.get(entry_id)
+        if entry is None:
+            if default is not _MISSING:
+                return default
+            raise ModelSourceError(f"no catalog model with id {entry_id!r}; known ids: {', '.join(self._entries) or '(none)'}")
+        return entry
+
+    def by_zenodo_record(self, record_id: int) -> CatalogEntry | None:
+        return next((e for e in self._entries.values() if e.zenodo_record == record_id), None)
+
+    def search(self, text: str = "", *, discipline: str | None = None, modality: str | None = None,
+               format: str | None = None) -> list[CatalogEntry]:
+        """Entries whose id / name / description / classes / modality / discipline contain every
+        word of ``text`` (case-insensitive), narrowed by the filters (case-insensitive substring:
+        ``modality="x-ray"``, ``discipline="radio"``)."""
+        words = [w for w in re.split(r"\s+", text.lower().strip()) if w]
+        out = []
+        for entry in self._entries.values():
+            haystack = entry.search_text()
+            if not all(w in haystack for w in words):
+                continue
+            if discipline and discipline.lower() not in (entry.discipline or "").lower():
+                continue
+            if modality and modality.lower() not in (entry.modality or "").lower():
+                continue
+            if format and (entry.format or "").lower() != format.lower():
+                continue
+            out.append(entry)
+        return out
+
+    def filter(self, *, discipline: str | None = None, modality: str | None = None, format: str | None = None) -> list[CatalogEntry]:
+        return self.search("", discipline=discipline, modality=modality, format=format)
+
+    def disciplines(self) -> list[str]:
+        return sorted({e.discipline for e in self if e.discipline})
+
+    def modalities(self) -> list[str]:
+        return sorted({e.modality for e in self if e.modality})
+
+    # .. user additions (in memory) ..
+
+    def add(self, entry: CatalogEntry) -> CatalogEntry:
+        """Add a user model (``builtin`` is forced to False)."""
+        if entry.builtin:
+            entry = CatalogEntry(entry.id, entry.card, entry.format, entry.zenodo_record, entry.reference, builtin=False)
+        self._insert(entry)
+        return entry
+
+    def add_reference(self, reference: str, card: ModelCard | None = None, *, entry_id: str | None = None,
+                      format: str | None = None) -> CatalogEntry:
+        """Add a model the user named by DOI / URL / record id (no network access here; the card,
+        when not given, is a placeholder until the model is fetched and its own card is read)."""
+        from .sources import parse_reference
+
+        parsed = parse_reference(reference)
+        if parsed.kind not in ("zenodo", "local", "doi"):
+            raise ModelSourceError(f"{reference!r} cannot be added as a model reference")
+        if entry_id is None:
+            entry_id = f"zenodo-{parsed.record_id}" if parsed.record_id else f"user-{len(self._entries) + 1}"
+        if card is None:
+            card = ModelCard(name=f"User model {reference}", classes=("?",))
+        return self.add(CatalogEntry(entry_id, card, format, parsed.record_id, reference, builtin=False))
+
+
+def parse_catalog(obj, *, filename: str = "catalog.json") -> Catalog:
+    """Validate a decoded catalog JSON (``{"schema": "vitrine-catalog/1", "models": [...]}``)."""
+    if not isinstance(obj, dict) or obj.get("schema") != CATALOG_SCHEMA:
+        found = obj.get("schema") if isinstance(obj, dict) else type(obj).__name__
+        raise ModelFormatError(f"{filename}: expected an object with schema {CATALOG_SCHEMA!r}, got {found!r}")
+    models = obj.get("models")
+    if not isinstance(models, list):
+        raise ModelFormatError(f"{filename}: field 'models' must be a list")
+    entries = []
+    for i, item in enumerate(models):
+        where = f"{filename} model {i}"
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not item["id"]:
+            raise ModelFormatError(f"{where}: needs a non-empty string 'id'")
+        where = f"{filename} model {item['id']!r}"
+        fmt = item.get("format")
+        if fmt is not None and fmt not in FORMATS:
+            raise ModelFormatError(f"{where}: field 'format' must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        record = item.get("zenodo_record")
+        if record is not None and (not isinstance(record, int) or isinstance(record, bool) or record <= 0):
+            raise ModelFormatError(f"{where}: field 'zenodo_record' must be a positive integer, got {record!r}")
+        card = ModelCard.from_json(item.get("card"), filename=f"{where} card")
+        entries.append(CatalogEntry(item["id"], card, fmt, record, builtin=True))
+    return Catalog(entries)
+
+
+def load_catalog() -> Catalog:
+    """The catalog shipped with the package (a fresh object: user additions are per instance)."""
+    text = resources.files(__package__).joinpath("catalog.json").read_text(encoding="utf-8")
+    return parse_catalog(json.loads(text))
