@@ -1,0 +1,311 @@
+"""GEMM backends behind :mod:`app.fastpath`: the SIMD kernel library, OpenBLAS and numpy.
+
+Every backend exposes the same call, ``sgemm(a, b, bias=None, activation="linear", out=None)``,
+computing ``act(a @ b + bias)`` in float32 into ``out`` (allocated when ``None``) and returning it.
+Arguments are checked once by :func:`check_gemm_args`; the backends then only compute.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import VitrineError
+
+#: Fused activations every backend supports, with their code in the C ABI (vitrine_kernels.h).
+ACTIVATIONS = {"linear": 0, "relu": 1, "relu6": 2}
+
+#: Must equal VK_ABI_VERSION in csrc/vitrine_kernels.h.
+KERNEL_ABI_VERSION = 1
+
+_F32 = np.dtype(np.float32)
+_ITEM = _F32.itemsize
+
+
+class FastpathError(VitrineError, ValueError):
+    """Bad arguments to a fast kernel, or a kernel library that cannot be used (says why)."""
+
+
+@dataclass(frozen=True)
+class GemmArgs:
+    """Validated GEMM operands: row-major views with unit column stride and their row strides
+    (leading dimensions, in elements)."""
+
+    a: np.ndarray
+    b: np.ndarray
+    bias: np.ndarray | None
+    out: np.ndarray
+    m: int
+    n: int
+    k: int
+    lda: int
+    ldb: int
+    ldc: int
+    activation: int
+
+
+def _leading_dimension(arr: np.ndarray) -> int | None:
+    """Row stride in elements if ``arr`` (2-D float32) is row-major with unit column stride."""
+    rows, cols = arr.shape
+    if cols > 1 and arr.strides[1] != _ITEM:
+        return None
+    if rows <= 1:
+        return max(cols, 1)  # the row stride of a single row is never used
+    stride = arr.strides[0]
+    if stride % _ITEM or stride // _ITEM < cols:
+        return None
+    return stride // _ITEM
+
+
+def _as_rows(arr: np.ndarray) -> tuple[np.ndarray, int]:
+    ld = _leading_dimension(arr)
+    if ld is None:  # negative, overlapping or non-unit column strides: one contiguous copy
+        arr = np.ascontiguousarray(arr)
+        ld = max(arr.shape[1], 1)
+    return arr, ld
+
+
+def _describe(arr: object) -> str:
+    if isinstance(arr, np.ndarray):
+        return f"{arr.dtype} array of shape {arr.shape}"
+    return type(arr).__name__
+
+
+def check_gemm_args(a, b, bias=None, activation="linear", out=None) -> GemmArgs:
+    """Validate GEMM operands once; raise :class:`FastpathError` naming the argument otherwise.
+
+    ``a`` [M, K] and ``b`` [K, N] must be 2-D float32 arrays (any row stride; a copy is made only
+    when the column stride is not 1). ``bias`` is None or float32 [N]. ``out`` is None or a
+    writable float32 [M, N] array with unit column stride that does not overlap ``a``/``b``.
+    """
+    for name, arr in (("a", a), ("b", b)):
+        if not isinstance(arr, np.ndarray) or arr.dtype != _F32 or arr.ndim != 2:
+            raise FastpathError(f"sgemm: {name} must be a 2-D float32 array, got {_describe(arr)}")
+    m, k = a.shape
+    k_b, n = b.shape
+    if k != k_b:
+        raise FastpathError(f"sgemm: inner dimensions differ: a is {a.shape}, b is {b.shape} (expected a[M, K] @ b[K, N])")
+    if activation not in ACTIVATIONS:
+        raise FastpathError(f"sgemm: activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    if bias is not None:
+        if not isinstance(bias, np.ndarray) or bias.dtype != _F32 or bias.shape != (n,):
+            raise FastpathError(f"sgemm: bias must be a float32 array of shape ({n},), got {_describe(bias)}")
+        bias = np.ascontiguousarray(bias)
+    a, lda = _as_rows(a)
+    b, ldb = _as_rows(b)
+    if out is None:
+        out = np.empty((m, n), dtype=_F32)
+    else:
+        if not isinstance(out, np.ndarray) or out.dtype != _F32 or out.shape != (m, n):
+            raise FastpathError(f"sgemm: out must be a float32 array of shape ({m}, {n}), got {_describe(out)}")
+        if not out.flags.writeable:
+            raise FastpathError("sgemm: out is read-only")
+        if np.may_share_memory(out, a) or np.may_share_memory(out, b):
+            raise FastpathError("sgemm: out overlaps a or b; pass a separate output array")
+    ldc = _leading_dimension(out)
+    if ldc is None:
+        raise FastpathError(f"sgemm: out must have unit column stride and row stride >= {n}, got strides {out.strides}")
+    return GemmArgs(a, b, bias, out, m, n, k, lda, ldb, ldc, ACTIVATIONS[activation])
+
+
+def _apply_bias_activation(args: GemmArgs) -> None:
+    out = args.out
+    if args.bias is not None:
+        out += args.bias
+    if args.activation == ACTIVATIONS["relu"]:
+        np.maximum(out, 0.0, out=out)
+    elif args.activation == ACTIVATIONS["relu6"]:
+        np.maximum(out, 0.0, out=out)
+        np.minimum(out, 6.0, out=out)
+
+
+class NumpyBackend:
+    """``numpy.matmul`` followed by in-place bias and activation; always available."""
+
+    name = "numpy"
+
+    def sgemm(self, a, b, bias=None, activation="linear", out=None):
+        args = check_gemm_args(a, b, bias, activation, out)
+        np.matmul(args.a, args.b, out=args.out)
+        _apply_bias_activation(args)
+        return args.out
+
+
+_CBLAS_ROW_MAJOR = 101
+_CBLAS_NO_TRANS = 111
+
+
+class OpenBlasBackend:
+    """``cblas_sgemm`` through ctypes: Pyodide's ``openblas`` package (32-bit ints) or the
+    ILP64 ``scipy_openblas64_`` library bundled in numpy's CPython wheels (64-bit ints)."""
+
+    def __init__(self, path: str | Path, symbol: str = "cblas_sgemm", int_type=ctypes.c_int32):
+        self.path = str(path)
+        self.name = f"openblas ({Path(self.path).name})"
+        try:
+            lib = ctypes.CDLL(self.path)
+            fn = getattr(lib, symbol)
+        except (OSError, AttributeError) as exc:
+            raise FastpathError(f"OpenBLAS: cannot load {symbol} from {self.path}: {exc}") from exc
+        i, p, f = int_type, ctypes.c_void_p, ctypes.c_float
+        fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, i, i, i, f, p, i, p, i, f, p, i]
+        fn.restype = None
+        self._lib = lib  # keep the library alive as long as the function pointer
+        self._sgemm = fn
+
+    def sgemm(self, a, b, bias=None, activation="linear", out=None):
+        args = check_gemm_args(a, b, bias, activation, out)
+        if args.m and args.n:
+            if args.k == 0:
+                args.out[...] = 0.0
+            else:
+                self._sgemm(_CBLAS_ROW_MAJOR, _CBLAS_NO_TRANS, _CBLAS_NO_TRANS, args.m, args.n, args.k, 1.0,
+                            args.a.ctypes.data, args.lda, args.b.ctypes.data, args.ldb, 0.0,
+                            args.out.ctypes.data, args.ldc)
+        _apply_bias_activation(args)
+        return args.out
+
+
+_STATUS = {
+    -1: "a dimension is negative (or a convolution dimension is zero)",
+    -2: "a leading dimension is smaller than the row length",
+    -3: "unknown activation code",
+    -4: "a required pointer is NULL",
+    -5: "a stride or dilation is < 1",
+}
+
+
+class SimdKernelBackend:
+    """The SIMD kernels of ``csrc/vitrine_kernels.c`` loaded with ctypes (wasm side module in
+    Pyodide, native shared library in CPython). Not safe to share one call's workspace between
+    threads, so each thread gets its own packing workspace."""
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        self.name = f"simd ({Path(self.path).name})"
+        try:
+            lib = ctypes.CDLL(self.path)
+        except OSError as exc:
+            raise FastpathError(f"SIMD kernels: cannot load {self.path}: {exc}") from exc
+        i, p = ctypes.c_int32, ctypes.c_void_p
+        signatures = {
+            "vk_abi_version": [],
+            "vk_packed_b_floats": [i, i],
+            "vk_pack_b": [i, i, p, i, p],
+            "vk_sgemm_packed": [i, i, i, p, i, p, p, p, i, i],
+            "vk_sgemm": [i, i, i, p, i, p, i, p, p, i, i, p],
+            "vk_depthwise_conv2d": [i, i, i, i, p, i, i, p, p, i, i, i, i, i, i, i, i, p, i],
+        }
+        for symbol, argtypes in signatures.items():
+            try:
+                fn = getattr(lib, symbol)
+            except AttributeError as exc:
+                raise FastpathError(f"SIMD kernels: {self.path} does not export {symbol}") from exc
+            fn.argtypes = argtypes
+            fn.restype = ctypes.c_int32
+        version = lib.vk_abi_version()
+        if version != KERNEL_ABI_VERSION:
+            raise FastpathError(
+                f"SIMD kernels: {self.path} has ABI version {version}, this package expects {KERNEL_ABI_VERSION}; rebuild it"
+            )
+        self._lib = lib
+        self._local = threading.local()
+
+    def _workspace(self, floats: int) -> np.ndarray:
+        buf = getattr(self._local, "workspace", None)
+        if buf is None or buf.size < floats:
+            buf = np.empty(max(floats, 1024), dtype=_F32)
+            self._local.workspace = buf
+        return buf
+
+    def _check(self, status: int, what: str) -> None:
+        if status != 0:
+            raise FastpathError(f"SIMD kernels: {what} failed with status {status} ({_STATUS.get(status, 'unknown')})")
+
+    def sgemm(self, a, b, bias=None, activation="linear", out=None):
+        args = check_gemm_args(a, b, bias, activation, out)
+        workspace = self._workspace(self._lib.vk_packed_b_floats(args.k, args.n))
+        self._check(
+            self._lib.vk_sgemm(args.m, args.n, args.k, args.a.ctypes.data, args.lda, args.b.ctypes.data, args.ldb,
+                               None if args.bias is None else args.bias.ctypes.data, args.out.ctypes.data, args.ldc,
+                               args.activation, workspace.ctypes.data),
+            f"sgemm M={args.m} N={args.n} K={args.k}",
+        )
+        return args.out
+
+    def pack_weights(self, b) -> "PackedWeights":
+        """Pack ``b`` [K, N] once for repeated :meth:`sgemm_packed` calls (conv / dense weights)."""
+        if not isinstance(b, np.ndarray) or b.dtype != _F32 or b.ndim != 2:
+            raise FastpathError(f"pack_weights: b must be a 2-D float32 array, got {_describe(b)}")
+        b, ldb = _as_rows(b)
+        k, n = b.shape
+        packed = np.empty(max(self._lib.vk_packed_b_floats(k, n), 1), dtype=_F32)
+        self._check(self._lib.vk_pack_b(k, n, b.ctypes.data, ldb, packed.ctypes.data), f"pack_b K={k} N={n}")
+        return PackedWeights(packed, k, n, self)
+
+    def sgemm_packed(self, a, weights: "PackedWeights", bias=None, activation="linear", out=None):
+        """``act(a @ b + bias)`` with ``b`` packed by :meth:`pack_weights` of this backend."""
+        if not isinstance(weights, PackedWeights) or weights.owner is not self:
+            raise FastpathError("sgemm_packed: weights must come from pack_weights() of the same backend")
+        # Validate a/bias/out against a zero-strided stand-in of b's shape (no copy, no packing).
+        stand_in = np.lib.stride_tricks.as_strided(np.zeros(1, _F32), (weights.k, weights.n), (0, _ITEM))
+        args = check_gemm_args(a, stand_in, bias, activation, out)
+        self._check(
+            self._lib.vk_sgemm_packed(args.m, args.n, args.k, args.a.ctypes.data, args.lda, weights.data.ctypes.data,
+                                      None if args.bias is None else args.bias.ctypes.data, args.out.ctypes.data,
+                                      args.ldc, args.activation),
+            f"sgemm_packed M={args.m} N={args.n} K={args.k}",
+        )
+        return args.out
+
+    def depthwise_conv2d(self, x, kernel, bias=None, *, strides=(1, 1), dilations=(1, 1), pads=(0, 0, 0, 0),
+                         activation="linear"):
+        """Depthwise conv with the IR's arguments (x NHWC, kernel [KH, KW, C, 1], explicit
+        ``pads`` = (top, bottom, left, right)); channel multiplier 1 only."""
+        if not isinstance(x, np.ndarray) or x.dtype != _F32 or x.ndim != 4:
+            raise FastpathError(f"depthwise_conv2d: x must be a 4-D float32 NHWC array, got {_describe(x)}")
+        n, h, w, c = x.shape
+        if (not isinstance(kernel, np.ndarray) or kernel.dtype != _F32 or kernel.ndim != 4
+                or kernel.shape[2] != c or kernel.shape[3] != 1):
+            raise FastpathError(
+                f"depthwise_conv2d: kernel must be float32 [KH, KW, {c}, 1] (multiplier 1), got {_describe(kernel)}"
+            )
+        if bias is not None and (not isinstance(bias, np.ndarray) or bias.dtype != _F32 or bias.shape != (c,)):
+            raise FastpathError(f"depthwise_conv2d: bias must be a float32 array of shape ({c},), got {_describe(bias)}")
+        if activation not in ACTIVATIONS:
+            raise FastpathError(f"depthwise_conv2d: activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        (sh, sw), (dh, dw) = tuple(strides), tuple(dilations)
+        top, bottom, left, right = pads
+        if min(sh, sw, dh, dw) < 1 or min(top, bottom, left, right) < 0:
+            raise FastpathError(f"depthwise_conv2d: strides/dilations must be >= 1 and pads >= 0, got strides={strides}, "
+                                f"dilations={dilations}, pads={pads}")
+        kh, kw = kernel.shape[:2]
+        oh = (h + top + bottom - dh * (kh - 1) - 1) // sh + 1
+        ow = (w + left + right - dw * (kw - 1) - 1) // sw + 1
+        if oh < 1 or ow < 1:
+            raise FastpathError(f"depthwise_conv2d: kernel {kh}x{kw} with pads {pads} does not fit input {h}x{w}")
+        x = np.ascontiguousarray(x)
+        taps = np.ascontiguousarray(kernel.reshape(kh, kw, c))
+        bias = None if bias is None else np.ascontiguousarray(bias)
+        y = np.empty((n, oh, ow, c), dtype=_F32)
+        self._check(
+            self._lib.vk_depthwise_conv2d(n, h, w, c, x.ctypes.data, kh, kw, taps.ctypes.data,
+                                          None if bias is None else bias.ctypes.data, sh, sw, dh, dw, top, left,
+                                          oh, ow, y.ctypes.data, ACTIVATIONS[activation]),
+            f"depthwise_conv2d x={x.shape} kernel={kernel.shape}",
+        )
+        return y
+
+
+@dataclass(frozen=True, eq=False)
+class PackedWeights:
+    """A [K, N] weight matrix packed by :meth:`SimdKernelBackend.pack_weights`."""
+
+    data: np.ndarray
+    k: int
+    n: int
+    owner: SimdKernelBackend
