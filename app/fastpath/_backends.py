@@ -51,6 +51,8 @@ class GemmArgs:
 def _leading_dimension(arr: np.ndarray) -> int | None:
     """Row stride in elements if ``arr`` (2-D float32) is row-major with unit column stride."""
     rows, cols = arr.shape
+    if arr.size == 0:
+        return max(cols, 1)  # nothing is read or written
     if cols > 1 and arr.strides[1] != _ITEM:
         return None
     if rows <= 1:

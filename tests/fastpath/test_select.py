@@ -1,0 +1,121 @@
+"""Backend selection, the engine hook and the kernel build tool."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+
+import numpy as np
+import pytest
+
+from app import fastpath
+from app.fastpath import FastpathError
+
+
+@pytest.fixture(autouse=True)
+def restore_selection():
+    yield
+    fastpath.select_backend(("numpy",))
+    try:
+        fastpath.uninstall()
+    except ImportError:
+        pass
+
+
+def test_simd_selected_first_when_library_present(native_library):
+    backend = fastpath.select_backend(kernel_path=native_library)
+    assert backend.name == "simd (vitrine_kernels.native.so)"
+    assert fastpath.backend_name() == backend.name
+    assert fastpath.backend_report() == {"backend": backend.name, "skipped": [], "fallbacks": {}}
+
+
+def test_default_search_finds_the_cache_build(native_library, monkeypatch):
+    monkeypatch.delenv(fastpath.LIBRARY_ENV, raising=False)
+    assert native_library in fastpath.library_candidates()
+    assert fastpath.select_backend().name.startswith("simd")
+
+
+def test_missing_library_falls_back_with_reason(tmp_path):
+    missing = tmp_path / "nope.so"
+    backend = fastpath.select_backend(("simd", "numpy"), kernel_path=missing)
+    assert backend.name == "numpy"
+    assert fastpath.backend_report()["skipped"] == [f"simd: SIMD kernels: {missing} does not exist"]
+
+
+def test_env_variable_overrides_search(tmp_path, monkeypatch):
+    monkeypatch.setenv(fastpath.LIBRARY_ENV, str(tmp_path / "elsewhere.so"))
+    assert fastpath.library_candidates()[0] == tmp_path / "elsewhere.so"
+
+
+def test_unloadable_library_is_skipped_with_loader_message(tmp_path):
+    bogus = tmp_path / "bogus.so"
+    bogus.write_bytes(b"not a shared library")
+    fastpath.select_backend(("simd", "numpy"), kernel_path=bogus)
+    (reason,) = fastpath.backend_report()["skipped"]
+    assert reason.startswith(f"simd: SIMD kernels: cannot load {bogus}:")
+
+
+def test_kernel_bytes_are_written_and_loaded(native_library):
+    backend = fastpath.select_backend(("simd",), kernel_bytes=native_library.read_bytes())
+    digest = hashlib.sha256(native_library.read_bytes()).hexdigest()[:16]
+    assert backend.path == f"/tmp/vitrine_kernels.{digest}.so"
+
+
+def test_no_usable_backend_raises_with_all_reasons(tmp_path):
+    with pytest.raises(FastpathError, match=r"no usable backend; simd: SIMD kernels: .* does not exist"):
+        fastpath.select_backend(("simd",), kernel_path=tmp_path / "missing.so")
+
+
+def test_unknown_backend_name_is_rejected():
+    with pytest.raises(FastpathError, match=r"order must be a non-empty subset of \('simd', 'openblas', 'numpy'\), got \('gpu',\)"):
+        fastpath.select_backend(("gpu",))
+
+
+def test_sgemm_uses_selected_backend(native_library):
+    fastpath.select_backend(kernel_path=native_library)
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    b = np.arange(12, dtype=np.float32).reshape(3, 4)
+    np.testing.assert_array_equal(fastpath.sgemm(a, b, np.ones(4, np.float32), "relu"),
+                                  [[21.0, 24.0, 27.0, 30.0], [57.0, 69.0, 81.0, 93.0]])
+
+
+def test_install_routes_engine_gemm_and_records_fallbacks(native_library):
+    gemm_module = pytest.importorskip("app.kernels.gemm", reason="engine GEMM hook (app/kernels/gemm.py) not present")
+    fastpath.select_backend(kernel_path=native_library)
+    backend = fastpath.install()
+    assert gemm_module.gemm_backend_name() == backend.name
+    a = np.random.default_rng(0).standard_normal((37, 19)).astype(np.float32)
+    b = np.random.default_rng(1).standard_normal((19, 11)).astype(np.float32)
+    out = np.empty((37, 11), np.float32)
+    assert gemm_module.gemm(a, b, out) is out
+    np.testing.assert_allclose(out, a.astype(np.float64) @ b, rtol=1e-5, atol=1e-5)
+    # float64 operands are not the kernel's business: numpy computes them and the reason is counted
+    gemm_module.gemm(a.astype(np.float64), b)
+    assert fastpath.backend_report()["fallbacks"] == {
+        "sgemm: a must be a 2-D float32 array, got float64 array of shape (37, 19)": 1
+    }
+    fastpath.uninstall()
+    assert gemm_module.gemm_backend_name() == "numpy"
+
+
+def test_build_is_deterministic(build_tool, tmp_path):
+    targets = ["native"] + (["wasm"] if shutil.which("clang-16") and shutil.which("wasm-ld-16") else [])
+    for target in targets:
+        first = build_tool.build_kernels(tmp_path / "one", target).read_bytes()
+        second = build_tool.build_kernels(tmp_path / "two", target).read_bytes()
+        assert first == second, f"{target} build differs between two runs"
+    if "wasm" in targets:
+        wasm = (tmp_path / "one" / "vitrine_kernels.wasm.so").read_bytes()
+        # an emscripten side module: wasm magic, then the dylink.0 custom section first
+        assert wasm[:4] == b"\0asm" and wasm[8] == 0 and b"dylink.0" in wasm[:32]
+
+
+def test_build_rejects_unknown_target(build_tool, tmp_path):
+    with pytest.raises(build_tool.KernelBuildError, match=r"target must be one of \['native', 'wasm'\], got 'arm'"):
+        build_tool.build_kernels(tmp_path, "arm")
+
+
+def test_build_reports_missing_wasm_toolchain(build_tool, tmp_path, monkeypatch):
+    monkeypatch.setattr(build_tool.shutil, "which", lambda name: None)
+    with pytest.raises(build_tool.KernelBuildError, match=r"`clang-16` not found on PATH; install clang-16 and lld-16"):
+        build_tool.build_kernels(tmp_path, "wasm")
