@@ -1,0 +1,176 @@
+"""Integer reference arithmetic of TFLite (``tensorflow/lite/kernels/internal/common.h`` and
+``reference/integer_ops/*``), vectorised with numpy int64 so results match LiteRT's reference
+kernels bit for bit.
+
+Only pure maths lives here: callers pass numpy arrays and already-decoded quantization
+parameters; nothing knows about flatbuffers or tensors.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+INT32_MIN = -(1 << 31)
+INT32_MAX = (1 << 31) - 1
+
+
+def quantize_multiplier(real_multiplier: float) -> tuple[int, int]:
+    """TFLite ``QuantizeMultiplier``: real = q * 2^(shift-31), q in [2^30, 2^31)."""
+    if real_multiplier == 0.0:
+        return 0, 0
+    fraction, shift = math.frexp(real_multiplier)
+    q = _round_half_away(fraction * (1 << 31))
+    if q == (1 << 31):
+        q //= 2
+        shift += 1
+    if shift < -31:
+        return 0, 0
+    return int(q), int(shift)
+
+
+def _round_half_away(value: float) -> int:
+    """C ``std::round``: halves round away from zero (Python's round() is banker's)."""
+    return int(math.floor(abs(value) + 0.5)) * (1 if value >= 0 else -1)
+
+
+def round_half_away(values: np.ndarray) -> np.ndarray:
+    """Vectorised ``TfLiteRound`` / ``std::round`` on floats."""
+    return np.sign(values) * np.floor(np.abs(values) + 0.5)
+
+
+def saturating_rounding_doubling_high_mul(a: np.ndarray, b) -> np.ndarray:
+    """gemmlowp ``SaturatingRoundingDoublingHighMul`` on int32 values held in int64."""
+    a = np.asarray(a, np.int64)
+    b = np.asarray(b, np.int64)
+    ab = a * b
+    nudge = np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
+    total = ab + nudge
+    # C++ integer division truncates toward zero.
+    quotient = np.where(total >= 0, total >> 31, -((-total) >> 31))
+    overflow = (a == INT32_MIN) & (b == INT32_MIN)
+    return np.where(overflow, INT32_MAX, quotient)
+
+
+def rounding_divide_by_pot(x: np.ndarray, exponent) -> np.ndarray:
+    """gemmlowp ``RoundingDivideByPOT``: divide by 2^exponent, rounding half away from zero."""
+    x = np.asarray(x, np.int64)
+    exponent = np.asarray(exponent, np.int64)
+    mask = (np.int64(1) << exponent) - 1
+    remainder = x & mask
+    threshold = (mask >> 1) + (x < 0)
+    return (x >> exponent) + (remainder > threshold)
+
+
+def multiply_by_quantized_multiplier(x: np.ndarray, multiplier, shift) -> np.ndarray:
+    """TFLite ``MultiplyByQuantizedMultiplier`` (double-rounding variant, the default build)."""
+    shift = np.asarray(shift, np.int64)
+    left = np.maximum(shift, 0)
+    right = np.maximum(-shift, 0)
+    x = np.asarray(x, np.int64) * (np.int64(1) << left)
+    # int32 arithmetic in C++: wrap like the hardware would (never hit by sane models).
+    x = ((x + (1 << 31)) % (1 << 32)) - (1 << 31)
+    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, multiplier), right)
+
+
+def activation_range(activation: str, scale: float, zero_point: int, dtype) -> tuple[int, int]:
+    """``CalculateActivationRangeQuantized``: the integer clamp a fused activation implies."""
+    info = np.iinfo(dtype)
+    qmin, qmax = int(info.min), int(info.max)
+
+    def quantize(value: float) -> int:
+        return int(zero_point) + _round_half_away(float(np.float32(value) / np.float32(scale)))
+
+    if activation == "linear":
+        return qmin, qmax
+    if activation == "relu":
+        return max(qmin, quantize(0.0)), qmax
+    if activation == "relu6":
+        return max(qmin, quantize(0.0)), min(qmax, quantize(6.0))
+    if activation == "relu_n1_to_1":
+        return max(qmin, quantize(-1.0)), min(qmax, quantize(1.0))
+    raise ValueError(f"fused activation {activation!r} has no quantized form")
+
+
+def requantize(acc: np.ndarray, multiplier, shift, zero_point: int, lo: int, hi: int, dtype) -> np.ndarray:
+    """int32 accumulator -> output integers (scale, add zero point, clamp)."""
+    out = multiply_by_quantized_multiplier(acc, multiplier, shift) + int(zero_point)
+    return np.clip(out, lo, hi).astype(dtype)
+
+
+def quantize_float(x: np.ndarray, scale, zero_point, dtype, axis: int | None = None) -> np.ndarray:
+    """Reference QUANTIZE of floats: ``zp + round(x / scale)`` clamped to the type range."""
+    info = np.iinfo(dtype)
+    scale = np.asarray(scale, np.float32)
+    zero_point = np.asarray(zero_point, np.int64)
+    if axis is not None and scale.size > 1:
+        bshape = [1] * x.ndim
+        bshape[axis] = -1
+        scale = scale.reshape(bshape)
+        zero_point = zero_point.reshape(bshape)
+    q = round_half_away(np.asarray(x, np.float32) / scale).astype(np.int64) + zero_point
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def dequantize(q: np.ndarray, scale, zero_point, axis: int | None = None) -> np.ndarray:
+    """``scale * (q - zero_point)`` in float32 (per channel along ``axis`` when given)."""
+    scale = np.asarray(scale, np.float32)
+    zero_point = np.asarray(zero_point, np.int64)
+    if axis is not None and scale.size > 1:
+        bshape = [1] * q.ndim
+        bshape[axis] = -1
+        scale = scale.reshape(bshape)
+        zero_point = zero_point.reshape(bshape)
+    # Reference Dequantize multiplies in double before narrowing to float.
+    return ((q.astype(np.int64) - zero_point) * scale.astype(np.float64)).astype(np.float32)
+
+
+def exact_int_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Integer matmul via float64 BLAS: exact while every partial sum stays below 2^53, which
+    holds for 8-bit operands up to ~2^37 terms; much faster than numpy's integer matmul."""
+    return np.rint(a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
+
+
+def symmetric_quantize_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``SymmetricQuantizeFloats`` per row: int8 values and float32 scaling factors."""
+    rng = np.maximum(np.abs(x.min(axis=1)), np.abs(x.max(axis=1))).astype(np.float32)
+    safe = np.where(rng == 0, np.float32(1), rng)
+    factors = np.where(rng == 0, np.float32(1), (rng / np.float32(127)).astype(np.float32))
+    inv = (np.float32(127) / safe).astype(np.float32)
+    q = round_half_away((x * inv[:, None]).astype(np.float32))
+    q = np.where((rng == 0)[:, None], 0, np.clip(q, -127, 127))
+    return q.astype(np.int8), factors.astype(np.float32)
+
+
+def asymmetric_quantize_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``AsymmetricQuantizeFloats`` per row: int8 values, float32 scales, int32 offsets."""
+    rows = x.shape[0]
+    q = np.zeros(x.shape, np.int8)
+    factors = np.ones(rows, np.float32)
+    offsets = np.zeros(rows, np.int64)
+    qmin, qmax = -128.0, 127.0
+    for r in range(rows):
+        values = x[r].astype(np.float32)
+        rmin = float(min(np.float32(0), values.min()))
+        rmax = float(max(np.float32(0), values.max()))
+        if rmin == rmax:
+            continue
+        scale = (rmax - rmin) / (qmax - qmin)
+        zp_from_min = qmin - rmin / scale
+        zp_from_max = qmax - rmax / scale
+        err_min = abs(qmin) + abs(rmin / scale)
+        err_max = abs(qmax) + abs(rmax / scale)
+        zp = zp_from_min if err_min < err_max else zp_from_max
+        if zp <= qmin:
+            nudged = -128
+        elif zp >= qmax:
+            nudged = 127
+        else:
+            nudged = _round_half_away(zp)
+        factors[r] = np.float32(scale)
+        offsets[r] = nudged
+        inv = np.float32(1.0) / factors[r]
+        vals = round_half_away((np.float32(nudged) + values * inv).astype(np.float32))
+        q[r] = np.clip(vals, -128, 127).astype(np.int8)
+    return q, factors, offsets

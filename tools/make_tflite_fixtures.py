@@ -1,0 +1,209 @@
+"""Build the TFLite test fixtures: small seeded Keras / tf.function models converted by the real
+TFLite converter, with expected outputs computed by LiteRT's *reference* kernels.
+
+Run with the LiteRT venv (NOT the project .venv)::
+
+    /opt/litertenv/bin/python tools/make_tflite_fixtures.py          # all cases
+    /opt/litertenv/bin/python tools/make_tflite_fixtures.py cnn_int8  # some cases
+
+Pinned oracle: tensorflow-cpu==2.21.0 (converter) and ai-edge-litert==2.3.0 (interpreter, run
+with ``OpResolverType.BUILTIN_REF`` so no XNNPACK / optimized kernels are involved).
+
+Writes ``tests/fixtures/tflite/<case>/{model.tflite, io.npz, meta.json}``; io.npz holds
+``input_0..`` and ``output_0..`` in the model's own I/O dtypes (int8/uint8 for quantized I/O).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from ai_edge_litert.interpreter import Interpreter, OpResolverType  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "tests" / "fixtures" / "tflite"
+BATCH = 2
+keras = tf.keras
+
+
+def _seed(seed: int) -> None:
+    keras.utils.set_random_seed(seed)
+    np.random.seed(seed)
+
+
+# ---------------------------------------------------------------- models (float Keras / tf.function)
+
+def cnn_model():
+    """Image-classifier-like CNN: conv / depthwise / transposed conv / pooling / concat / pad /
+    resize / mean / dense / softmax, with hard-swish and fused relu / relu6."""
+    _seed(1)
+    x_in = keras.Input((16, 16, 3), name="image")
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(x_in)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu6", name="dw1")(x)
+    a = keras.layers.Conv2D(8, 3, strides=2, padding="valid", name="conv2")(x)          # 7x7
+    a = keras.layers.Activation("hard_swish", name="hswish")(a)
+    b = keras.layers.MaxPooling2D(2, name="maxpool")(x)                                  # 8x8
+    b = keras.layers.ZeroPadding2D(((0, 0), (0, 0)))(b)
+    b = keras.layers.AveragePooling2D(2, strides=1, padding="valid", name="avgpool")(b)  # 7x7
+    c = keras.layers.Concatenate(name="concat")([a, b])                                  # 7x7x16
+    c = keras.layers.ZeroPadding2D(((1, 0), (1, 0)), name="pad")(c)                      # 8x8
+    c = keras.layers.Conv2DTranspose(16, 3, strides=2, padding="same", activation="relu",
+                                     name="deconv")(c)                                    # 16x16
+    c = keras.layers.Resizing(8, 8, interpolation="bilinear", name="resize_bl")(c)
+    d = keras.layers.UpSampling2D(1, interpolation="nearest")(c)
+    d = keras.layers.Resizing(12, 12, interpolation="nearest", name="resize_nn")(d)
+    d = keras.layers.Conv2D(32, 3, padding="same", activation="sigmoid", name="conv3")(d)
+    g = keras.layers.GlobalAveragePooling2D(name="gap")(d)
+    g = keras.layers.Dense(48, activation="tanh", name="fc1")(g)
+    out = keras.layers.Dense(5, activation="softmax", name="fc2")(g)
+    model = keras.Model(x_in, out)
+    return model, [((BATCH, 16, 16, 3), (-1.0, 1.0))]
+
+
+def ops_model():
+    """Element-wise / shape ops Keras rarely emits, via a tf.function."""
+    _seed(2)
+    rng = np.random.default_rng(2)
+    w_fc = tf.constant(rng.normal(0, 0.4, (24, 6)).astype(np.float32))
+    alpha = tf.constant(rng.uniform(0.05, 0.3, (6,)).astype(np.float32))
+    gather_idx = tf.constant([3, 0, 2], tf.int32)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 6, 6, 4], tf.float32, name="x")])
+    def fn(x):
+        t = tf.transpose(x, [0, 2, 1, 3])
+        t = tf.pad(t, [[0, 0], [1, 1], [2, 0], [0, 0]], constant_values=0.5)        # PADV2
+        t = tf.pad(t, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="REFLECT")              # MIRROR_PAD
+        t = tf.nn.leaky_relu(t, alpha=0.2) - tf.nn.relu6(x[:, :1, :1, :] * 3.0)      # SUB
+        t = t[:, 1:9:2, ::3, :]                                                      # STRIDED_SLICE
+        s = tf.slice(t, [0, 0, 0, 0], [-1, 3, 3, 4])                                 # SLICE
+        p, q = tf.split(s, 2, axis=3)                                                # SPLIT
+        r1, r2 = tf.split(s + 0.25, [1, 3], axis=3)                                       # SPLIT_V
+        m = tf.maximum(p, q) * tf.minimum(p, q) / (r2[..., :2] * r2[..., :2] + 1.0)
+        m = tf.concat([m, r1, tf.clip_by_value(r2, -1.0, 1.0)], axis=-1)             # 6 channels
+        m = tf.gather(m, gather_idx, axis=3)                                         # 3 channels
+        stacked = tf.stack(tf.unstack(m, axis=1), axis=2)                            # PACK/UNPACK
+        flat = tf.reshape(stacked, [-1, 27])[:, :24]
+        h = tf.matmul(flat, w_fc)
+        h = tf.nn.relu(h) - alpha * tf.nn.relu(-h)                                   # PRELU
+        h = tf.math.l2_normalize(h, axis=-1)
+        h = tf.expand_dims(h, 1)
+        s2 = tf.reduce_sum(tf.squeeze(h, 1), axis=-1, keepdims=True)
+        am = tf.cast(tf.argmax(h[:, 0, :], axis=-1), tf.float32)
+        return {"features": tf.squeeze(h, 1) + s2, "argmax": tf.expand_dims(am, -1),
+                "sig": tf.sigmoid(s2) * tf.tanh(s2)}
+
+    return fn, [((BATCH, 6, 6, 4), (-2.0, 2.0))]
+
+
+# ---------------------------------------------------------------- conversion variants
+
+def _converter(model):
+    if isinstance(model, keras.Model):
+        return tf.lite.TFLiteConverter.from_keras_model(model)
+    return tf.lite.TFLiteConverter.from_concrete_functions([model.get_concrete_function()], model)
+
+
+def _representative(specs, seed=7):
+    rng = np.random.default_rng(seed)
+
+    def gen():
+        for _ in range(32):
+            yield [rng.uniform(lo, hi, (1,) + shape[1:]).astype(np.float32)
+                   for shape, (lo, hi) in specs]
+    return gen
+
+
+def convert(model, specs, variant: str) -> bytes:
+    conv = _converter(model)
+    if variant == "float16":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.target_spec.supported_types = [tf.float16]
+    elif variant == "dynamic":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif variant in ("int8", "uint8", "int8_float_io"):
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = _representative(specs)
+        if variant != "int8_float_io":
+            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            conv.inference_input_type = tf.int8 if variant == "int8" else tf.uint8
+            conv.inference_output_type = tf.int8 if variant == "int8" else tf.uint8
+    elif variant != "float32":
+        raise ValueError(variant)
+    return conv.convert()
+
+
+CASES = {
+    "cnn_float32": (cnn_model, "float32"),
+    "cnn_float16": (cnn_model, "float16"),
+    "cnn_dynamic": (cnn_model, "dynamic"),
+    "cnn_int8": (cnn_model, "int8"),
+    "cnn_uint8": (cnn_model, "uint8"),
+    "ops_float32": (ops_model, "float32"),
+    "ops_float16": (ops_model, "float16"),
+    "ops_dynamic": (ops_model, "dynamic"),
+    "ops_int8": (ops_model, "int8_float_io"),
+}
+
+
+def run_reference(model_bytes: bytes, inputs: list[np.ndarray]) -> tuple[list, list, list]:
+    interp = Interpreter(model_content=model_bytes,
+                         experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+    details = interp.get_input_details()
+    for d, x in zip(details, inputs):
+        interp.resize_tensor_input(d["index"], x.shape)
+    interp.allocate_tensors()
+    details = interp.get_input_details()
+    cast_inputs = []
+    for d, x in zip(details, inputs):
+        if np.issubdtype(d["dtype"], np.integer):
+            scale, zp = d["quantization"]
+            info = np.iinfo(d["dtype"])
+            x = np.clip(np.round(x / scale) + zp, info.min, info.max).astype(d["dtype"])
+        cast_inputs.append(x.astype(d["dtype"]))
+        interp.set_tensor(d["index"], cast_inputs[-1])
+    interp.invoke()
+    outs = interp.get_output_details()
+    return cast_inputs, [interp.get_tensor(d["index"]) for d in outs], outs
+
+
+def _builtin_ops(model_bytes: bytes) -> list[str]:
+    from tensorflow.lite.python import schema_py_generated as s
+    m = s.ModelT.InitFromObj(s.Model.GetRootAsModel(model_bytes, 0))
+    names = {v: k for k, v in vars(s.BuiltinOperator).items() if not k.startswith("_")}
+    return sorted({names[max(c.builtinCode, c.deprecatedBuiltinCode)] for c in m.operatorCodes})
+
+
+def build(case: str) -> None:
+    factory, variant = CASES[case]
+    model, specs = factory()
+    model_bytes = convert(model, specs, variant)
+    rng = np.random.default_rng(abs(hash(case)) % (2**32) if False else 1234)
+    inputs = [rng.uniform(lo, hi, shape).astype(np.float32) for shape, (lo, hi) in specs]
+    cast_inputs, outputs, out_details = run_reference(model_bytes, inputs)
+    target = OUT / case
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "model.tflite").write_bytes(model_bytes)
+    arrays = {f"input_{i}": x for i, x in enumerate(cast_inputs)}
+    arrays.update({f"output_{i}": y for i, y in enumerate(outputs)})
+    np.savez_compressed(target / "io.npz", **arrays)
+    meta = {
+        "case": case, "variant": variant, "builtin_ops": _builtin_ops(model_bytes),
+        "output_names": [d["name"] for d in out_details],
+        "output_quantization": [list(map(float, d["quantization"])) for d in out_details],
+        "generator": "tools/make_tflite_fixtures.py",
+        "tensorflow": tf.__version__, "oracle": "ai-edge-litert 2.3.0 BUILTIN_REF",
+        "model_bytes": len(model_bytes),
+    }
+    (target / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+    print(f"{case}: {len(model_bytes)} bytes, ops={meta['builtin_ops']}")
+
+
+if __name__ == "__main__":
+    for name in sys.argv[1:] or list(CASES):
+        build(name)
