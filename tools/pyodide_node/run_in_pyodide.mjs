@@ -43,24 +43,22 @@ pyodide.FS.mount(pyodide.FS.filesystems.NODEFS, { root: repo }, "/repo");
 const scriptPath = path.resolve(opts.script);
 const source = fs.readFileSync(scriptPath, "utf8");
 pyodide.globals.set("__vitrine_argv", pyodide.toPy([scriptPath, ...opts.scriptArgs]));
-let exitCode = 0;
-try {
-  await pyodide.runPythonAsync(`
-import sys
+pyodide.globals.set("__vitrine_source", source);
+pyodide.globals.set("__vitrine_path", scriptPath);
+// SystemExit is caught in Python: letting it escape makes Pyodide rethrow it outside our promise.
+const exitCode = pyodide.runPython(`
+import sys, traceback
 sys.path.insert(0, "/repo")
 sys.argv = list(__vitrine_argv)
+def __vitrine_run():
+    try:
+        exec(compile(__vitrine_source, __vitrine_path, "exec"), {"__name__": "__main__", "__file__": __vitrine_path})
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:
+        traceback.print_exc()
+        return 1
+    return 0
+__vitrine_run()
 `);
-  await pyodide.runPythonAsync(source, { filename: scriptPath });
-} catch (err) {
-  const text = String(err && err.message ? err.message : err);
-  const match = text.match(/SystemExit: (\d+)\s*$/m);
-  if (match) {
-    exitCode = Number(match[1]);
-  } else if (/SystemExit\s*$/m.test(text)) {
-    exitCode = 0;
-  } else {
-    console.error(text);
-    exitCode = 1;
-  }
-}
 process.exit(exitCode);
