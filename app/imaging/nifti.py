@@ -16,7 +16,8 @@ import zlib
 import numpy as np
 
 from ..errors import ImageFormatError
-from .decode import MAX_DECODED_BYTES, DecodedImage, check_pixel_budget, gray_display
+from . import decode as _decode
+from .decode import DecodedImage, check_pixel_budget, gray_display
 from .display import window_to_uint8
 
 
@@ -30,8 +31,10 @@ def _import_nibabel(name: str):
     return nibabel
 
 
-def gunzip_capped(data: bytes, name: str, limit: int = MAX_DECODED_BYTES) -> bytes:
-    """Decompress gzip ``data`` refusing outputs larger than ``limit`` bytes (gzip bombs)."""
+def gunzip_capped(data: bytes, name: str, limit: int | None = None) -> bytes:
+    """Decompress gzip ``data`` refusing outputs larger than ``limit`` bytes (default
+    :data:`app.imaging.decode.MAX_DECODED_BYTES`; gzip bombs)."""
+    limit = _decode.MAX_DECODED_BYTES if limit is None else int(limit)
     inflater = zlib.decompressobj(wbits=31)
     try:
         out = inflater.decompress(data, limit + 1)
@@ -62,10 +65,10 @@ def decode_nifti(data: bytes, name: str, *, slice_=None, window=None) -> Decoded
     if len(shape) < 2 or 0 in shape:
         raise ImageFormatError(f"{name}: NIfTI image of shape {shape} has no 2-D slice to show")
     total_bytes = int(np.prod(shape, dtype=np.int64)) * itemsize
-    if total_bytes > MAX_DECODED_BYTES:
+    if total_bytes > _decode.MAX_DECODED_BYTES:
         raise ImageFormatError(
             f"{name}: NIfTI data of {total_bytes} bytes (shape {shape}) exceeds the limit of "
-            f"{MAX_DECODED_BYTES} bytes (possible decompression bomb)"
+            f"{_decode.MAX_DECODED_BYTES} bytes (possible decompression bomb)"
         )
     if offset + total_bytes > len(raw):
         raise ImageFormatError(
