@@ -44,7 +44,8 @@ class CatalogEntry:
 
     def search_text(self) -> str:
         card = self.card
-        return " ".join(x for x in (self.id, card.name, card.description, card.modality or "", card.discipline or "",
+        aliases = " ".join(a for a, full in MODALITY_ALIASES.items() if card.modality and full == card.modality.lower())
+        return " ".join(x for x in (self.id, card.name, card.description, card.modality or "", card.discipline or "", aliases,
                                     " ".join(card.classes), self.format or "") if x).lower()
 
 
@@ -97,7 +98,7 @@ class Catalog:
                 continue
             if discipline and discipline.lower() not in (entry.discipline or "").lower():
                 continue
-            if modality and modality.lower() not in (entry.modality or "").lower():
+            if modality and not _modality_matches(modality, entry.modality):
                 continue
             if format and (entry.format or "").lower() != format.lower():
                 continue
@@ -136,6 +137,20 @@ class Catalog:
         if card is None:
             card = ModelCard(name=f"User model {reference}", classes=("?",))
         return self.add(CatalogEntry(entry_id, card, format, parsed.record_id, reference, builtin=False))
+
+
+# Common abbreviations a user types for the modality names used in the catalog.
+MODALITY_ALIASES = {
+    "mri": "magnetic resonance imaging", "mr": "magnetic resonance imaging", "ct": "computed tomography",
+    "us": "ultrasound", "xray": "x-ray", "cxr": "x-ray", "radiograph": "x-ray", "fundus": "retinal imaging",
+    "dermoscopy": "dermatoscopy", "histology": "microscopy", "colonoscopy": "endoscopy", "gastroscopy": "endoscopy",
+}
+
+
+def _modality_matches(wanted: str, modality: str | None) -> bool:
+    wanted = wanted.lower().strip()
+    have = (modality or "").lower()
+    return wanted in have or MODALITY_ALIASES.get(wanted.replace(" ", ""), "\0") in have
 
 
 def parse_catalog(obj, *, filename: str = "catalog.json") -> Catalog:
