@@ -1,0 +1,94 @@
+"""Safe, in-memory zip reading (models from Zenodo arrive as zip bytes in browser memory).
+
+Nothing is ever written to a filesystem and archive member names are only used as dictionary
+keys, but names are still validated (``../``, absolute paths, drive letters) because callers
+resolve relative paths (weight shards) against them. Zip bombs are stopped by counting the bytes
+actually decompressed, not the sizes the headers claim.
+"""
+
+from __future__ import annotations
+
+import io
+import posixpath
+import re
+import zipfile
+import zlib
+
+from .errors import ArchiveError
+
+DEFAULT_MAX_TOTAL_BYTES = 1 << 30  # 1 GiB uncompressed: EfficientNetB7 float32 is ~260 MB
+DEFAULT_MAX_ENTRIES = 10_000
+_CHUNK = 1 << 20
+_DRIVE = re.compile(r"^[A-Za-z]:")
+# Errors the stdlib raises on corrupt / truncated / exotic archives.
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, OSError, ValueError,
+               NotImplementedError, RuntimeError)
+
+
+def is_zip(data: bytes) -> bool:
+    """True when ``data`` starts like a zip archive (local header or empty-archive end record)."""
+    return bytes(data[:4]) in (b"PK\x03\x04", b"PK\x05\x06")
+
+
+def safe_member_name(raw: str, archive_name: str) -> str:
+    """Normalised member name, or ArchiveError if it could escape the archive root."""
+    name = raw.replace("\\", "/")
+    if "\x00" in name:
+        raise ArchiveError(f"{archive_name}: member name {raw!r} contains a NUL byte")
+    if name.startswith("/") or _DRIVE.match(name):
+        raise ArchiveError(f"{archive_name}: member {raw!r} has an absolute path; refusing the archive")
+    if ".." in name.split("/"):
+        raise ArchiveError(f"{archive_name}: member {raw!r} contains '..' (path traversal); refusing the archive")
+    normalised = posixpath.normpath(name)
+    return "" if normalised == "." else normalised
+
+
+def read_zip(data: bytes, name: str, *, max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
+             max_entries: int = DEFAULT_MAX_ENTRIES) -> dict[str, bytes]:
+    """Return ``{member name: bytes}`` for every file in the zip ``data`` (directories and
+    ``__MACOSX/`` resource forks skipped).
+
+    Raises :class:`ArchiveError` naming ``name`` when the archive is corrupt or truncated, holds
+    unsafe names, duplicate names, encrypted members, more than ``max_entries`` members or more
+    than ``max_total_bytes`` of decompressed data."""
+    if not is_zip(data):
+        raise ArchiveError(f"{name}: not a zip archive (starts with {bytes(data[:4])!r}, expected b'PK\\x03\\x04')")
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        infos = archive.infolist()
+    except _ZIP_ERRORS as exc:
+        raise ArchiveError(f"{name}: corrupt or truncated zip archive ({exc})") from None
+    if len(infos) > max_entries:
+        raise ArchiveError(f"{name}: {len(infos)} entries, more than the limit of {max_entries} (zip bomb?)")
+    claimed = sum(info.file_size for info in infos)
+    if claimed > max_total_bytes:
+        raise ArchiveError(f"{name}: would decompress to {claimed} bytes, more than the limit of "
+                           f"{max_total_bytes} bytes (zip bomb?)")
+    files: dict[str, bytes] = {}
+    total = 0
+    for info in infos:
+        member = safe_member_name(info.filename, name)
+        if info.is_dir() or not member or member.startswith("__MACOSX/"):
+            continue
+        if info.flag_bits & 0x1:
+            raise ArchiveError(f"{name}: member {info.filename!r} is encrypted")
+        if member in files:
+            raise ArchiveError(f"{name}: member {info.filename!r} appears twice")
+        chunks = []
+        try:
+            with archive.open(info) as stream:
+                while True:
+                    chunk = stream.read(_CHUNK)
+                    if not chunk:
+                        break
+                    total += len(chunk)
+                    if total > max_total_bytes:
+                        raise ArchiveError(f"{name}: decompressed data exceeds the limit of {max_total_bytes} "
+                                           f"bytes at member {info.filename!r} (zip bomb?)")
+                    chunks.append(chunk)
+        except ArchiveError:
+            raise
+        except _ZIP_ERRORS as exc:
+            raise ArchiveError(f"{name}: member {info.filename!r} is corrupt or truncated ({exc})") from None
+        files[member] = b"".join(chunks)
+    return files

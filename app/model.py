@@ -1,0 +1,161 @@
+"""The object ``app.load_model`` returns: predict, debug trace, run-up-to-layer, summary."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import ModelInputError
+from .ir import Graph
+from .optimize import annotate_outputs, optimize
+from .runtime import Plan, TraceRow, infer_shapes
+
+
+class Model:
+    """A runnable model.
+
+    ``graph`` is the optimised IR that ``predict`` runs; ``source_graph`` is the graph exactly as
+    the loader built it (one node per original layer step), used by :meth:`trace` and
+    :meth:`run_until` so every original layer is observable.
+
+    Shapes: ``input_shape`` / ``output_shape`` are tuples with ``None`` for the batch dim when the
+    model has one input / output, and lists of such tuples when it has several.
+    """
+
+    def __init__(self, graph: Graph, *, card: Any = None, source: str = "", format: str = "tfjs-layers"):
+        self.source = source
+        self.format = format
+        self.card = card
+        self._shapes = infer_shapes(graph)
+        self.source_graph = annotate_outputs(graph, self._shapes)
+        self.graph = optimize(self.source_graph)
+        self._plan = Plan(self.graph)
+        self._source_plan: Plan | None = None
+
+    # ---- shapes -------------------------------------------------------------------------------
+
+    @property
+    def input_shapes(self) -> list[tuple]:
+        return [tuple(spec.shape) for spec in self.graph.inputs]
+
+    @property
+    def output_shapes(self) -> list[tuple]:
+        return [tuple(spec.shape) for spec in self.graph.outputs]
+
+    @property
+    def input_shape(self):
+        shapes = self.input_shapes
+        return shapes[0] if len(shapes) == 1 else shapes
+
+    @property
+    def output_shape(self):
+        shapes = self.output_shapes
+        return shapes[0] if len(shapes) == 1 else shapes
+
+    @property
+    def layer_names(self) -> list[str]:
+        """Addressable layer names in execution order (for :meth:`run_until`, Grad-CAM)."""
+        return list(self.source_graph.layer_outputs)
+
+    # ---- running ------------------------------------------------------------------------------
+
+    def _feeds(self, x) -> list[np.ndarray]:
+        arrays = list(x) if isinstance(x, (list, tuple)) else [x]
+        specs = self.graph.inputs
+        if len(arrays) != len(specs):
+            raise ModelInputError(f"model {self.graph.name!r} expects {len(specs)} input array(s), received {len(arrays)}")
+        feeds = []
+        batch = None
+        for spec, array in zip(specs, arrays):
+            array = np.asarray(array)
+            if array.dtype.kind != "f":
+                raise ModelInputError(f"input {spec.name!r}: expected a float array (float32), received dtype "
+                                      f"{array.dtype}; convert and preprocess the image first")
+            expected = tuple(spec.shape)
+            if array.ndim != len(expected) or any(e is not None and e != r for e, r in zip(expected[1:], array.shape[1:])):
+                hint = " (add a batch axis: x[None])" if array.ndim == len(expected) - 1 else ""
+                raise ModelInputError(f"input {spec.name!r}: expected shape {_fmt(expected)}, received "
+                                      f"{tuple(array.shape)}{hint}")
+            if batch is not None and array.shape[0] != batch:
+                raise ModelInputError(f"input {spec.name!r}: batch size {array.shape[0]} differs from the first input's {batch}")
+            batch = array.shape[0]
+            feeds.append(np.ascontiguousarray(array, dtype=np.float32))
+        return feeds
+
+    def predict(self, x, *, trace: bool = False):
+        """Run the model on a float NHWC batch (a list of arrays for several inputs).
+
+        Returns float32: an array for one output, a list for several. With ``trace=True`` returns
+        ``(outputs, rows)`` where ``rows`` is :meth:`trace`'s per-layer table."""
+        if trace:
+            rows: list[TraceRow] = []
+            feeds = self._feeds(x)
+            env = self._get_source_plan().run(feeds, trace=rows)
+            return self._pack([env[t.name] for t in self.source_graph.outputs]), rows
+        env = self._plan.run(self._feeds(x))
+        return self._pack([env[t.name] for t in self.graph.outputs])
+
+    def trace(self, x) -> list[TraceRow]:
+        """Per-layer debug rows (layer, op, output shape, min/max/mean) over the unoptimised graph."""
+        rows: list[TraceRow] = []
+        self._get_source_plan().run(self._feeds(x), trace=rows)
+        return rows
+
+    def run_until(self, x, layer: str | int):
+        """Output of one original layer (by name or index in :attr:`layer_names`), computing only
+        what it needs. An array, or a list when the layer has several outputs."""
+        names = self.layer_names
+        if isinstance(layer, (int, np.integer)):
+            if not -len(names) <= int(layer) < len(names):
+                raise ModelInputError(f"layer index {layer} is out of range (model has {len(names)} layers)")
+            layer = names[int(layer)]
+        tensors = self.source_graph.layer_outputs.get(layer)
+        if tensors is None:
+            close = [n for n in names if layer.lower() in n.lower()][:5]
+            raise ModelInputError(f"model {self.graph.name!r} has no layer {layer!r}"
+                                  + (f"; did you mean {close}?" if close else ""))
+        feeds = self._feeds(x)
+        env = self._get_source_plan().run(feeds, wanted=tensors)
+        values = [np.asarray(env[t], dtype=np.float32) for t in tensors]
+        return values[0] if len(values) == 1 else values
+
+    def _get_source_plan(self) -> Plan:
+        if self._source_plan is None:
+            self._source_plan = Plan(self.source_graph)
+        return self._source_plan
+
+    @staticmethod
+    def _pack(values: Sequence[np.ndarray]):
+        values = [np.asarray(v, dtype=np.float32) for v in values]
+        return values[0] if len(values) == 1 else values
+
+    # ---- description --------------------------------------------------------------------------
+
+    @property
+    def param_count(self) -> int:
+        return int(sum(w.size for w in self.source_graph.weights.values()))
+
+    def summary(self) -> str:
+        """Readable description: one line per original layer step (op, output shape, params)."""
+        g = self.source_graph
+        lines = [f"Model {g.name!r} ({self.format}{', ' + self.source if self.source else ''})",
+                 f"inputs:  " + ", ".join(f"{s.name} {_fmt(s.shape)}" for s in g.inputs),
+                 f"outputs: " + ", ".join(f"{s.name} {_fmt(s.shape)}" for s in g.outputs),
+                 f"{'layer':<44} {'op':<18} {'output shape':<22} {'params':>10}",
+                 "-" * 97]
+        for node in g.nodes:
+            params = sum(g.weights[n].size for n in node.inputs if n in g.weights)
+            shape = self._shapes.get(node.outputs[0]) if self._shapes else None
+            lines.append(f"{node.name:<44.44} {node.op:<18} {_fmt(shape) if shape is not None else '?':<22} {params:>10,}")
+        lines.append("-" * 97)
+        lines.append(f"{len(g.nodes)} nodes ({len(self.graph.nodes)} after folding/fusion), "
+                     f"{self.param_count:,} parameters")
+        return "\n".join(lines)
+
+    def __repr__(self):
+        return f"<Model {self.graph.name!r} {self.format} in={self.input_shape} out={self.output_shape}>"
+
+
+def _fmt(shape) -> str:
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + (",)" if len(shape) == 1 else ")")

@@ -1,0 +1,251 @@
+"""Load-time graph passes: exact rewrites that make the hot loop cheaper.
+
+* "same" pads -> explicit pads, resize scale -> size (when shapes are static);
+* batch-norm -> ``scale_shift``; grouped conv with one channel per group -> depthwise;
+* zero ``pad`` folded into the following conv's pads;
+* ``scale_shift`` folded into the preceding conv / depthwise / dense / transposed conv;
+* a parameterless activation fused into the preceding conv / dense.
+
+A rewrite only fires when the intermediate tensor has no other reader and is not a graph output,
+so results are unchanged up to float rounding. ``Graph.layer_outputs`` keeps every layer whose
+tensor still exists (a folded batch-norm's name now points at the conv that absorbed it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .ir import Graph, Node, TensorSpec
+from .kernels._util import resolve_pads
+from .kernels.activations import FUSABLE_ACTIVATIONS
+from .runtime import infer_shapes
+
+_LINEAR_OPS = ("conv2d", "depthwise_conv2d", "dense", "conv2d_transpose")
+_PADDED_OPS = ("conv2d", "depthwise_conv2d", "max_pool2d", "avg_pool2d")
+
+
+def annotate_outputs(graph: Graph, shapes=None) -> Graph:
+    """The graph with its output TensorSpecs carrying inferred shapes (batch dim None)."""
+    shapes = infer_shapes(graph) if shapes is None else shapes
+    if shapes is None:
+        return graph
+    outputs = [TensorSpec(t.name, shapes.get(t.name, t.shape), t.dtype) for t in graph.outputs]
+    return _rebuild(graph, graph.nodes, graph.weights, outputs=outputs)
+
+
+def optimize(graph: Graph) -> Graph:
+    """Return an equivalent, faster graph (see module docstring)."""
+    shapes = infer_shapes(graph)
+    work = _Work(graph, shapes)
+    if shapes is not None:
+        work.resolve_static_attrs()
+    work.batch_norm_to_scale_shift()
+    work.grouped_to_depthwise()
+    work.merge_zero_pads()
+    work.fold_scale_shift()
+    work.fuse_activations()
+    return work.result()
+
+
+class _Work:
+    def __init__(self, graph: Graph, shapes):
+        self.graph = graph
+        self.shapes = shapes or {}
+        self.nodes: list[Node] = list(graph.nodes)
+        self.weights: dict[str, np.ndarray] = dict(graph.weights)
+        self.protected = {t.name for t in graph.outputs}
+
+    # ---- helpers ------------------------------------------------------------------------------
+
+    def _readers(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for node in self.nodes:
+            for name in node.inputs:
+                counts[name] = counts.get(name, 0) + 1
+        return counts
+
+    def _producers(self) -> dict[str, int]:
+        return {out: i for i, node in enumerate(self.nodes) for out in node.outputs}
+
+    def _new_weight(self, base: str, array: np.ndarray) -> str:
+        name, k = base, 1
+        while name in self.weights:
+            k += 1
+            name = f"{base}_{k}"
+        self.weights[name] = np.ascontiguousarray(array, dtype=np.float32)
+        return name
+
+    def _is_const(self, name: str) -> bool:
+        return name in self.weights
+
+    def _merge_into_producer(self, make):
+        """For each node whose single input comes from a producer only it reads, ask
+        ``make(producer, node)`` for a replacement of the pair (or None)."""
+        changed = True
+        while changed:
+            changed = False
+            readers = self._readers()
+            producers = self._producers()
+            for index, node in enumerate(self.nodes):
+                if not node.inputs:
+                    continue
+                source = node.inputs[0]
+                p = producers.get(source)
+                if p is None or readers.get(source) != 1 or source in self.protected:
+                    continue
+                producer = self.nodes[p]
+                if len(producer.outputs) != 1:
+                    continue
+                merged = make(producer, node)
+                if merged is None:
+                    continue
+                self.nodes[p] = merged
+                del self.nodes[index]
+                changed = True
+                break
+
+    # ---- passes -------------------------------------------------------------------------------
+
+    def resolve_static_attrs(self):
+        for i, node in enumerate(self.nodes):
+            attrs = dict(node.attrs)
+            shape = self.shapes.get(node.inputs[0]) if node.inputs else None
+            if shape is None or len(shape) != 4:
+                continue
+            if node.op in _PADDED_OPS and isinstance(attrs.get("pads"), str):
+                if node.op in ("conv2d", "depthwise_conv2d"):
+                    kernel_hw = self.weights[node.inputs[1]].shape[:2]
+                    attrs["pads"] = resolve_pads(attrs["pads"], shape[1], shape[2], kernel_hw, attrs["strides"],
+                                                 attrs.get("dilations", (1, 1)))
+                else:
+                    attrs["pads"] = resolve_pads(attrs["pads"], shape[1], shape[2], attrs["pool"], attrs["strides"])
+                self.nodes[i] = _replace(node, attrs=attrs)
+            elif node.op == "resize" and attrs.get("size") is None and attrs.get("scale") is not None:
+                attrs["size"] = (shape[1] * attrs["scale"][0], shape[2] * attrs["scale"][1])
+                attrs.pop("scale")
+                self.nodes[i] = _replace(node, attrs=attrs)
+
+    def batch_norm_to_scale_shift(self):
+        for i, node in enumerate(self.nodes):
+            if node.op != "batch_norm" or not all(self._is_const(n) for n in node.inputs[1:]):
+                continue
+            rank = len(self.shapes.get(node.inputs[0], ())) if self.shapes else 0
+            axis = node.attrs.get("axis", -1)
+            if not (axis == -1 or (rank and axis == rank - 1)):
+                continue
+            gamma, beta, mean, variance = (self.weights[n].astype(np.float64) for n in node.inputs[1:])
+            scale = gamma / np.sqrt(variance + node.attrs.get("epsilon", 1e-3))
+            shift = beta - mean * scale
+            self.nodes[i] = Node(node.name, "scale_shift",
+                                 (node.inputs[0], self._new_weight(f"{node.name}/bn_scale", scale),
+                                  self._new_weight(f"{node.name}/bn_shift", shift)), node.outputs, {})
+
+    def grouped_to_depthwise(self):
+        for i, node in enumerate(self.nodes):
+            if node.op != "conv2d" or node.attrs.get("groups", 1) == 1:
+                continue
+            kernel = self.weights[node.inputs[1]]
+            groups = node.attrs["groups"]
+            if kernel.shape[2] != 1:
+                continue
+            kh, kw, _, cout = kernel.shape
+            depthwise = kernel.reshape(kh, kw, groups, cout // groups)
+            attrs = {k: v for k, v in node.attrs.items() if k != "groups"}
+            inputs = (node.inputs[0], self._new_weight(f"{node.name}/depthwise_kernel", depthwise), *node.inputs[2:])
+            self.nodes[i] = Node(node.name, "depthwise_conv2d", inputs, node.outputs, attrs)
+
+    def merge_zero_pads(self):
+        def make(producer: Node, node: Node):
+            if producer.op != "pad" or node.op not in ("conv2d", "depthwise_conv2d"):
+                return None
+            attrs = producer.attrs
+            pads = attrs["pads"]
+            if attrs.get("mode", "constant") != "constant" or attrs.get("value", 0.0) != 0.0:
+                return None
+            if len(pads) != 4 or tuple(pads[0]) != (0, 0) or tuple(pads[3]) != (0, 0):
+                return None
+            own = node.attrs.get("pads")
+            if isinstance(own, str):
+                return None
+            merged = (own[0] + pads[1][0], own[1] + pads[1][1], own[2] + pads[2][0], own[3] + pads[2][1])
+            return Node(node.name, node.op, (producer.inputs[0], *node.inputs[1:]), node.outputs,
+                        {**node.attrs, "pads": merged})
+
+        self._merge_into_producer(make)
+
+    def fold_scale_shift(self):
+        def make(producer: Node, node: Node):
+            if node.op != "scale_shift" or producer.op not in _LINEAR_OPS:
+                return None
+            if producer.attrs.get("activation", "linear") != "linear":
+                return None
+            if not (self._is_const(node.inputs[1]) and self._is_const(node.inputs[2])):
+                return None
+            kernel = self.weights[producer.inputs[1]].astype(np.float64)
+            cout = _output_channels(producer.op, kernel)
+            scale = self.weights[node.inputs[1]].astype(np.float64)
+            shift = self.weights[node.inputs[2]].astype(np.float64)
+            if scale.size not in (1, cout) or shift.size not in (1, cout):
+                return None
+            scale = np.broadcast_to(scale.reshape(-1), (cout,))
+            shift = np.broadcast_to(shift.reshape(-1), (cout,))
+            bias = self.weights[producer.inputs[2]].astype(np.float64) if len(producer.inputs) > 2 else np.zeros(cout)
+            new_kernel = _scale_kernel(producer.op, kernel, scale)
+            inputs = (producer.inputs[0], self._new_weight(f"{producer.name}/folded_kernel", new_kernel),
+                      self._new_weight(f"{producer.name}/folded_bias", bias * scale + shift))
+            return Node(producer.name, producer.op, inputs, node.outputs, producer.attrs)
+
+        self._merge_into_producer(make)
+
+    def fuse_activations(self):
+        def make(producer: Node, node: Node):
+            if producer.op not in _LINEAR_OPS or producer.attrs.get("activation", "linear") != "linear":
+                return None
+            if node.op not in FUSABLE_ACTIVATIONS or len(node.inputs) != 1 or not _default_attrs(node):
+                return None
+            return Node(producer.name, producer.op, producer.inputs, node.outputs,
+                        {**producer.attrs, "activation": node.op})
+
+        self._merge_into_producer(make)
+
+    def result(self) -> Graph:
+        used = {name for node in self.nodes for name in node.inputs}
+        weights = {k: v for k, v in self.weights.items() if k in used}
+        return _rebuild(self.graph, self.nodes, weights)
+
+
+def _default_attrs(node: Node) -> bool:
+    attrs = dict(node.attrs)
+    if node.op == "gelu":
+        return not attrs.get("approximate", False)
+    if node.op == "elu":
+        return attrs.get("alpha", 1.0) == 1.0
+    return not attrs
+
+
+def _output_channels(op: str, kernel: np.ndarray) -> int:
+    if op == "depthwise_conv2d":
+        return kernel.shape[2] * kernel.shape[3]
+    if op == "conv2d_transpose":
+        return kernel.shape[2]
+    return kernel.shape[-1]
+
+
+def _scale_kernel(op: str, kernel: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    if op == "depthwise_conv2d":
+        return kernel * scale.reshape(kernel.shape[2], kernel.shape[3])
+    if op == "conv2d_transpose":
+        return kernel * scale[:, None]
+    return kernel * scale
+
+
+def _replace(node: Node, **changes) -> Node:
+    return Node(changes.get("name", node.name), changes.get("op", node.op), changes.get("inputs", node.inputs),
+                changes.get("outputs", node.outputs), changes.get("attrs", node.attrs))
+
+
+def _rebuild(graph: Graph, nodes, weights, outputs=None) -> Graph:
+    alive = {spec.name for spec in graph.inputs} | {o for n in nodes for o in n.outputs} | set(weights)
+    layer_outputs = {k: v for k, v in graph.layer_outputs.items() if all(t in alive for t in v)}
+    return Graph(nodes=nodes, inputs=graph.inputs, outputs=outputs if outputs is not None else graph.outputs,
+                 weights=weights, name=graph.name, layer_outputs=layer_outputs)

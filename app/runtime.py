@@ -1,0 +1,134 @@
+"""Executes a :class:`app.ir.Graph` with the kernels of :mod:`app.kernels`.
+
+Planning (once per graph): look up every node's kernel, freeze its attributes into keyword
+arguments and compute when each intermediate tensor can be released. Running: a flat loop
+``outputs = kernel(*inputs, **attrs)``; no validation, no dispatch on op names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import numpy as np
+
+from .errors import UnsupportedLayerError
+from .ir import Graph, Node
+from .kernels import KERNELS
+
+
+@dataclass(frozen=True)
+class _Step:
+    node: Node
+    kernel: Callable
+    kwargs: dict
+    release: tuple[str, ...]  # tensors whose last reader is this step
+
+
+@dataclass(frozen=True)
+class TraceRow:
+    """One line of the debug trace: which node ran, what it produced."""
+
+    index: int
+    layer: str
+    op: str
+    output: str
+    shape: tuple[int, ...]
+    min: float
+    max: float
+    mean: float
+
+    def __str__(self):
+        return (f"{self.index:4d} {self.layer:<40.40} {self.op:<18} {str(self.shape):<22} "
+                f"min={self.min:.5g} max={self.max:.5g} mean={self.mean:.5g}")
+
+
+class Plan:
+    """A graph prepared for repeated execution."""
+
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        missing = sorted({n.op for n in graph.nodes if n.op not in KERNELS})
+        if missing:
+            offenders = [f"{n.name} ({n.op})" for n in graph.nodes if n.op in missing][:5]
+            raise UnsupportedLayerError(
+                f"model {graph.name!r}: no kernel for op(s) {missing} (nodes: {', '.join(offenders)}); "
+                f"kernels exist for: {', '.join(sorted(KERNELS))}")
+        keep = {t.name for t in graph.outputs} | set(graph.weights)
+        last_reader: dict[str, int] = {}
+        for index, node in enumerate(graph.nodes):
+            for name in node.inputs:
+                last_reader[name] = index
+        releases: dict[int, list[str]] = {}
+        for name, index in last_reader.items():
+            if name not in keep:
+                releases.setdefault(index, []).append(name)
+        self.steps = [
+            _Step(node, KERNELS[node.op], dict(node.attrs), tuple(releases.get(i, ())))
+            for i, node in enumerate(graph.nodes)
+        ]
+        self.producer = {out: i for i, node in enumerate(graph.nodes) for out in node.outputs}
+
+    def run(self, inputs: list[np.ndarray], *, wanted: Iterable[str] | None = None,
+            trace: list | None = None, release: bool = True) -> dict[str, np.ndarray]:
+        """Run the graph on ``inputs`` (one array per graph input, already validated).
+
+        Returns the environment restricted to ``wanted`` tensor names (default: graph outputs).
+        Stops as soon as every wanted tensor exists. With ``trace`` a list, appends a
+        :class:`TraceRow` per node output."""
+        graph = self.graph
+        wanted = tuple(wanted) if wanted is not None else tuple(t.name for t in graph.outputs)
+        env: dict[str, np.ndarray] = dict(graph.weights)
+        for spec, array in zip(graph.inputs, inputs):
+            env[spec.name] = array
+        last = max((self.producer.get(name, -1) for name in wanted), default=-1)
+        protected = set(wanted)
+        for index in range(last + 1):
+            step = self.steps[index]
+            node = step.node
+            try:
+                result = step.kernel(*[env[name] for name in node.inputs], **step.kwargs)
+            except Exception as exc:
+                exc.add_note(f"while running node {index} {node.name!r} (op {node.op}, attrs {dict(node.attrs)}) "
+                             f"on inputs {[getattr(env.get(n), 'shape', None) for n in node.inputs]}")
+                raise
+            if len(node.outputs) == 1:
+                env[node.outputs[0]] = result
+            else:
+                for name, value in zip(node.outputs, result):
+                    env[name] = value
+            if trace is not None:
+                for name in node.outputs:
+                    trace.append(_trace_row(index, node, name, env[name]))
+            if release:
+                for name in step.release:
+                    if name not in protected:
+                        env.pop(name, None)
+        return {name: env[name] for name in wanted}
+
+
+def _trace_row(index: int, node: Node, name: str, value: np.ndarray) -> TraceRow:
+    value = np.asarray(value)
+    if value.size:
+        finite = value.astype(np.float64)
+        lo, hi, avg = float(finite.min()), float(finite.max()), float(finite.mean())
+    else:
+        lo = hi = avg = float("nan")
+    return TraceRow(index, node.name, node.op, name, tuple(value.shape), lo, hi, avg)
+
+
+def infer_shapes(graph: Graph) -> dict[str, tuple[int | None, ...]] | None:
+    """Static shapes of every tensor (batch dim ``None``), found by running the graph on an empty
+    batch; ``None`` when an input has unknown non-batch dimensions."""
+    feeds = []
+    for spec in graph.inputs:
+        if any(d is None for d in spec.shape[1:]):
+            return None
+        feeds.append(np.zeros((0, *spec.shape[1:]), dtype=np.float32))
+    plan = Plan(graph)
+    env = plan.run(feeds, wanted=[o for n in graph.nodes for o in n.outputs], release=False)
+    shapes = {spec.name: (None, *spec.shape[1:]) for spec in graph.inputs}
+    for name, value in env.items():
+        shape = np.shape(value)
+        shapes[name] = (None, *shape[1:]) if len(shape) else ()
+    return shapes
