@@ -261,7 +261,7 @@ class ZenodoClient:
     transport: Transport | None = None
     max_retries: int = 3
     max_wait_seconds: float = 60.0
-    sleep: Callable[[float], None] = time.sleep
+    sleep: Callable[[float], None] | None = None  # None: time.sleep, looked up when needed
     on_notice: Callable[[str], None] | None = None
     notices: list = field(default_factory=list)
 
@@ -299,7 +299,7 @@ class ZenodoClient:
             wait = self._retry_wait(response, attempt)
             reason = "rate-limited the request" if response.status == 429 else f"answered HTTP {response.status}"
             self.notice(f"Zenodo {reason} for {what}; retrying in {wait:g} s (retry {attempt} of {self.max_retries})")
-            self.sleep(wait)
+            (self.sleep or time.sleep)(wait)
 
     def _retry_wait(self, response, attempt: int) -> float:
         header = response.header("retry-after")
