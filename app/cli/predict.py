@@ -75,15 +75,19 @@ def _progress_printer(stream):
         if total:
             percent = int(100 * done / total)
             if interactive and percent != state["last"]:
-                stream.write(f"\rdownloading model: {done / 1e6:.1f} / {total / 1e6:.1f} MB ({percent}%)")
+                stream.write(f"\rdownloading model: {_size(done)} / {_size(total)} ({percent}%)")
                 if done >= total:
                     stream.write("\n")
             elif not interactive and done >= total and state["last"] != 100:
-                stream.write(f"downloaded model: {total / 1e6:.2f} MB\n")
+                stream.write(f"vitrine: downloaded model: {_size(total)}\n")
             state["last"] = percent
         stream.flush()
 
     return on_progress
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
 
 
 def open_model_from_args(args, *, stderr=None) -> OpenedModel:
@@ -183,16 +187,18 @@ def format_table(results, card: ModelCard, *, threshold: float | None = None) ->
     if len(card.classes) <= WIDE_TABLE_MAX_CLASSES:
         header = ["file", "predicted", *card.classes]
         rows = []
+        errors = []
         for r in results:
             if r.error:
-                rows.append([r.file, "ERROR: " + r.error] + [""] * len(card.classes))
+                rows.append([r.file, "ERROR (below)"] + [""] * len(card.classes))
+                errors.append(f"ERROR {r.file}: {r.error}")
             else:
                 rows.append([r.file, "; ".join(predicted_classes(r.probabilities, card, threshold=threshold)),
                              *(f"{p:.4f}" for p in r.probabilities)])
         widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
         for row in [header, *rows]:
             lines.append("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
-        return "\n".join(lines)
+        return "\n".join(lines + errors)
     for r in results:
         if r.error:
             lines.append(f"{r.file}: ERROR: {r.error}")

@@ -122,7 +122,8 @@ def test_predict_from_zenodo_matches_tensorflow(fake_zenodo, capsys, tmp_path, p
     table = {line.split()[0]: line.split() for line in out.splitlines()[1:]}
     printed = [float(v) for v in table[str(pngs[0])][2:7]]
     np.testing.assert_allclose(printed, expected["img_a.png"], atol=6e-5)
-    assert "ERROR:" in table[str(broken)]
+    assert table[str(broken)][1:] == ["ERROR", "(below)"]
+    assert f"ERROR {broken}: {rows[3]['error']}" in out
 
 
 @needs_engine
