@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import posixpath
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -763,20 +764,34 @@ class TfjsLoader:
         self.root = root
         self.builder = _GraphBuilder()
         self._layers: dict[str, _LayerInfo] = {}
+        self._auto_paths: dict[str, str] = {}
         self._collect(root, "")
         self._assigned = self._assign_weights(weights)
         self._used_weights: set[str] = set()
 
     # ---- weights ------------------------------------------------------------------------------
 
-    def _collect(self, model: dict, prefix: str):
+    def _collect(self, model: dict, prefix: str, auto_prefix: str = ""):
+        # Keras 3 names weights by object-tracking path, not layer name: "layers/<snake_case class>
+        # [_n]/vars/<i>", counted per class within each container (keras saving_lib).
+        used: dict[str, int] = {}
         for raw in _model_layers(model, self.model_file):
             name = _layer_name(raw, self.model_file)
             path = f"{prefix}{name}"
             info = _LayerInfo(path, raw.get("class_name", ""), raw.get("config") or {}, raw)
-            self._layers.setdefault(path, info)
+            if path in self._layers:
+                continue
+            self._layers[path] = info
+            snake = _snake_case(info.class_name)
+            if snake in used:
+                used[snake] += 1
+                snake = f"{snake}_{used[snake]}"
+            else:
+                used[snake] = 0
+            auto = f"{auto_prefix}layers/{snake}"
+            self._auto_paths[auto] = path
             if info.class_name in _MODEL_CLASSES:
-                self._collect(raw, f"{path}/")
+                self._collect(raw, f"{path}/", f"{auto}/")
 
     def _assign_weights(self, weights):
         lookup: dict[str, str | None] = {}
@@ -793,6 +808,8 @@ class TfjsLoader:
                     lookup[alias] = None  # ambiguous
                 else:
                     lookup.setdefault(alias, path)
+        for auto, path in self._auto_paths.items():
+            lookup.setdefault(auto, path)
         assigned: dict[str, list[tuple[str, np.ndarray]]] = {}
         unmatched = []
         for full_name, array in weights:
@@ -812,9 +829,19 @@ class TfjsLoader:
                 continue
             path, short = target
             assigned.setdefault(path, []).append((short.split("/")[-1], array))
+        for path, items in assigned.items():
+            if all(short.isdigit() for short, _ in items):  # Keras 3 "vars/<i>": creation order
+                items.sort(key=lambda item: int(item[0]))
         if unmatched:
-            raise ModelFormatError(f"{self.model_file}: weights {unmatched[:5]} in the manifest match no layer of the "
-                                   f"topology (layers: {list(self._layers)[:8]}...)")
+            # Some Keras 2 layers (e.g. an adapted Normalization) save weights without their layer
+            # name; they can only belong to the one weighted layer that got nothing.
+            waiting = [p for p, info in self._layers.items()
+                       if info.class_name in _WEIGHTED_CLASSES and p not in assigned]
+            if len(waiting) != 1:
+                raise ModelFormatError(f"{self.model_file}: weights {unmatched[:5]} in the manifest match no layer of "
+                                       f"the topology (layers without weights: {waiting[:8]})")
+            by_name = dict(weights)
+            assigned[waiting[0]] = [(n[:-2] if n.endswith(":0") else n, by_name[n]) for n in unmatched]
         return assigned
 
     def assigned_weights(self, call: LayerCall) -> list[tuple[str, np.ndarray]]:
@@ -930,7 +957,7 @@ class TfjsLoader:
                     continue
                 args, kwargs, tensors = parsed
                 outs = self._call_layer(raw, prefix, tensors, args, kwargs, call_index=k, graph_inputs=graph_inputs)
-                produced[(_layer_name(raw, self.model_file), k)] = outs
+                produced[(_layer_name(raw, self.model_file), k + self._node_offset(raw))] = outs
             if len(still) == len(pending):
                 raw, k, node_data = still[0]
                 missing = self._missing_refs(node_data, produced)
@@ -945,6 +972,15 @@ class TfjsLoader:
                                        "by any layer")
             outputs.append(outs[tensor_index])
         return outputs
+
+    def _node_offset(self, raw) -> int:
+        """Keras 2 numbers the calls of a nested model built on an Input from 1: its node 0 is the
+        one linking its own Input to its outputs, which the config leaves out
+        (keras functional._should_skip_first_node)."""
+        if self.keras_major >= 3 or raw.get("class_name") not in _MODEL_CLASSES:
+            return 0
+        inner = _model_layers(raw, self.model_file)
+        return 1 if inner and inner[0].get("class_name") == "InputLayer" else 0
 
     def _call_layer(self, raw, prefix, tensors, args, kwargs, call_index, graph_inputs) -> list[str]:
         name = _layer_name(raw, self.model_file)
@@ -984,7 +1020,8 @@ class TfjsLoader:
             if not isinstance(node_data, list):
                 raise ModelFormatError(f"{self.model_file}: layer {_layer_name(raw, self.model_file)!r} has a malformed "
                                        f"inbound node {node_data!r}")
-            entries = node_data
+            # TFOpLambda keeps its call structure: a single entry is not wrapped in a list
+            entries = [node_data] if node_data and isinstance(node_data[0], str) else node_data
             tensors, kwargs = [], {}
             for entry in entries:
                 if not isinstance(entry, list) or len(entry) not in (3, 4):
@@ -1060,6 +1097,19 @@ class TfjsLoader:
 
 class _NotYet(Exception):
     """An inbound tensor is not produced yet (the walker retries the node later)."""
+
+
+_WEIGHTED_CLASSES = frozenset({
+    "Conv2D", "Convolution2D", "DepthwiseConv2D", "SeparableConv2D", "SeparableConvolution2D", "Conv2DTranspose",
+    "Convolution2DTranspose", "Dense", "BatchNormalization", "LayerNormalization", "PReLU", "Normalization",
+    "LayerScale"})
+
+
+def _snake_case(name: str) -> str:
+    """keras.src.utils.naming.to_snake_case."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 def _flatten_tensors(values) -> list[str]:
