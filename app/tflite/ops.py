@@ -146,12 +146,12 @@ def _int_bias(b):
     return None if b is None else b.astype(np.int64)
 
 
-def _finish_int(call, acc, x_t, w_t, y_t, b, channels):
+def _finish_int(call, acc, x_t, w_t, y_t, b, channels, single_rounding=False):
     if b is not None:
         acc = acc + _int_bias(b)
     mults, shifts = _channel_multipliers(call, x_t, w_t, y_t, channels)
     lo, hi = _act_range(call, y_t)
-    return Q.requantize(acc, mults, shifts, scale_zp(y_t)[1], lo, hi, y_t.dtype)
+    return Q.requantize(acc, mults, shifts, scale_zp(y_t)[1], lo, hi, y_t.dtype, single_rounding)
 
 
 def conv_2d(call: Call) -> list:
@@ -250,8 +250,18 @@ def transpose_conv(call: Call) -> list:
                                        wz.astype(np.float64), shape, o, np.float64)
         acc = np.rint(acc).astype(np.int64)
         return [_finish_int(call, acc, x_t, w_t, y_t, b, cout)]
-    if is_quantized(w_t) and w.dtype == np.int8:                    # hybrid: dequantized weights
-        w = _dequant_tensor(w, w_t)
+    if is_quantized(w_t) and w.dtype == np.int8:                    # hybrid
+        # Per-image asymmetric int8 input (like hybrid CONV_2D), integer scatter, float rescale.
+        n = x.shape[0]
+        q, factors, offsets = Q.asymmetric_quantize_rows(x.reshape(n, -1).astype(np.float32))
+        q = q.reshape(x.shape).astype(np.int64) - offsets[:, None, None, None]
+        acc = F.scatter_transpose_conv(q.astype(np.float64), w.astype(np.float64), shape, o, np.float64)
+        cout = w.shape[0]
+        scales = np.broadcast_to(w_t.quantization.scales, (cout,)).astype(np.float32)
+        out = (np.rint(acc).astype(np.float32) * scales) * factors[:, None, None, None]
+        if b is not None:
+            out = out + b
+        return [F.activate(out.astype(np.float32), o.get("activation", "linear"))]
     return [F.transpose_conv(shape, w, x, b, o)]
 
 
@@ -269,7 +279,8 @@ def fully_connected(call: Call) -> list:
         zx = scale_zp(x_t)[1]
         wz = w.astype(np.int64) - _weight_zero_points(w_t, units)[:, None]
         acc = Q.exact_int_matmul(x.reshape(-1, depth).astype(np.int64) - zx, wz.T)
-        return [_finish_int(call, acc, x_t, w_t, y_t, b, units).reshape(out_shape)]
+        return [_finish_int(call, acc, x_t, w_t, y_t, b, units,
+                            single_rounding=True).reshape(out_shape)]
     if w.dtype == np.int8 and is_quantized(w_t):                    # hybrid
         return [_hybrid_fc(call, x.reshape(-1, depth), w, b, w_t).reshape(out_shape)]
     return [F.fully_connected(x, w, b, o)]
@@ -607,11 +618,73 @@ def _prelu(call):
 
 def _leaky(call):
     x = call.inputs[0]
-    return [np.where(x > 0, x, x * np.float32(call.o["alpha"])).astype(np.float32)]
+    return [np.where(x > 0, x, x * np.float32(call.o["alpha"])).astype(x.dtype)]
 
 
 def _float_resize_bilinear(call):
     return [_resize(call)]
+
+
+def _resize_axis_integer(out_size, in_size, align_corners, half_pixel):
+    """ComputeInterpolationValuesInteger: 10-bit fixed-point source coordinate and neighbours."""
+    if align_corners and out_size > 1:
+        scale_10 = ((1 << 10) * (in_size - 1) + (out_size - 1) // 2) // (out_size - 1)
+    else:
+        scale_10 = ((1 << 10) * in_size + out_size // 2) // out_size
+    idx = np.arange(out_size, dtype=np.int64)
+    scaled = idx * scale_10 + (scale_10 // 2 - (1 << 9) if half_pixel else 0)
+    lower = np.maximum(np.where(scaled >= 0, scaled >> 10, -((-scaled) >> 10)), 0)
+    upper = np.minimum((scaled + (1 << 10) - 1) // (1 << 10), in_size - 1)
+    return scaled, lower, upper
+
+
+def resize_bilinear(call: Call) -> list:
+    """RESIZE_BILINEAR; int8/uint8 exact (reference ResizeBilinearInteger, 10-bit weights)."""
+    x_t = call.in_t[0]
+    if not is_quantized(x_t):
+        return _float_resize_bilinear(call)
+    x, size = call.inputs[:2]
+    o = call.o
+    ys, y0, y1 = _resize_axis_integer(int(size[0]), x.shape[1], o["align_corners"], o["half_pixel_centers"])
+    xs, x0, x1 = _resize_axis_integer(int(size[1]), x.shape[2], o["align_corners"], o["half_pixel_centers"])
+    v = x.astype(np.int64)
+    wy1 = (ys - (y0 << 10))[None, :, None, None]
+    wy0 = (1 << 10) - wy1
+    wx1 = (xs - (x0 << 10))[None, None, :, None]
+    wx0 = (1 << 10) - wx1
+    total = (v[:, y0][:, :, x0] * wy0 * wx0 + v[:, y1][:, :, x0] * wy1 * wx0
+             + v[:, y0][:, :, x1] * wy0 * wx1 + v[:, y1][:, :, x1] * wy1 * wx1)
+    rounded = np.where(total > 0, total + (1 << 19), total - (1 << 19))
+    out = np.where(rounded >= 0, rounded >> 20, -((-rounded) >> 20))
+    return [out.astype(call.out_t[0].dtype)]
+
+
+def leaky_relu(call: Call) -> list:
+    """LEAKY_RELU; int8/uint8 exact (reference QuantizeLeakyRelu: two multipliers)."""
+    x_t, y_t = call.in_t[0], call.out_t[0]
+    if not is_quantized(x_t):
+        return _leaky(call)
+    if "leaky" not in call.cache:
+        s_in, z_in = scale_zp(x_t)
+        s_out, z_out = scale_zp(y_t)
+        alpha = np.float32(call.o["alpha"])
+        alpha_real = float(np.float32(np.float32(s_in) * alpha) / np.float32(s_out))
+        identity_real = float(np.float64(s_in) / np.float64(s_out))
+        call.cache["leaky"] = (z_in, z_out, Q.quantize_multiplier(identity_real),
+                               Q.quantize_multiplier(alpha_real))
+    z_in, z_out, ident, alpha_m = call.cache["leaky"]
+    v = call.inputs[0].astype(np.int64) - z_in
+    out = np.where(v >= 0, Q.multiply_by_quantized_multiplier(v, *ident),
+                   Q.multiply_by_quantized_multiplier(v, *alpha_m)) + z_out
+    info = np.iinfo(y_t.dtype)
+    return [np.clip(out, info.min, info.max).astype(y_t.dtype)]
+
+
+def _float_div(call):
+    a, b = call.inputs[:2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = F.activate((a / b).astype(a.dtype), call.o.get("activation", "linear"))
+    return [out]
 
 
 HANDLERS: dict[str, Callable[[Call], list]] = {
@@ -620,7 +693,7 @@ HANDLERS: dict[str, Callable[[Call], list]] = {
     "TRANSPOSE_CONV": transpose_conv,
     "FULLY_CONNECTED": fully_connected,
     "ADD": add_sub, "SUB": add_sub, "MUL": mul,
-    "DIV": via_float(_float_binary),
+    "DIV": via_float(_float_div),
     "SQUARED_DIFFERENCE": via_float(_float_binary),
     "MAXIMUM": max_min, "MINIMUM": max_min,
     "MAX_POOL_2D": pool, "AVERAGE_POOL_2D": pool,
@@ -638,7 +711,7 @@ HANDLERS: dict[str, Callable[[Call], list]] = {
     "NEG": via_float(_float_unary(lambda x, c: -x)),
     "ABS": via_float(_float_unary(lambda x, c: np.abs(x))),
     "RELU": relu_family, "RELU6": relu_family, "RELU_N1_TO_1": relu_family,
-    "LEAKY_RELU": via_float(_leaky),
+    "LEAKY_RELU": leaky_relu,
     "PRELU": via_float(_prelu),
     "QUANTIZE": quantize,
     "DEQUANTIZE": dequantize,
@@ -652,7 +725,7 @@ HANDLERS: dict[str, Callable[[Call], list]] = {
     "TRANSPOSE": passthrough(lambda c: np.ascontiguousarray(
         np.transpose(c.inputs[0], [int(p) for p in c.inputs[1].reshape(-1)]))),
     "RESIZE_NEAREST_NEIGHBOR": passthrough(_resize),
-    "RESIZE_BILINEAR": via_float(_float_resize_bilinear),
+    "RESIZE_BILINEAR": resize_bilinear,
     "STRIDED_SLICE": passthrough(_strided),
     "SLICE": passthrough(_slice),
     "SPLIT": passthrough(_split),

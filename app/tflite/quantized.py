@@ -27,6 +27,8 @@ def quantize_multiplier(real_multiplier: float) -> tuple[int, int]:
         shift += 1
     if shift < -31:
         return 0, 0
+    if shift > 30:  # single-rounding builds clamp the exponent (quantization_util.cc)
+        return (1 << 31) - 1, 30
     return int(q), int(shift)
 
 
@@ -63,14 +65,24 @@ def rounding_divide_by_pot(x: np.ndarray, exponent) -> np.ndarray:
     return (x >> exponent) + (remainder > threshold)
 
 
+def multiply_by_quantized_multiplier_single_rounding(x: np.ndarray, multiplier, shift) -> np.ndarray:
+    """Single-rounding multiply: ``(x * q + 2^(30-shift)) >> (31-shift)``, saturated to int32.
+    Measured against LiteRT 2.3 BUILTIN_REF: its int8 FULLY_CONNECTED rounds this way (ruy
+    style), while conv / depthwise / mul / mean / requantize use the double-rounding form."""
+    shift = np.asarray(shift, np.int64)
+    total_shift = 31 - shift
+    rounding = np.int64(1) << (total_shift - 1)
+    result = (np.asarray(x, np.int64) * np.asarray(multiplier, np.int64) + rounding) >> total_shift
+    return np.clip(result, INT32_MIN, INT32_MAX)
+
+
 def multiply_by_quantized_multiplier(x: np.ndarray, multiplier, shift) -> np.ndarray:
-    """TFLite ``MultiplyByQuantizedMultiplier`` (double-rounding variant, the default build)."""
+    """TFLite ``MultiplyByQuantizedMultiplier`` (reference, double rounding): gemmlowp
+    SaturatingRoundingDoublingHighMul then RoundingDivideByPOT."""
     shift = np.asarray(shift, np.int64)
     left = np.maximum(shift, 0)
     right = np.maximum(-shift, 0)
     x = np.asarray(x, np.int64) * (np.int64(1) << left)
-    # int32 arithmetic in C++: wrap like the hardware would (never hit by sane models).
-    x = ((x + (1 << 31)) % (1 << 32)) - (1 << 31)
     return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, multiplier), right)
 
 
@@ -93,9 +105,12 @@ def activation_range(activation: str, scale: float, zero_point: int, dtype) -> t
     raise ValueError(f"fused activation {activation!r} has no quantized form")
 
 
-def requantize(acc: np.ndarray, multiplier, shift, zero_point: int, lo: int, hi: int, dtype) -> np.ndarray:
+def requantize(acc: np.ndarray, multiplier, shift, zero_point: int, lo: int, hi: int, dtype,
+               single_rounding: bool = False) -> np.ndarray:
     """int32 accumulator -> output integers (scale, add zero point, clamp)."""
-    out = multiply_by_quantized_multiplier(acc, multiplier, shift) + int(zero_point)
+    multiply = (multiply_by_quantized_multiplier_single_rounding if single_rounding
+                else multiply_by_quantized_multiplier)
+    out = multiply(acc, multiplier, shift) + int(zero_point)
     return np.clip(out, lo, hi).astype(dtype)
 
 
@@ -109,7 +124,10 @@ def quantize_float(x: np.ndarray, scale, zero_point, dtype, axis: int | None = N
         bshape[axis] = -1
         scale = scale.reshape(bshape)
         zero_point = zero_point.reshape(bshape)
-    q = round_half_away(np.asarray(x, np.float32) / scale).astype(np.int64) + zero_point
+    # Clip in float first so inf (e.g. x/0 upstream) saturates instead of wrapping on cast.
+    q = round_half_away(np.asarray(x, np.float32) / scale)
+    q = np.nan_to_num(q, nan=0.0, posinf=float(info.max), neginf=float(info.min))
+    q = np.clip(q, float(info.min) - 1e6, float(info.max) + 1e6).astype(np.int64) + zero_point
     return np.clip(q, info.min, info.max).astype(dtype)
 
 

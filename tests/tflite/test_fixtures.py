@@ -1,0 +1,102 @@
+"""End-to-end: our interpreter against LiteRT 2.3 (BUILTIN_REF kernels) on converter-made models.
+
+Expected outputs were produced by ``tools/make_tflite_fixtures.py`` (run in /opt/litertenv);
+nothing here is derived from app.tflite itself.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.tflite import Interpreter, load
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tflite"
+CASES = sorted(p.name for p in FIXTURES.iterdir() if (p / "model.tflite").exists()) if FIXTURES.exists() else []
+
+# Quantized cases whose every output element matched LiteRT bit for bit when the kernels were
+# written; a regression to "within one step" there means a rounding rule changed.
+BIT_EXACT = {"cnn_int8", "cnn_uint8", "ops_int8"}
+
+
+def _run(case: str):
+    folder = FIXTURES / case
+    io = np.load(folder / "io.npz")
+    interp = Interpreter(model_path=folder / "model.tflite")
+    details = interp.get_input_details()
+    for i, d in enumerate(details):
+        interp.resize_tensor_input(d["index"], io[f"input_{i}"].shape)
+    interp.allocate_tensors()
+    for i, d in enumerate(details):
+        interp.set_tensor(d["index"], io[f"input_{i}"])
+    interp.invoke()
+    outs = interp.get_output_details()
+    got = [interp.get_tensor(d["index"]) for d in outs]
+    want = [io[f"output_{i}"] for i in range(len(outs))]
+    return got, want, json.loads((folder / "meta.json").read_text())
+
+
+def test_fixtures_present():
+    assert CASES, f"no TFLite fixtures under {FIXTURES}; run tools/make_tflite_fixtures.py"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_matches_litert(case):
+    got, want, meta = _run(case)
+    assert len(got) == len(want)
+    for index, (g, w) in enumerate(zip(got, want)):
+        assert g.shape == w.shape, f"{case} output {index}: shape {g.shape} != {w.shape}"
+        assert g.dtype == w.dtype, f"{case} output {index}: dtype {g.dtype} != {w.dtype}"
+        if np.issubdtype(w.dtype, np.floating):
+            tolerance = 1e-4 * max(float(np.abs(w).max()), 1e-6)
+            diff = float(np.abs(g.astype(np.float64) - w).max())
+            assert diff <= tolerance, f"{case} output {index}: max diff {diff} > {tolerance}"
+        else:
+            steps = np.abs(g.astype(np.int64) - w.astype(np.int64))
+            assert steps.max() <= 1, f"{case} output {index}: off by up to {steps.max()} steps"
+            if case in BIT_EXACT:
+                assert steps.max() == 0, (f"{case} output {index}: {int((steps > 0).sum())} of "
+                                          f"{steps.size} values differ by one step")
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if "int8" in c or "uint8" in c])
+def test_predict_quantizes_floats_and_dequantizes(case):
+    """load().predict takes floats for an integer model and returns dequantized floats."""
+    folder = FIXTURES / case
+    io = np.load(folder / "io.npz")
+    model = load((folder / "model.tflite").read_bytes(), name=f"{case}.tflite")
+    x_int = io["input_0"]
+    interp = Interpreter(model_path=folder / "model.tflite")
+    d_in = interp.get_input_details()[0]
+    d_out = interp.get_output_details()[0]
+    if np.issubdtype(x_int.dtype, np.integer):
+        scale, zp = d_in["quantization"]
+        x_float = ((x_int.astype(np.float32) - zp) * scale).astype(np.float32)
+    else:
+        x_float = x_int
+    y = model.predict(x_float)
+    expected = io["output_0"]
+    if np.issubdtype(expected.dtype, np.integer):
+        scale, zp = d_out["quantization"]
+        expected = (expected.astype(np.float32) - zp) * scale
+        atol = scale * 1.0001
+    else:
+        atol = 1e-4 * max(float(np.abs(expected).max()), 1e-6)
+    assert y.dtype == np.float32
+    assert np.abs(y - expected).max() <= atol
+
+
+def test_model_interface_on_float_fixture():
+    data = (FIXTURES / "cnn_float32" / "model.tflite").read_bytes()
+    model = load(data, name="cnn.tflite", card={"labels": ["a", "b", "c", "d", "e"]})
+    assert model.input_shape == (None, 16, 16, 3)
+    assert model.output_shape == (None, 5)
+    assert model.card == {"labels": ["a", "b", "c", "d", "e"]}
+    io = np.load(FIXTURES / "cnn_float32" / "io.npz")
+    y = model.predict(io["input_0"])
+    assert np.abs(y - io["output_0"]).max() <= 1e-4 * np.abs(io["output_0"]).max()
+    summary = model.summary()
+    assert "CONV_2D" in summary and "cnn.tflite" in summary
