@@ -92,6 +92,20 @@ def is_nifti(data: bytes) -> bool:
     return len(data) >= 540 and data[4:8] == b"n+2\x00"
 
 
+def sniff_format(data: bytes) -> str | None:
+    """The image format announced by the file's signature bytes, if any."""
+    signatures = (
+        (b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"BM", "BMP"), (b"II*\x00", "TIFF"),
+        (b"MM\x00*", "TIFF"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
+    )
+    for signature, fmt in signatures:
+        if data.startswith(signature):
+            return fmt
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    return None
+
+
 def _check_window(window, name: str) -> tuple[float, float]:
     try:
         center, width = (float(v) for v in window)
@@ -150,6 +164,9 @@ def decode_pillow(data: bytes, name: str, *, frame: int | None = None, window=No
         try:
             image = Image.open(io.BytesIO(data), formats=list(PILLOW_FORMATS))
         except UnidentifiedImageError as exc:
+            sniffed = sniff_format(data)
+            if sniffed is not None:
+                raise ImageFormatError(f"{name}: corrupt {sniffed} file (the signature is {sniffed} but Pillow cannot read it)") from exc
             raise ImageFormatError(
                 f"{name}: not a recognised image (expected {', '.join(PILLOW_FORMATS)}, DICOM or NIfTI)"
             ) from exc
