@@ -28,22 +28,28 @@ class CatalogEntry:
     its :class:`~app.modelcard.ModelCard`. ``builtin`` is False for models the user added."""
 
     id: str
-    card: ModelCard
+    card: ModelCard | None
     format: str | None = None
     zenodo_record: int | None = None
     reference: str | None = None
     builtin: bool = True
 
     @property
+    def name(self) -> str:
+        return self.card.name if self.card is not None else (self.reference or self.id)
+
+    @property
     def discipline(self) -> str | None:
-        return self.card.discipline
+        return self.card.discipline if self.card is not None else None
 
     @property
     def modality(self) -> str | None:
-        return self.card.modality
+        return self.card.modality if self.card is not None else None
 
     def search_text(self) -> str:
         card = self.card
+        if card is None:
+            return " ".join(x for x in (self.id, self.reference or "", self.format or "") if x).lower()
         aliases = " ".join(a for a, full in MODALITY_ALIASES.items() if card.modality and full == card.modality.lower())
         return " ".join(x for x in (self.id, card.name, card.description, card.modality or "", card.discipline or "", aliases,
                                     " ".join(card.classes), self.format or "") if x).lower()
@@ -125,8 +131,8 @@ class Catalog:
 
     def add_reference(self, reference: str, card: ModelCard | None = None, *, entry_id: str | None = None,
                       format: str | None = None) -> CatalogEntry:
-        """Add a model the user named by DOI / URL / record id (no network access here; the card,
-        when not given, is a placeholder until the model is fetched and its own card is read)."""
+        """Add a model the user named by DOI / URL / record id / path (no network access here;
+        without ``card`` the entry has none until the model is fetched and its own card read)."""
         from .sources import parse_reference
 
         parsed = parse_reference(reference)
@@ -134,8 +140,6 @@ class Catalog:
             raise ModelSourceError(f"{reference!r} cannot be added as a model reference")
         if entry_id is None:
             entry_id = f"zenodo-{parsed.record_id}" if parsed.record_id else f"user-{len(self._entries) + 1}"
-        if card is None:
-            card = ModelCard(name=f"User model {reference}", classes=("?",))
         return self.add(CatalogEntry(entry_id, card, format, parsed.record_id, reference, builtin=False))
 
 

@@ -181,9 +181,12 @@ def resolve(reference: str, *, zenodo_url: str = DEFAULT_ZENODO_URL, catalog=Non
     if parsed.kind == "catalog":
         entry = catalog.get(parsed.catalog_id)
         card, catalog_id, record_id = entry.card, entry.id, entry.zenodo_record
+        if entry.reference is not None:  # a user entry naming a DOI / URL / file: resolve that
+            resolved = resolve(entry.reference, zenodo_url=zenodo_url, file=file, client=client)
+            return ResolvedModel(**{**vars(resolved), "card": card or resolved.card, "catalog_id": entry.id})
         if record_id is None:
             raise ModelSourceError(f"catalog entry {entry.id!r} has no Zenodo record to download")
-        if file is None and card.source is not None:
+        if file is None and card is not None and card.source is not None:
             file = card.source.file
     server = (parsed.zenodo_url or zenodo_url).rstrip("/")
     client = _client_for(client, server)

@@ -188,6 +188,9 @@ def choose_model_file(record: ZenodoRecord, file: str | None = None) -> ZenodoFi
     pool = sure or maybe
     if len(pool) == 1:
         return pool[0]
+    if not record.files:
+        raise NoRunnableFileError(
+            f"Zenodo record {record.id} has no public files (restricted, embargoed or metadata-only record)", [])
     if not pool:
         raise NoRunnableFileError(
             f"Zenodo record {record.id} has no TF.js or TFLite model (a .tflite file or a zip holding "

@@ -214,6 +214,8 @@ def format_table(results, card: ModelCard, *, threshold: float | None = None) ->
 def run(args) -> int:
     from ..results import to_csv, to_json
 
+    if args.threshold is not None and not 0.0 < args.threshold < 1.0:
+        raise VitrineError(f"--threshold must be strictly between 0 and 1, got {args.threshold}")
     opened = open_model_from_args(args)
     card = effective_card(opened)
     decode_options = {}
