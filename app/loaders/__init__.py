@@ -31,7 +31,8 @@ def load_model(source, **options):
     if model_json is None:
         tflite = [name for name in files if name.lower().endswith(".tflite")]
         if len(tflite) == 1:
-            return _load_tflite(files[tflite[0]], f"{origin}:{tflite[0]}", **options)
+            card = _load_card(files, posixpath.dirname(tflite[0]), origin)
+            return _load_tflite(files[tflite[0]], f"{origin}:{tflite[0]}", card=card, **options)
         raise ModelFormatError(f"{origin}: no model.json (TF.js layers-model) or .tflite file found; files: "
                                f"{sorted(files)[:10]}")
     from . import tfjs
@@ -126,8 +127,8 @@ def _load_card(files, base_dir, origin):
     return modelcard.load_card(files[name], f"{origin}:{name}")
 
 
-def _load_tflite(data: bytes, origin: str, **options):
-    """Hand a TFLite flatbuffer to ``app.tflite.load(data, name) -> Graph | Model`` if present."""
+def _load_tflite(data: bytes, origin: str, card=None, **options):
+    """Hand a TFLite flatbuffer to ``app.tflite.load(data, name, card) -> Graph | Model`` if present."""
     from ..model import Model
 
     try:
@@ -137,7 +138,7 @@ def _load_tflite(data: bytes, origin: str, **options):
             raise
         raise UnsupportedFormatError(f"{origin}: TFLite models are not supported in this build "
                                      "(app.tflite is missing)") from None
-    loaded = tflite.load(data, origin)
+    loaded = tflite.load(data, origin, card=card) if card is not None else tflite.load(data, origin)
     if isinstance(loaded, Graph):
-        return Model(loaded, source=origin, format="tflite")
+        return Model(loaded, card=card, source=origin, format="tflite")
     return loaded
