@@ -155,11 +155,12 @@ class Interpreter:
     ``Interpreter(model_path=None, model_content=None)``; extra tflite_runtime keyword
     arguments (``num_threads``, ``experimental_delegates``, ``experimental_op_resolver_type``,
     ``experimental_preserve_all_tensors``) are accepted and ignored: there is one CPU backend.
+    ``model_name`` (Vitrine extra) names the model in error messages.
     """
 
     def __init__(self, model_path=None, model_content=None, experimental_delegates=None,
                  num_threads=None, experimental_op_resolver_type=None,
-                 experimental_preserve_all_tensors=False):
+                 experimental_preserve_all_tensors=False, *, model_name: str | None = None):
         if (model_path is None) == (model_content is None):
             raise ValueError("pass exactly one of model_path or model_content")
         if model_path is not None:
@@ -169,7 +170,7 @@ class Interpreter:
             except OSError as exc:
                 raise ModelFormatError(f"{source}: cannot read model file: {exc.strerror}") from None
         else:
-            source = "model_content"
+            source = model_name or "model_content"
             data = bytes(model_content)
         self._model = parse_model(data, source)
         check_supported(self._model)

@@ -92,6 +92,5 @@ class TFLiteModel:
 
 def load(data: bytes, name: str, card=None) -> TFLiteModel:
     """Build a model from ``.tflite`` bytes. Raises ModelFormatError / UnsupportedLayerError."""
-    interp = Interpreter(model_content=data)
-    interp._model.source = name  # noqa: SLF001 - messages should name the user's file
+    interp = Interpreter(model_content=data, model_name=name)
     return TFLiteModel(interp, name, card)
