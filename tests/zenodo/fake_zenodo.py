@@ -21,9 +21,16 @@ A record id that was never registered answers 404 (``{"status": 404, "message": 
 Zenodo does for concept ids on ``/api/records/{id}``. ``python fake_zenodo.py --port 8765
 --record 123=model.zip`` serves files by hand for manual browser checks.
 
-Pytest: ``tests/zenodo/conftest.py`` provides the ``fake_zenodo`` fixture; other test folders can
-load this file by path (``importlib.util.spec_from_file_location``) and reuse
-:func:`fake_zenodo_fixture`.
+Pytest: ``tests/zenodo/conftest.py`` provides the ``fake_zenodo`` fixture. Other test folders
+(the root conftest puts the repo root on ``sys.path``) use::
+
+    from tests.zenodo.fake_zenodo import FakeZenodo, make_zip, fake_zenodo_fixture
+    fake_zenodo = pytest.fixture(fake_zenodo_fixture)
+
+In a browser test the page must be served from another origin (the root conftest's
+``static_server``) so that CORS applies; ``test_fake_zenodo_browser.py`` shows Chromium reading
+``/api/...`` and being refused ``/records/{id}/files/{key}``. A page with a Content-Security-Policy
+must list ``fake.url`` in ``connect-src``.
 """
 
 from __future__ import annotations
