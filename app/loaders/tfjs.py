@@ -99,7 +99,8 @@ def _shard_size_message(model_file, group_index, shards, have, needed):
     message = (f"{model_file}: weight group {group_index} needs {needed} bytes but its shards hold {have} "
                f"({sizes})")
     if have < needed:
-        full = len(shards[0][1])
+        # the converter writes equal shards and a last one no larger: a smaller middle shard is the culprit
+        full = max(len(data) for _, data in shards)
         short = [path for path, data in shards[:-1] if len(data) < full]
         culprit = short[0] if short else shards[-1][0]
         message += f"; shard {culprit!r} looks short or truncated"
@@ -228,7 +229,7 @@ def _padding_attr(call: LayerCall):
 
 def _check_shape(call: LayerCall, array: np.ndarray, expected: tuple, what: str):
     if len(array.shape) != len(expected) or any(e is not None and e != a for e, a in zip(expected, array.shape)):
-        shown = tuple("?" if e is None else e for e in expected)
+        shown = "(" + ", ".join("?" if e is None else str(e) for e in expected) + ("," if len(expected) == 1 else "") + ")"
         call.fail(f"weight {what} has shape {tuple(array.shape)}, expected {shown} from the layer config")
 
 

@@ -1,0 +1,340 @@
+"""A negative test for every validation path of the engine (archive, model.json, weights, layers,
+predict input), each matching the message. The model.json dicts here are built by hand: they
+test our validation, not our numerics."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import zipfile
+
+import numpy as np
+import pytest
+
+import app
+from app.archive import read_zip
+from app.errors import (ArchiveError, ModelFormatError, ModelInputError, ModelSourceError, UnsupportedFormatError,
+                        UnsupportedLayerError, VitrineError)
+
+
+def keras2_model(layers, weights, *, inputs=(("image", (4, 4, 3)),), outputs=None, shards=1, extra=None):
+    """files mapping for a Keras-2-style functional layers-model; ``layers`` are (class, name,
+    config, inbound names); ``weights`` are (name, array)."""
+    topology_layers = []
+    for name, shape in inputs:
+        topology_layers.append({"class_name": "InputLayer", "name": name, "inbound_nodes": [],
+                                "config": {"batch_input_shape": [None, *shape], "dtype": "float32", "name": name}})
+    for class_name, name, config, inbound in layers:
+        topology_layers.append({"class_name": class_name, "name": name, "config": {"name": name, **config},
+                                "inbound_nodes": [[[src, 0, 0, {}] for src in inbound]]})
+    outputs = outputs or [layers[-1][1]]
+    data = b"".join(np.asarray(a, np.float32).tobytes() for _, a in weights)
+    size = -(-len(data) // shards) if data else 0
+    paths = [f"group1-shard{i + 1}of{shards}.bin" for i in range(shards)]
+    model_json = {
+        "format": "layers-model", "generatedBy": "keras v2.15.0", "convertedBy": "hand-written test",
+        "modelTopology": {"keras_version": "2.15.0", "backend": "tensorflow", "model_config": {
+            "class_name": "Functional", "config": {
+                "name": "test_model", "layers": topology_layers,
+                "input_layers": [[n, 0, 0] for n, _ in inputs], "output_layers": [[n, 0, 0] for n in outputs]}}},
+        "weightsManifest": [{"paths": paths, "weights": [
+            {"name": n, "shape": list(np.shape(a)), "dtype": "float32"} for n, a in weights]}],
+    }
+    if extra:
+        model_json.update(extra)
+    files = {"model.json": json.dumps(model_json).encode()}
+    for i, path in enumerate(paths):
+        files[path] = data[i * size:(i + 1) * size]
+    return files
+
+
+DENSE = ("Dense", "fc", {"units": 2, "activation": "linear", "use_bias": True}, ["flat"])
+FLAT = ("Flatten", "flat", {}, ["image"])
+DENSE_WEIGHTS = [("fc/kernel", np.ones((48, 2))), ("fc/bias", np.zeros(2))]
+
+
+def test_hand_built_model_loads_and_predicts():
+    model = app.load_model(keras2_model([FLAT, DENSE], DENSE_WEIGHTS))
+    out = model.predict(np.ones((2, 4, 4, 3), np.float32))
+    np.testing.assert_allclose(out, np.full((2, 2), 48.0))  # 48 ones times weight 1
+    assert model.input_shape == (None, 4, 4, 3) and model.output_shape == (None, 2)
+
+
+def test_every_error_is_a_vitrine_error():
+    for cls in (ArchiveError, ModelFormatError, ModelInputError, UnsupportedFormatError, UnsupportedLayerError):
+        assert issubclass(cls, VitrineError)
+
+
+# ---- layers ------------------------------------------------------------------------------------
+
+def test_unknown_layer_class_names_class_layer_and_supported_list():
+    files = keras2_model([FLAT, ("FancyAttention", "attn", {}, ["flat"])], [])
+    with pytest.raises(UnsupportedLayerError, match=r"layer 'attn' has class 'FancyAttention'.*Supported layer classes: .*Conv2D"):
+        app.load_model(files)
+
+
+def test_lambda_layer_is_refused_with_the_reason():
+    files = keras2_model([("Lambda", "my_lambda", {"function": ["4wEAAAAAAAAA", None, None]}, ["image"])], [])
+    with pytest.raises(UnsupportedLayerError, match=r"'my_lambda' \(Lambda\).*serialized Python bytecode"):
+        app.load_model(files)
+
+
+def test_unsupported_activation_is_named():
+    files = keras2_model([FLAT, ("Activation", "act", {"activation": "my_custom_fn"}, ["flat"])], [])
+    with pytest.raises(UnsupportedLayerError, match=r"activation 'my_custom_fn' is not supported"):
+        app.load_model(files)
+
+
+def test_unsupported_tf_op_is_named():
+    layer = {"class_name": "TFOpLambda", "name": "tf.linalg.svd", "config": {"name": "tf.linalg.svd", "function": "linalg.svd"},
+             "inbound_nodes": [["image", 0, 0, {"name": None}]]}
+    files = keras2_model([FLAT, DENSE], DENSE_WEIGHTS)
+    model_json = json.loads(files["model.json"])
+    model_json["modelTopology"]["model_config"]["config"]["layers"].append(layer)
+    model_json["modelTopology"]["model_config"]["config"]["output_layers"] = [["tf.linalg.svd", 0, 0]]
+    files["model.json"] = json.dumps(model_json).encode()
+    with pytest.raises(UnsupportedLayerError, match=r"TF operation 'linalg.svd' is not supported"):
+        app.load_model(files)
+
+
+def test_channels_first_is_refused():
+    conv = ("Conv2D", "conv", {"filters": 2, "kernel_size": [1, 1], "data_format": "channels_first", "use_bias": False}, ["image"])
+    files = keras2_model([conv], [("conv/kernel", np.ones((1, 1, 3, 2)))])
+    with pytest.raises(UnsupportedLayerError, match=r"data_format='channels_first' is not supported"):
+        app.load_model(files)
+
+
+def test_input_reading_an_unknown_layer_is_reported():
+    files = keras2_model([("Flatten", "flat", {}, ["no_such_layer"])], [])
+    with pytest.raises(ModelFormatError, match=r"layer 'flat' \(call 0\) reads \['no_such_layer'\], which no layer produces"):
+        app.load_model(files)
+
+
+# ---- weights -----------------------------------------------------------------------------------
+
+def test_missing_shard_is_named():
+    files = keras2_model([FLAT, DENSE], DENSE_WEIGHTS, shards=2)
+    del files["group1-shard2of2.bin"]
+    with pytest.raises(ModelFormatError, match=r"weight shard 'group1-shard2of2.bin' \(group 0\) is missing"):
+        app.load_model(files)
+
+
+def test_short_shard_is_named():
+    files = keras2_model([FLAT, DENSE], DENSE_WEIGHTS, shards=2)
+    files["group1-shard1of2.bin"] = files["group1-shard1of2.bin"][:-8]
+    with pytest.raises(ModelFormatError, match=r"needs 392 bytes but its shards hold 384.*'group1-shard1of2.bin' looks short"):
+        app.load_model(files)
+
+
+def test_truncated_last_shard_is_named():
+    files = keras2_model([FLAT, DENSE], DENSE_WEIGHTS, shards=1)
+    files["group1-shard1of1.bin"] = files["group1-shard1of1.bin"][:100]
+    with pytest.raises(ModelFormatError, match=r"'group1-shard1of1.bin' looks short or truncated"):
+        app.load_model(files)
+
+
+def test_shards_longer_than_manifest_are_refused():
+    files = keras2_model([FLAT, DENSE], DENSE_WEIGHTS)
+    files["group1-shard1of1.bin"] += b"\0" * 4
+    with pytest.raises(ModelFormatError, match=r"longer than the manifest describes"):
+        app.load_model(files)
+
+
+def test_weight_shape_mismatch_with_layer_config():
+    files = keras2_model([FLAT, DENSE], [("fc/kernel", np.ones((48, 3))), ("fc/bias", np.zeros(3))])
+    with pytest.raises(ModelFormatError, match=r"layer 'fc' \(Dense\): weight kernel has shape \(48, 3\), expected \(\?, 2\)"):
+        app.load_model(files)
+
+
+def test_missing_weight_for_layer():
+    files = keras2_model([FLAT, DENSE], [("fc/kernel", np.ones((48, 2)))])
+    with pytest.raises(ModelFormatError, match=r"layer 'fc' \(Dense\): expects weights \['kernel', 'bias'\] but the manifest has \['kernel'\].*missing \['bias'\]"):
+        app.load_model(files)
+
+
+def test_weight_matching_no_layer():
+    files = keras2_model([FLAT, DENSE], DENSE_WEIGHTS + [("ghost/kernel", np.ones(2))])
+    with pytest.raises(ModelFormatError, match=r"weights \['ghost/kernel'\] in the manifest match no layer"):
+        app.load_model(files)
+
+
+def test_unknown_quantization_dtype():
+    files = keras2_model([FLAT, DENSE], DENSE_WEIGHTS)
+    model_json = json.loads(files["model.json"])
+    model_json["weightsManifest"][0]["weights"][0]["quantization"] = {"dtype": "int4", "scale": 1, "min": 0}
+    files["model.json"] = json.dumps(model_json).encode()
+    with pytest.raises(ModelFormatError, match=r"unknown quantization dtype 'int4'"):
+        app.load_model(files)
+
+
+def test_uint8_quantization_is_affine_q_times_scale_plus_min():
+    files = keras2_model([FLAT, DENSE], DENSE_WEIGHTS)
+    model_json = json.loads(files["model.json"])
+    model_json["weightsManifest"][0]["weights"][0]["quantization"] = {"dtype": "uint8", "scale": 0.5, "min": -1.0,
+                                                                       "original_dtype": "float32"}
+    files["model.json"] = json.dumps(model_json).encode()
+    q = np.full(96, 4, np.uint8)  # value = 4 * 0.5 - 1 = 1.0
+    files["group1-shard1of1.bin"] = q.tobytes() + np.zeros(2, np.float32).tobytes()
+    out = app.load_model(files).predict(np.ones((1, 4, 4, 3), np.float32))
+    np.testing.assert_allclose(out, [[48.0, 48.0]])
+
+
+# ---- model.json --------------------------------------------------------------------------------
+
+def test_non_json_model_json():
+    with pytest.raises(ModelFormatError, match=r"model.json: not valid JSON"):
+        app.load_model({"model.json": b"<html>404</html>"})
+
+
+def test_model_json_without_topology():
+    with pytest.raises(ModelFormatError, match=r"missing 'modelTopology'"):
+        app.load_model({"model.json": b'{"weightsManifest": []}'})
+
+
+@pytest.mark.parametrize("model_json", [
+    {"format": "graph-model", "modelTopology": {"node": []}, "weightsManifest": []},
+    {"modelTopology": {"node": [], "library": {}}, "weightsManifest": []},
+])
+def test_graph_model_is_refused(model_json):
+    with pytest.raises(UnsupportedFormatError, match=r"graph-models are not supported yet"):
+        app.load_model({"model.json": json.dumps(model_json).encode()})
+
+
+def test_no_model_json_in_files():
+    with pytest.raises(ModelFormatError, match=r"no model.json \(TF.js layers-model\) or .tflite file found"):
+        app.load_model({"readme.txt": b"hello"})
+
+
+def test_missing_path():
+    with pytest.raises(ModelSourceError, match=r"no such file or directory"):
+        app.load_model("/nonexistent/model/folder")
+
+
+def test_bytes_that_are_neither_zip_nor_tflite():
+    with pytest.raises(ModelFormatError, match=r"neither a zip archive nor a TFLite model"):
+        app.load_model(b"GIF89a......")
+
+
+# ---- predict input -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def small_model():
+    return app.load_model(keras2_model([FLAT, DENSE], DENSE_WEIGHTS))
+
+
+def test_wrong_input_shape(small_model):
+    with pytest.raises(ModelInputError, match=r"expected shape \(None, 4, 4, 3\), received \(1, 5, 4, 3\)"):
+        small_model.predict(np.zeros((1, 5, 4, 3), np.float32))
+
+
+def test_missing_batch_axis_hint(small_model):
+    with pytest.raises(ModelInputError, match=r"received \(4, 4, 3\) \(add a batch axis"):
+        small_model.predict(np.zeros((4, 4, 3), np.float32))
+
+
+def test_wrong_input_dtype(small_model):
+    with pytest.raises(ModelInputError, match=r"expected a float array \(float32\), received dtype uint8"):
+        small_model.predict(np.zeros((1, 4, 4, 3), np.uint8))
+
+
+def test_wrong_number_of_inputs(small_model):
+    with pytest.raises(ModelInputError, match=r"expects 1 input array\(s\), received 2"):
+        small_model.predict([np.zeros((1, 4, 4, 3), np.float32)] * 2)
+
+
+def test_float64_input_is_cast(small_model):
+    out = small_model.predict(np.ones((1, 4, 4, 3), np.float64))
+    assert out.dtype == np.float32
+
+
+def test_run_until_unknown_layer(small_model):
+    with pytest.raises(ModelInputError, match=r"has no layer 'nope'"):
+        small_model.run_until(np.zeros((1, 4, 4, 3), np.float32), "nope")
+
+
+def test_run_until_index_out_of_range(small_model):
+    with pytest.raises(ModelInputError, match=r"layer index 99 is out of range"):
+        small_model.run_until(np.zeros((1, 4, 4, 3), np.float32), 99)
+
+
+# ---- archives ----------------------------------------------------------------------------------
+
+def make_zip(entries, compression=zipfile.ZIP_DEFLATED):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_zip_in_subfolder_loads():
+    files = keras2_model([FLAT, DENSE], DENSE_WEIGHTS)
+    data = make_zip({f"export/tfjs/{k}": v for k, v in files.items()})
+    model = app.load_model(data)
+    assert model.output_shape == (None, 2)
+
+
+def test_read_zip_returns_members():
+    assert read_zip(make_zip({"a/b.txt": b"hi", "c.bin": b"\x00\x01"}), "x.zip") == {"a/b.txt": b"hi", "c.bin": b"\x00\x01"}
+
+
+def test_zip_bomb_total_size_refused():
+    data = make_zip({"zeros.bin": b"\0" * 2_000_000})
+    assert len(data) < 10_000
+    with pytest.raises(ArchiveError, match=r"bomb.zip: would decompress to 2000000 bytes, more than the limit of 1000000"):
+        read_zip(data, "bomb.zip", max_total_bytes=1_000_000)
+
+
+def test_zip_bomb_with_lying_headers_refused():
+    """Headers claim 10 bytes; the stream holds 2 MB. Counting real bytes (or the CRC) stops it."""
+    data = bytearray(make_zip({"zeros.bin": b"\0" * 2_000_000}))
+    # patch uncompressed size in the local header (offset 22) and central directory entry
+    struct.pack_into("<I", data, 22, 10)
+    central = data.rfind(b"PK\x01\x02")
+    struct.pack_into("<I", data, central + 24, 10)
+    with pytest.raises(ArchiveError, match=r"lying.zip"):
+        read_zip(bytes(data), "lying.zip", max_total_bytes=1_000_000)
+
+
+def test_zip_too_many_entries():
+    data = make_zip({f"f{i}.txt": b"x" for i in range(20)})
+    with pytest.raises(ArchiveError, match=r"many.zip: 20 entries, more than the limit of 10"):
+        read_zip(data, "many.zip", max_entries=10)
+
+
+@pytest.mark.parametrize("name", ["../evil.txt", "a/../../evil.txt", "/etc/passwd", "C:/windows/evil.dll", "..\\evil.txt"])
+def test_zip_unsafe_names_refused(name):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        info = zipfile.ZipInfo("placeholder")
+        info.filename = name  # bypass ZipInfo's own sanitising, as a hostile archive would
+        archive.writestr(info, b"x")
+    with pytest.raises(ArchiveError, match=r"evil.zip: member .*(path traversal|absolute path)"):
+        read_zip(buffer.getvalue(), "evil.zip")
+
+
+def test_truncated_zip_names_the_file():
+    data = make_zip({"model.json": b"{}" * 1000, "weights.bin": bytes(range(256)) * 100})
+    with pytest.raises(ArchiveError, match=r"cut.zip: corrupt or truncated"):
+        read_zip(data[: len(data) // 2], "cut.zip")
+
+
+def test_corrupt_member_names_the_member():
+    data = bytearray(make_zip({"weights.bin": bytes(range(256)) * 100}, compression=zipfile.ZIP_STORED))
+    data[100] ^= 0xFF  # flip a byte of stored data -> CRC mismatch
+    with pytest.raises(ArchiveError, match=r"flip.zip: member 'weights.bin' is corrupt or truncated"):
+        read_zip(bytes(data), "flip.zip")
+
+
+def test_not_a_zip():
+    with pytest.raises(ArchiveError, match=r"notzip.zip: not a zip archive"):
+        read_zip(b"hello world", "notzip.zip")
+
+
+def test_truncated_zip_via_load_model_is_archive_error(tmp_path):
+    files = keras2_model([FLAT, DENSE], DENSE_WEIGHTS)
+    path = tmp_path / "model.zip"
+    path.write_bytes(make_zip(files)[:200])
+    with pytest.raises(ArchiveError, match=r"model.zip: corrupt or truncated"):
+        app.load_model(path)
