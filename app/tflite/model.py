@@ -15,9 +15,12 @@ class TFLiteModel:
     the input tensor's parameters when the model has integer input (unless the caller already
     passes integers of that type), and returns float32 outputs (dequantized when integer)."""
 
+    format = "tflite"
+
     def __init__(self, interpreter: Interpreter, name: str, card=None):
         self.interpreter = interpreter
         self.name = name
+        self.source = name
         self.card = card
         inputs = interpreter.get_input_details()
         outputs = interpreter.get_output_details()
@@ -67,13 +70,87 @@ class TFLiteModel:
             outs.append(y.astype(np.float32, copy=False))
         return outs
 
-    def predict(self, x) -> np.ndarray:
-        """Run the model on a batch; returns the first output (float32, batch first)."""
+    def predict(self, x, *, trace: bool = False):
+        """Run the model on a batch; returns the first output (float32, batch first).
+        With ``trace=True`` returns ``(output, rows)`` like the engine's Model."""
+        if trace:
+            return self.predict(x), self.trace(x)
         batch = self._prepare(x)
         if self._dynamic_batch or batch.shape[0] == 1:
             return self._run(batch)[0]
         # A fixed batch-1 signature (e.g. a hard-coded reshape) runs one image at a time.
         return np.concatenate([self._run(batch[i:i + 1])[0] for i in range(batch.shape[0])])
+
+    @property
+    def input_shapes(self) -> list[tuple]:
+        return [self.input_shape]
+
+    @property
+    def output_shapes(self) -> list[tuple]:
+        return [(None,) + tuple(int(d) for d in o["shape"][1:]) for o in self._outputs]
+
+    @property
+    def layer_names(self) -> list[str]:
+        """One name per operator: the name of the tensor it produces (TFLite ops are unnamed)."""
+        sub = self.interpreter.model_info.subgraphs[0]
+        return [sub.tensors[op.outputs[0]].name for op in sub.operators if op.outputs]
+
+    @property
+    def param_count(self) -> int:
+        sub = self.interpreter.model_info.subgraphs[0]
+        return int(sum(t.data.size for t in sub.tensors if t.data is not None))
+
+    def _traced_run(self, x, stop_at: str | None = None):
+        """Run one batch calling back per operator; values are dequantized for reporting."""
+        sub = self.interpreter.model_info.subgraphs[0]
+        rows = []
+        captured = {}
+
+        def hook(op, outputs):
+            t = sub.tensors[op.outputs[0]]
+            value = outputs[0]
+            if t.quantization is not None and np.issubdtype(value.dtype, np.integer):
+                q = t.quantization
+                value = Q.dequantize(value, q.scales, q.zero_points,
+                                     q.quantized_dimension if q.per_channel else None)
+            value = np.asarray(value, dtype=np.float32)
+            rows.append((op, t.name, value))
+            if stop_at is not None and t.name == stop_at:
+                captured["value"] = value
+
+        batch = self._prepare(x)
+        interp = self.interpreter
+        index = self._input["index"]
+        interp.resize_tensor_input(index, batch.shape)
+        interp.allocate_tensors()
+        interp.set_tensor(index, batch)
+        interp.invoke_with_trace(hook)
+        return rows, captured.get("value")
+
+    def trace(self, x) -> list:
+        """Per-operator rows (index, tensor name, op, shape, min/max/mean), as app.runtime.TraceRow."""
+        from app.runtime import TraceRow  # runtime object; imported lazily to keep layering light
+
+        rows, _ = self._traced_run(x)
+        return [TraceRow(index=i, layer=name, op=op.name, output=name, shape=tuple(v.shape),
+                         min=float(v.min()) if v.size else 0.0, max=float(v.max()) if v.size else 0.0,
+                         mean=float(v.mean()) if v.size else 0.0)
+                for i, (op, name, v) in enumerate(rows)]
+
+    def run_until(self, x, layer: str | int) -> np.ndarray:
+        """Float value of one operator's output (by tensor name or index in ``layer_names``)."""
+        names = self.layer_names
+        if isinstance(layer, (int, np.integer)):
+            if not -len(names) <= int(layer) < len(names):
+                raise ModelInputError(f"layer index {layer} is out of range (model has "
+                                      f"{len(names)} layers)")
+            layer = names[int(layer)]
+        if layer not in names:
+            close = [n for n in names if str(layer).lower() in n.lower()][:5]
+            raise ModelInputError(f"{self.name}: no layer {layer!r}"
+                                  + (f"; did you mean {close}?" if close else ""))
+        _, value = self._traced_run(x, stop_at=layer)
+        return value
 
     def summary(self) -> str:
         info = self.interpreter.model_info

@@ -100,3 +100,18 @@ def test_model_interface_on_float_fixture():
     assert np.abs(y - io["output_0"]).max() <= 1e-4 * np.abs(io["output_0"]).max()
     summary = model.summary()
     assert "CONV_2D" in summary and "cnn.tflite" in summary
+
+
+def test_trace_and_run_until_follow_operators():
+    folder = FIXTURES / "cnn_int8"
+    io = np.load(folder / "io.npz")
+    model = load((folder / "model.tflite").read_bytes(), name="q.tflite")
+    x = io["input_0"]
+    rows = model.trace(x)
+    assert [r.op for r in rows][0] == "CONV_2D"
+    assert len(rows) == len(model.layer_names)
+    last = model.run_until(x, -1)
+    scale, zp = model.interpreter.get_output_details()[0]["quantization"]
+    np.testing.assert_allclose(last, (io["output_0"].astype(np.float32) - zp) * scale, atol=1e-7)
+    with pytest.raises(Exception, match="no layer 'nope'"):
+        model.run_until(x, "nope")
