@@ -25,7 +25,7 @@ CARD_FILENAME = "model-card.json"
 RESIZE_MODES = {0: "nearest", 1: "linear", 2: "cubic", 3: "area", 4: "lanczos4"}
 #: Intensity standardisation modes (AUCMEDI's names); ``None`` means "feed pixel values 0..255".
 STANDARDIZE_MODES = ("torch", "tf", "caffe", "z-score", "minmax", "grayscale")
-ALLOWED_CHANNELS = (1, 3, 4)
+ALLOWED_CHANNELS = (1, 3)  # what app.imaging produces: grayscale or RGB
 
 
 @dataclass(frozen=True)
@@ -233,15 +233,19 @@ class _CardParser:
         for required in ("name", "classes"):
             if required not in obj:
                 raise ModelFormatError(f"{self.filename}: missing required field {required!r}")
+        channels = self.channels(obj.get("channels"))
+        standardize = self.standardize(obj.get("standardize"))
+        if standardize in ("torch", "caffe") and channels not in (None, 3):
+            self.fail("standardize", f"{standardize!r} works on RGB images and needs channels 3 (or null), got channels {channels}")
         return ModelCard(
             name=self.text("name", obj["name"], required=True),
             classes=self.classes(obj["classes"]),
             multi_label=self.boolean("multi_label", obj.get("multi_label", False)),
             threshold=self.threshold(obj.get("threshold", 0.5)),
             input_size=self.input_size(obj.get("input_size")),
-            channels=self.channels(obj.get("channels")),
+            channels=channels,
             resize_mode=self.resize_mode(obj.get("resize_mode", 1)),
-            standardize=self.standardize(obj.get("standardize")),
+            standardize=standardize,
             pad_square=self.boolean("pad_square", obj.get("pad_square", False)),
             modality=self.text("modality", obj.get("modality")),
             discipline=self.text("discipline", obj.get("discipline")),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.catalog import Catalog, CatalogEntry, load_catalog, parse_catalog
+from app.catalog import CatalogEntry, load_catalog, parse_catalog
 from app.errors import ModelFormatError, ModelSourceError, VitrineError
 from app.modelcard import ModelCard, html_to_text
 from app.results import PredictionResult, rows_for_export, to_csv, to_json

@@ -12,7 +12,7 @@ from app.errors import ArchiveError, ModelFormatError, UnsupportedFormatError
 from app.modelcard import ModelCard
 from app.results import PredictionResult
 from app.sources import open_model, resolve, unpack
-from app.zenodo import NoRunnableFileError, ZenodoFile, ZenodoRecord, choose_model_file
+from app.zenodo import NoRunnableFileError, ZenodoRecord, choose_model_file
 from fake_zenodo import make_zip
 
 ROOT = Path(__file__).resolve().parents[2]
