@@ -37,7 +37,11 @@ CancelCheck = Callable[[], bool]
 
 
 class RecordNotFoundError(ModelSourceError):
-    """No Zenodo record (nor concept) has this id."""
+    """No Zenodo record (nor concept) has this id (``record``)."""
+
+    def __init__(self, message: str, record: int | None = None):
+        super().__init__(message)
+        self.record = record
 
 
 class RateLimitedError(DownloadError):
@@ -47,18 +51,19 @@ class RateLimitedError(DownloadError):
 class NoRunnableFileError(ModelSourceError):
     """The record holds no file Vitrine can run; ``files`` lists what it does hold."""
 
-    def __init__(self, message: str, files: Sequence[str]):
+    def __init__(self, message: str, files: Sequence[str], record: int | None = None):
         super().__init__(message)
         self.files = tuple(files)
+        self.record = record
 
 
 class AmbiguousModelFileError(ModelSourceError):
     """Several files could be the model; ``candidates`` lists their keys so a UI can ask the user,
-    who then passes ``file=<key>``."""
+    who then passes ``file=<key>``. ``record`` is the record id."""
 
     def __init__(self, message: str, record_id: int, candidates: Sequence[str]):
         super().__init__(message)
-        self.record_id = record_id
+        self.record_id = self.record = record_id
         self.candidates = tuple(candidates)
 
 
@@ -190,12 +195,14 @@ def choose_model_file(record: ZenodoRecord, file: str | None = None) -> ZenodoFi
         return pool[0]
     if not record.files:
         raise NoRunnableFileError(
-            f"Zenodo record {record.id} has no public files (restricted, embargoed or metadata-only record)", [])
+            f"Zenodo record {record.id} has no public files (restricted, embargoed or metadata-only record)", [],
+            record.id)
     if not pool:
         raise NoRunnableFileError(
             f"Zenodo record {record.id} has no TF.js or TFLite model (a .tflite file or a zip holding "
             f"model.json); files found: {_names(record.files)}",
             [f.key for f in record.files],
+            record.id,
         )
     raise AmbiguousModelFileError(
         f"Zenodo record {record.id} has several files that could be the model: {_names(pool)}; "
@@ -342,7 +349,8 @@ class ZenodoClient:
                 return newest
             raise RecordNotFoundError(
                 f"Zenodo record {record_id} not found (HTTP {status} from {url}, and it is not a concept id "
-                f"either); check the number, and that the record is public"
+                f"either); check the number, and that the record is public",
+                record_id,
             )
         raise DownloadError(f"Zenodo answered HTTP {status} for record {record_id} ({url}): {_snippet(payload)}")
 

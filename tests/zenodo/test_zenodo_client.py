@@ -46,8 +46,9 @@ def test_record_fields_follow_the_zenodo_json(fake_zenodo):
 
 
 def test_unknown_record_says_not_found(fake_zenodo):
-    with pytest.raises(RecordNotFoundError, match=r"Zenodo record 999 not found \(HTTP 404"):
+    with pytest.raises(RecordNotFoundError, match=r"Zenodo record 999 not found \(HTTP 404") as info:
         client_for(fake_zenodo).get_record(999)
+    assert info.value.record == 999
 
 
 def test_concept_id_resolves_to_newest_version_and_says_so(fake_zenodo):
@@ -227,7 +228,7 @@ def test_choose_single_unnamed_zip():
 def test_choose_ambiguous_lists_candidates():
     with pytest.raises(AmbiguousModelFileError, match=r"several files that could be the model: a.tflite, b_tfjs.zip; choose one") as info:
         choose_model_file(record_with("a.tflite", "b_tfjs.zip", "c.h5"))
-    assert info.value.candidates == ("a.tflite", "b_tfjs.zip")
+    assert info.value.candidates == ("a.tflite", "b_tfjs.zip") and info.value.record == 123
     assert choose_model_file(record_with("a.tflite", "b_tfjs.zip"), file="b_tfjs.zip").key == "b_tfjs.zip"
 
 
