@@ -134,6 +134,8 @@ class Model:
 
     @property
     def param_count(self) -> int:
+        """Stored weight values of the source graph (manifest weights plus constants taken from
+        layer configs, e.g. Rescaling's scale and offset)."""
         return int(sum(w.size for w in self.source_graph.weights.values()))
 
     def summary(self) -> str:
