@@ -13,7 +13,11 @@ time; ``activation`` is a fused activation name from the activation list, defaul
   conv2d(x, kernel[KH,KW,Cin/groups,Cout], bias?)  strides=(1,1), dilations=(1,1), pads, groups=1, activation
   depthwise_conv2d(x, kernel[KH,KW,C,multiplier], bias?)  strides, dilations, pads, activation
   conv2d_transpose(x, kernel[KH,KW,Cout,Cin], bias?)  strides, pads, output_padding=(0,0), activation
-      (pads here are *cropped* from the full transposed output: Keras "valid" -> (0,0,0,0))
+      (pads here are *cropped* from the full transposed output: Keras "valid" -> (0,0,0,0);
+      a negative bottom/right pad extends the output with zeros, e.g. kernel smaller than stride)
+  A loader may also give ``pads="same"`` / ``"valid"`` (conv, depthwise, pools) when the spatial
+  size is not static; kernels resolve it per call and app.optimize makes it explicit when shapes
+  are known.
   dense(x, kernel[In,Out], bias?)  activation         (contracts the last axis; any leading rank)
 
 Normalisation / affine:
@@ -30,16 +34,19 @@ Activations (unary, elementwise unless noted):
   clip(min, max), prelu(x, alpha)  (alpha broadcast; shared axes already expanded by the loader)
 
 Elementwise n-ary with numpy broadcasting: add, sub, mul, div, maximum, minimum, average, pow
-Reductions: mean(axes, keepdims), sum(axes, keepdims), reduce_max(axes, keepdims), argmax(axis)
+Elementwise unary (TF ops recorded by Keras 2 TFOpLambda): neg, sqrt, square, abs
+Reductions: mean(axes, keepdims), sum(axes, keepdims), reduce_max(axes, keepdims),
+  reduce_min(axes, keepdims), argmax(axis)
 Pooling: max_pool2d(pool=(h,w), strides, pads), avg_pool2d(pool, strides, pads,
   count_include_pad=False), global_avg_pool(keepdims=False), global_max_pool(keepdims=False)
 Shape: reshape(shape)   (target shape WITHOUT batch; -1 allowed), flatten, transpose(perm)
   (perm over all axes incl. batch), concat(axis), pad(pads=((b0,a0),...) all axes, mode=
   "constant"|"reflect"|"symmetric", value=0.0), crop(begin, end) all axes, squeeze(axes),
   expand_dims(axis), slice(begin, size), strided_slice(begin, end, strides, masks...), split(axis,
-  sizes) -> tuple, gather(axis) (x, indices), cast(dtype), identity
+  sizes) -> tuple, gather(axis) (x, indices), cast(dtype), tile(reps), identity
 Resize: resize(size=(H,W), method="nearest"|"bilinear", align_corners=False,
-  half_pixel_centers=False)  (UpSampling2D -> nearest/bilinear with scale folded into size)
+  half_pixel_centers=False)  (UpSampling2D -> nearest/bilinear with scale folded into size;
+  ``scale=(sh, sw)`` instead of ``size`` when the input size is not static)
 
 A format with something outside this list adds the op here and a kernel in ``app.kernels``
 rather than special-casing it in the runtime.
