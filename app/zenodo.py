@@ -156,6 +156,7 @@ def file_content_url(zenodo_url: str, record_id: int, key: str) -> str:
 # -- choosing the runnable file ------------------------------------------------------------------
 
 _TFJS_HINTS = ("tfjs", "tensorflowjs", "tensorflow.js", "tf_js", "tf-js", "tensorflow-js")
+_TFJS_TOKENS = {"js", "web", "browser"}  # whole words: "model_js.zip", "web-model.zip"
 # Zips whose name says they hold something else than a runnable model.
 _NOT_A_MODEL_HINTS = ("h5", "keras", "savedmodel", "saved_model", "pytorch", "torch", "onnx", "data",
                       "dataset", "eval", "metric", "result", "log", "source", "code", "notebook", "weights_only")
@@ -174,7 +175,7 @@ def classify_file(key: str) -> str:
     if lower.endswith(".tflite"):
         return "model"
     if lower.endswith(".zip"):
-        if any(hint in lower for hint in _TFJS_HINTS):
+        if any(hint in lower for hint in _TFJS_HINTS) or _name_tokens(key[: -len(".zip")]) & _TFJS_TOKENS:
             return "model"
         if _name_tokens(key[: -len(".zip")]) & set(_NOT_A_MODEL_HINTS):
             return "other"

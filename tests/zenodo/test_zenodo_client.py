@@ -217,6 +217,16 @@ def test_choose_prefers_the_converted_tfjs_zip_over_h5_and_evaluations():
     assert choose_model_file(record).key == "model.tfjs.zip"
 
 
+@pytest.mark.parametrize("keys, chosen", [
+    (("model.zip", "model_js.zip"), "model_js.zip"),
+    (("weights.zip", "web-model.zip", "eval.json"), "web-model.zip"),
+    (("model.h5.zip", "converted.zip"), "converted.zip"),
+    (("jsonl-data.zip", "m.tflite"), "m.tflite"),
+])
+def test_choose_by_name_words(keys, chosen):
+    assert choose_model_file(record_with(*keys)).key == chosen
+
+
 def test_choose_tflite():
     assert choose_model_file(record_with("weights.h5", "classifier.tflite", "README.md")).key == "classifier.tflite"
 
