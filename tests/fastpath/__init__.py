@@ -1,0 +1,1 @@
+"""Tests of app.fastpath and the SIMD kernels in csrc/."""
