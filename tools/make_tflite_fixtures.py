@@ -5,6 +5,7 @@ Run with the LiteRT venv (NOT the project .venv)::
 
     /opt/litertenv/bin/python tools/make_tflite_fixtures.py          # all cases
     /opt/litertenv/bin/python tools/make_tflite_fixtures.py cnn_int8  # some cases
+    /opt/litertenv/bin/python tools/make_tflite_fixtures.py --real    # pretrained registry models
 
 Pinned oracle: tensorflow-cpu==2.21.0 (converter) and ai-edge-litert==2.3.0 (interpreter, run
 with ``OpResolverType.BUILTIN_REF`` so no XNNPACK / optimized kernels are involved).
@@ -213,6 +214,42 @@ def build(case: str) -> None:
     print(f"{case}: {len(model_bytes)} bytes, ops={meta['builtin_ops']}")
 
 
+def build_real() -> None:
+    """LiteRT outputs for the pretrained registry models (tests/tflite/real_models.py)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("real_models", ROOT / "tests" / "tflite" / "real_models.py")
+    real_models = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(real_models)
+
+    for case in real_models.fetch():
+        if case in real_models.EXPECTED_REFUSALS:
+            continue
+        model_bytes = real_models.model_path(case).read_bytes()
+        probe = Interpreter(model_content=model_bytes)
+        d = probe.get_input_details()[0]
+        rng = np.random.default_rng(99)
+        x = rng.uniform(-1.0, 1.0, tuple(d["shape"])).astype(np.float32)
+        inputs, outputs, details = run_reference(model_bytes, [x])
+        target = real_models.EXPECTED / case
+        target.mkdir(parents=True, exist_ok=True)
+        # The input is not stored (up to 0.8 MB): tests regenerate it from the seed and check it.
+        arrays = {f"output_{i}": y for i, y in enumerate(outputs)}
+        np.savez_compressed(target / "io.npz", **arrays)
+        meta = {"case": case, "input_seed": 99, "input_range": [-1.0, 1.0],
+                "input_shape": list(map(int, inputs[0].shape)),
+                "sha256_input": __import__("hashlib").sha256(inputs[0].tobytes()).hexdigest(),
+                "sha256_model": __import__("hashlib").sha256(model_bytes).hexdigest(),
+                "builtin_ops": _builtin_ops(model_bytes),
+                "output_names": [o["name"] for o in details],
+                "oracle": "ai-edge-litert 2.3.0 BUILTIN_REF", "generator": "tools/make_tflite_fixtures.py --real"}
+        (target / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+        print(f"real {case}: outputs {[y.shape for y in outputs]}")
+
+
 if __name__ == "__main__":
-    for name in sys.argv[1:] or list(CASES):
-        build(name)
+    if sys.argv[1:] == ["--real"]:
+        build_real()
+    else:
+        for name in sys.argv[1:] or list(CASES):
+            build(name)

