@@ -288,7 +288,7 @@ class ZenodoClient:
 
     # .. HTTP with bounded retries ..
 
-    def _get(self, url: str, *, what: str, accept_json: bool = True):
+    def _get(self, url: str, *, what: str, accept_json: bool = True, cancel: CancelCheck | None = None):
         headers = {"Accept": "application/json"} if accept_json else {}
         attempt = 0
         while True:
@@ -311,6 +311,8 @@ class ZenodoClient:
             reason = "rate-limited the request" if response.status == 429 else f"answered HTTP {response.status}"
             self.notice(f"Zenodo {reason} for {what}; retrying in {wait:g} s (retry {attempt} of {self.max_retries})")
             (self.sleep or time.sleep)(wait)
+            if cancel is not None and cancel():
+                raise CancelledError(f"{what}: cancelled while waiting to retry")
 
     def _retry_wait(self, response, attempt: int) -> float:
         header = response.header("retry-after")
@@ -319,9 +321,10 @@ class ZenodoClient:
             try:
                 wait = float(header)
             except ValueError:
-                parsed = email.utils.parsedate_to_datetime(header) if header else None
-                if parsed is not None:
-                    wait = parsed.timestamp() - time.time()
+                try:  # the other allowed form: an HTTP date
+                    wait = email.utils.parsedate_to_datetime(header).timestamp() - time.time()
+                except (TypeError, ValueError, IndexError):
+                    wait = None  # unreadable: fall back to exponential back-off
         if wait is None:
             wait = 2.0 ** (attempt - 1)
         return min(max(wait, 0.0), self.max_wait_seconds)
@@ -402,7 +405,7 @@ class ZenodoClient:
         """Download ``file`` with progress, cancellation, size and MD5 checks."""
         if cancel is not None and cancel():
             raise CancelledError(f"download of {file.key} cancelled before it started")
-        response = self._get(file.url, what=f"file {file.key}", accept_json=False)
+        response = self._get(file.url, what=f"file {file.key}", accept_json=False, cancel=cancel)
         if response.status != 200:
             body = response.read()
             if response.status == 404:

@@ -87,6 +87,29 @@ def test_rate_limit_without_retry_after_backs_off_exponentially_and_is_capped(fa
     assert waits == [5.0]
 
 
+@pytest.mark.parametrize("header, expected_wait", [
+    ("garbage", 1.0),                               # unreadable: back-off
+    ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),         # an HTTP date in the past
+    ("2.5", 2.5),
+])
+def test_retry_after_forms(fake_zenodo, header, expected_wait):
+    fake_zenodo.add_record(123, {"m.tflite": b"x"})
+    fake_zenodo.rate_limit(times=1, retry_after=header)
+    waits = []
+    client_for(fake_zenodo, waits).get_record(123)
+    assert waits == [expected_wait]
+
+
+def test_cancel_while_waiting_for_a_retry(fake_zenodo):
+    fake_zenodo.add_record(123, {"m.tflite": b"x"})
+    client = client_for(fake_zenodo)
+    file = client.get_record(123).files[0]
+    fake_zenodo.rate_limit(times=5, retry_after=0)
+    calls = []
+    with pytest.raises(CancelledError, match="file m.tflite: cancelled while waiting to retry"):
+        client.download(file, cancel=lambda: calls.append(1) or len(calls) > 1)
+
+
 def test_persistent_rate_limit_gives_up_with_a_clear_message(fake_zenodo):
     fake_zenodo.add_record(123, {"m.tflite": b"x"})
     fake_zenodo.rate_limit(times=10, retry_after=0)
