@@ -89,8 +89,18 @@ def spec_from_args(args: argparse.Namespace):
 
         model = load_model(args.model)
         card = getattr(model, "card", None)
+        # what the card leaves open (input_size / channels = None) comes from the model's input shape
+        fallback = _shape_fallback(getattr(model, "input_shape", None))
         if card is None:
-            raise PreprocessError(f"{args.model}: the model has no card; give --size, --resize-mode, --standardize, --channels")
+            missing = [flag for flag, key in (("--resize-mode", "resize_mode"), ("--standardize", "standardize"))
+                       if overrides[key] is None]
+            if missing:
+                raise PreprocessError(f"{args.model}: the model has no card; give {', '.join(missing)}")
+            card = {}
+        for key, card_key in (("size", "input_size"), ("channels", "channels")):
+            card_value = card.get(card_key) if isinstance(card, dict) else getattr(card, card_key, None)
+            if card_value is None and overrides[key] is None and key in fallback:
+                overrides[key] = fallback[key]
         return PreprocessSpec.from_card(card, **overrides)
     missing = [flag for flag, key in (("--size", "size"), ("--resize-mode", "resize_mode"),
                                       ("--standardize", "standardize"), ("--channels", "channels"))
@@ -98,6 +108,18 @@ def spec_from_args(args: argparse.Namespace):
     if missing:
         raise PreprocessError(f"without --model these options are required: {', '.join(missing)}")
     return PreprocessSpec(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _shape_fallback(shape) -> dict:
+    """(None, H, W, C) -> {"size": (H, W), "channels": C} for the parts that are known."""
+    fallback = {}
+    if isinstance(shape, (tuple, list)) and len(shape) == 4:
+        _, height, width, channels = shape
+        if isinstance(height, int) and isinstance(width, int):
+            fallback["size"] = (height, width)
+        if channels in (1, 3):
+            fallback["channels"] = channels
+    return fallback
 
 
 def run(args: argparse.Namespace) -> int:
