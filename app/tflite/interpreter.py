@@ -60,6 +60,9 @@ class _Executor:
         self.values: dict[int, np.ndarray] = {}
         self.caches = [dict() for _ in self.sub.operators]
         self.allocated = False
+        # DEQUANTIZE of a constant (float16 / int8 weights) gives the same array every run:
+        # computed once, then skipped (tflite-micro's "prepare once" habit).
+        self.folded: dict[int, np.ndarray] = {}
 
     def details(self, index: int) -> dict:
         t = self.sub.tensors[index]
@@ -118,7 +121,12 @@ class _Executor:
                 raise InterpreterStateError(f"{self.model.source}: input {index} "
                                             f"({tensors[index].name!r}) was never set")
         values = self.values
+        values.update(self.folded)
         for op, cache in zip(self.sub.operators, self.caches):
+            if op.outputs and op.outputs[0] in self.folded:
+                if trace is not None:
+                    trace(op, [values[i] for i in op.outputs])
+                continue
             inputs, in_t = [], []
             for i in op.inputs:
                 if i < 0:
@@ -145,6 +153,8 @@ class _Executor:
             for i, arr in zip(op.outputs, outs):
                 want = tensors[i].dtype
                 values[i] = arr if want is None or arr.dtype == want else arr.astype(want)
+            if op.name == "DEQUANTIZE" and all(i >= 0 and tensors[i].data is not None for i in op.inputs):
+                self.folded[op.outputs[0]] = values[op.outputs[0]]
             if trace is not None:
                 trace(op, [values[i] for i in op.outputs])
 

@@ -21,6 +21,74 @@ from app.tflite.loader import OperatorInfo, TensorInfo
 
 QUANT_TYPES = (np.dtype(np.int8), np.dtype(np.uint8), np.dtype(np.int16))
 
+# Fused activations the engine's kernels (app.kernels) apply themselves.
+_ENGINE_ACTIVATIONS = {"linear", "relu", "relu6", "tanh"}
+_ENGINE = {}
+
+
+def engine_kernels():
+    """The engine's float kernel registry (``app.kernels.KERNELS``), or None when this build has
+    none; float CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED use it (its GEMM is the fast one)."""
+    if "kernels" not in _ENGINE:
+        try:
+            from app.kernels import KERNELS
+        except ImportError:
+            KERNELS = None
+        _ENGINE["kernels"] = KERNELS
+    return _ENGINE["kernels"]
+
+
+def _cached_weight(call: Call, index: int, convert):
+    """Layout-converted weight, cached per operator when the weight tensor is constant."""
+    t = call.in_t[index]
+    if t is None or t.data is None:
+        return convert(call.inputs[index])
+    key = ("weight", index)
+    if key not in call.cache:
+        call.cache[key] = np.ascontiguousarray(convert(call.inputs[index]), dtype=np.float32)
+    return call.cache[key]
+
+
+def _float_conv(call: Call, x, w, b):
+    kernels = engine_kernels()
+    o = call.o
+    cout, kh, kw, cin = w.shape
+    if kernels is None or o["activation"] not in _ENGINE_ACTIVATIONS or x.shape[3] % cin:
+        return F.conv2d(x, w, b, o)
+    hwio = _cached_weight(call, 1, lambda a: a.transpose(1, 2, 3, 0))
+    return kernels["conv2d"](np.ascontiguousarray(x, dtype=np.float32), hwio, b,
+                             strides=(o["stride_h"], o["stride_w"]),
+                             dilations=(o["dilation_h"], o["dilation_w"]),
+                             pads=F.conv_pads(x.shape, kh, kw, o), groups=x.shape[3] // cin,
+                             activation=o["activation"])
+
+
+def _float_depthwise(call: Call, x, w, b):
+    kernels = engine_kernels()
+    o = call.o
+    _, kh, kw, cm = w.shape
+    c = x.shape[3]
+    if kernels is None or o["activation"] not in _ENGINE_ACTIVATIONS or cm % c:
+        return F.depthwise_conv2d(x, w, b, o)
+    hwcm = _cached_weight(call, 1, lambda a: a.reshape(kh, kw, c, cm // c))
+    return kernels["depthwise_conv2d"](np.ascontiguousarray(x, dtype=np.float32), hwcm, b,
+                                       strides=(o["stride_h"], o["stride_w"]),
+                                       dilations=(o["dilation_h"], o["dilation_w"]),
+                                       pads=F.conv_pads(x.shape, kh, kw, o),
+                                       activation=o["activation"])
+
+
+def _float_dense(call: Call, x, w, b):
+    kernels = engine_kernels()
+    o = call.o
+    if kernels is None or o["activation"] not in _ENGINE_ACTIVATIONS:
+        return F.fully_connected(x, w, b, o)
+    units, depth = w.shape
+    io = _cached_weight(call, 1, lambda a: a.T)
+    out = kernels["dense"](np.ascontiguousarray(x, dtype=np.float32).reshape(-1, depth), io, b,
+                           activation=o["activation"])
+    return out.reshape(x.shape[:-1] + (units,)) if o.get("keep_num_dims") else out
+
 
 @dataclass
 class Call:
@@ -176,7 +244,7 @@ def conv_2d(call: Call) -> list:
         return [out.reshape(n, oh, ow, cout)]
     if w.dtype == np.int8 and is_quantized(w_t):                    # hybrid (dynamic range)
         return [_hybrid_conv(call, x, w, b, w_t)]
-    return [F.conv2d(x, w, b, o)]
+    return [_float_conv(call, x, w, b)]
 
 
 def _hybrid_conv(call, x, w, b, w_t):
@@ -231,7 +299,7 @@ def depthwise_conv_2d(call: Call) -> list:
         if b is not None:
             out = out + b
         return [F.activate(out.astype(np.float32), o["activation"])]
-    return [F.depthwise_conv2d(x, w, b, o)]
+    return [_float_depthwise(call, x, w, b)]
 
 
 def transpose_conv(call: Call) -> list:
@@ -283,7 +351,7 @@ def fully_connected(call: Call) -> list:
                             single_rounding=True).reshape(out_shape)]
     if w.dtype == np.int8 and is_quantized(w_t):                    # hybrid
         return [_hybrid_fc(call, x.reshape(-1, depth), w, b, w_t).reshape(out_shape)]
-    return [F.fully_connected(x, w, b, o)]
+    return [_float_dense(call, x, w, b)]
 
 
 def _hybrid_fc(call, flat, w, b, w_t):
