@@ -212,6 +212,120 @@ int32_t vk_sgemm(int32_t M, int32_t N, int32_t K, const float *A, int32_t lda, c
     return vk_sgemm_packed(M, N, K, A, lda, workspace, bias, C, ldc, activation);
 }
 
+/* Geometry of one vk_conv2d call, shared by its tiles. */
+typedef struct {
+    int32_t H, W, Cin, KH, KW, dil_h, dil_w, x_pixel_stride;
+    const float *zeros;
+} vk_conv_geometry;
+
+/* One mr x VK_NR tile of a convolution: like vk_tile over K = KH*KW*Cin, but the A row of each
+ * output pixel is gathered tap by tap from the input (or from `zeros` in the padding). */
+VK_INLINE void vk_conv_tile(const int mr, int32_t nr, const vk_conv_geometry *g, const float *const *xn,
+                            const int32_t *ih0, const int32_t *iw0, const float *bp, const float *bias8,
+                            float *y, int32_t ldy, int32_t activation) {
+    vk_f32x4 acc[VK_MR][2];
+    float tail[VK_MR][VK_NR];
+    vk_f32x4 b0 = bias8 ? vk_load(bias8) : vk_splat(0.0f);
+    vk_f32x4 b1 = bias8 ? vk_load(bias8 + 4) : vk_splat(0.0f);
+    for (int r = 0; r < mr; r++) {
+        acc[r][0] = b0;
+        acc[r][1] = b1;
+    }
+    for (int32_t kh = 0; kh < g->KH; kh++) {
+        for (int32_t kw = 0; kw < g->KW; kw++) {
+            const float *arow[VK_MR];
+            for (int r = 0; r < mr; r++) {
+                int32_t ih = ih0[r] + kh * g->dil_h;
+                int32_t iw = iw0[r] + kw * g->dil_w;
+                arow[r] = (ih >= 0 && ih < g->H && iw >= 0 && iw < g->W)
+                              ? xn[r] + ((vk_index)ih * g->W + iw) * g->x_pixel_stride
+                              : g->zeros;
+            }
+            for (int32_t c = 0; c < g->Cin; c++) {
+                vk_f32x4 w0 = vk_load(bp);
+                vk_f32x4 w1 = vk_load(bp + 4);
+                bp += VK_NR;
+                for (int r = 0; r < mr; r++) {
+                    vk_f32x4 av = vk_splat(arow[r][c]);
+                    acc[r][0] += av * w0;
+                    acc[r][1] += av * w1;
+                }
+            }
+        }
+    }
+    for (int r = 0; r < mr; r++) {
+        acc[r][0] = vk_activate(acc[r][0], activation);
+        acc[r][1] = vk_activate(acc[r][1], activation);
+    }
+    if (nr == VK_NR) {
+        for (int r = 0; r < mr; r++) {
+            vk_store(y + (vk_index)r * ldy, acc[r][0]);
+            vk_store(y + (vk_index)r * ldy + 4, acc[r][1]);
+        }
+    } else {
+        for (int r = 0; r < mr; r++) {
+            vk_store(tail[r], acc[r][0]);
+            vk_store(tail[r] + 4, acc[r][1]);
+            for (int32_t j = 0; j < nr; j++) y[(vk_index)r * ldy + j] = tail[r][j];
+        }
+    }
+}
+
+int32_t vk_conv2d(int32_t N, int32_t H, int32_t W, const float *x, int32_t x_pixel_stride,
+                  int32_t Cin, int32_t KH, int32_t KW, int32_t stride_h, int32_t stride_w,
+                  int32_t dil_h, int32_t dil_w, int32_t pad_top, int32_t pad_left, int32_t OH,
+                  int32_t OW, const float *packed_w, int32_t Cout, const float *bias, float *y,
+                  int32_t y_pixel_stride, int32_t activation, const float *zeros) {
+    if (N < 0 || H < 0 || W < 0 || Cin < 1 || Cout < 0 || OH < 0 || OW < 0 || KH < 1 || KW < 1)
+        return VK_E_DIM;
+    if (stride_h < 1 || stride_w < 1 || dil_h < 1 || dil_w < 1) return VK_E_STRIDE;
+    if (x_pixel_stride < Cin || y_pixel_stride < Cout) return VK_E_LD;
+    if (activation != VK_ACT_LINEAR && activation != VK_ACT_RELU && activation != VK_ACT_RELU6)
+        return VK_E_ACTIVATION;
+    if (N == 0 || Cout == 0 || OH == 0 || OW == 0) return VK_OK;
+    if (x == 0 || packed_w == 0 || y == 0 || zeros == 0) return VK_E_NULL;
+
+    const vk_conv_geometry g = {H, W, Cin, KH, KW, dil_h, dil_w, x_pixel_stride, zeros};
+    const vk_index K = (vk_index)KH * KW * Cin;
+    const vk_index pixels = (vk_index)N * OH * OW;
+    float bias_tail[VK_NR];
+    for (vk_index p0 = 0; p0 < pixels; p0 += VK_MR) {
+        int32_t mr = pixels - p0 < VK_MR ? (int32_t)(pixels - p0) : VK_MR;
+        const float *xn[VK_MR];
+        int32_t ih0[VK_MR], iw0[VK_MR];
+        for (int32_t r = 0; r < mr; r++) {
+            vk_index p = p0 + r;
+            int32_t ow = (int32_t)(p % OW);
+            int32_t oh = (int32_t)((p / OW) % OH);
+            vk_index n = p / ((vk_index)OW * OH);
+            xn[r] = x + n * H * (vk_index)W * x_pixel_stride;
+            ih0[r] = oh * stride_h - pad_top;
+            iw0[r] = ow * stride_w - pad_left;
+        }
+        float *yrow = y + p0 * y_pixel_stride;
+        for (int32_t j = 0; j < Cout; j += VK_NR) {
+            int32_t nr = Cout - j < VK_NR ? Cout - j : VK_NR;
+            const float *bp = packed_w + (vk_index)j * K;
+            const float *bias8 = 0;
+            if (bias) {
+                if (nr == VK_NR) {
+                    bias8 = bias + j;
+                } else {
+                    for (int32_t t = 0; t < VK_NR; t++) bias_tail[t] = t < nr ? bias[j + t] : 0.0f;
+                    bias8 = bias_tail;
+                }
+            }
+            switch (mr) {
+            case 4: vk_conv_tile(4, nr, &g, xn, ih0, iw0, bp, bias8, yrow + j, y_pixel_stride, activation); break;
+            case 3: vk_conv_tile(3, nr, &g, xn, ih0, iw0, bp, bias8, yrow + j, y_pixel_stride, activation); break;
+            case 2: vk_conv_tile(2, nr, &g, xn, ih0, iw0, bp, bias8, yrow + j, y_pixel_stride, activation); break;
+            default: vk_conv_tile(1, nr, &g, xn, ih0, iw0, bp, bias8, yrow + j, y_pixel_stride, activation); break;
+            }
+        }
+    }
+    return VK_OK;
+}
+
 /* Depthwise conv: channels are the SIMD axis (NHWC keeps them contiguous). Taps that fall in the
  * zero padding are skipped rather than read from a padded copy, so no scratch memory is needed. */
 int32_t vk_depthwise_conv2d(int32_t N, int32_t H, int32_t W, int32_t C, const float *x,

@@ -20,7 +20,7 @@ from ..errors import VitrineError
 ACTIVATIONS = {"linear": 0, "relu": 1, "relu6": 2}
 
 #: Must equal VK_ABI_VERSION in csrc/vitrine_kernels.h.
-KERNEL_ABI_VERSION = 1
+KERNEL_ABI_VERSION = 2
 
 _F32 = np.dtype(np.float32)
 _ITEM = _F32.itemsize
@@ -201,6 +201,7 @@ class SimdKernelBackend:
             "vk_sgemm_packed": [i, i, i, p, i, p, p, p, i, i],
             "vk_sgemm": [i, i, i, p, i, p, i, p, p, i, i, p],
             "vk_depthwise_conv2d": [i, i, i, i, p, i, i, p, p, i, i, i, i, i, i, i, i, p, i],
+            "vk_conv2d": [i, i, i, p, i, i, i, i, i, i, i, i, i, i, i, i, p, i, p, p, i, i, p],
         }
         for symbol, argtypes in signatures.items():
             try:
@@ -268,31 +269,18 @@ class SimdKernelBackend:
                          activation="linear"):
         """Depthwise conv with the IR's arguments (x NHWC, kernel [KH, KW, C, 1], explicit
         ``pads`` = (top, bottom, left, right)); channel multiplier 1 only."""
-        if not isinstance(x, np.ndarray) or x.dtype != _F32 or x.ndim != 4:
-            raise FastpathError(f"depthwise_conv2d: x must be a 4-D float32 NHWC array, got {_describe(x)}")
+        x = _check_nhwc("depthwise_conv2d", x)
         n, h, w, c = x.shape
         if (not isinstance(kernel, np.ndarray) or kernel.dtype != _F32 or kernel.ndim != 4
                 or kernel.shape[2] != c or kernel.shape[3] != 1):
             raise FastpathError(
                 f"depthwise_conv2d: kernel must be float32 [KH, KW, {c}, 1] (multiplier 1), got {_describe(kernel)}"
             )
-        if bias is not None and (not isinstance(bias, np.ndarray) or bias.dtype != _F32 or bias.shape != (c,)):
-            raise FastpathError(f"depthwise_conv2d: bias must be a float32 array of shape ({c},), got {_describe(bias)}")
-        if activation not in ACTIVATIONS:
-            raise FastpathError(f"depthwise_conv2d: activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
-        (sh, sw), (dh, dw) = tuple(strides), tuple(dilations)
-        top, bottom, left, right = pads
-        if min(sh, sw, dh, dw) < 1 or min(top, bottom, left, right) < 0:
-            raise FastpathError(f"depthwise_conv2d: strides/dilations must be >= 1 and pads >= 0, got strides={strides}, "
-                                f"dilations={dilations}, pads={pads}")
+        bias = _check_bias("depthwise_conv2d", bias, c)
         kh, kw = kernel.shape[:2]
-        oh = (h + top + bottom - dh * (kh - 1) - 1) // sh + 1
-        ow = (w + left + right - dw * (kw - 1) - 1) // sw + 1
-        if oh < 1 or ow < 1:
-            raise FastpathError(f"depthwise_conv2d: kernel {kh}x{kw} with pads {pads} does not fit input {h}x{w}")
-        x = np.ascontiguousarray(x)
+        geometry = _conv_geometry("depthwise_conv2d", x.shape, (kh, kw), strides, dilations, pads, activation)
+        (sh, sw), (dh, dw), (top, _, left, _), (oh, ow) = geometry
         taps = np.ascontiguousarray(kernel.reshape(kh, kw, c))
-        bias = None if bias is None else np.ascontiguousarray(bias)
         y = np.empty((n, oh, ow, c), dtype=_F32)
         self._check(
             self._lib.vk_depthwise_conv2d(n, h, w, c, x.ctypes.data, kh, kw, taps.ctypes.data,
@@ -301,6 +289,72 @@ class SimdKernelBackend:
             f"depthwise_conv2d x={x.shape} kernel={kernel.shape}",
         )
         return y
+
+    def conv2d(self, x, kernel, bias=None, *, strides=(1, 1), dilations=(1, 1), pads=(0, 0, 0, 0), groups=1,
+               activation="linear"):
+        """Convolution with the IR's arguments (x NHWC, kernel [KH, KW, Cin/groups, Cout], explicit
+        ``pads`` = (top, bottom, left, right)), computed without an im2col buffer."""
+        x = _check_nhwc("conv2d", x)
+        n, h, w, c = x.shape
+        if not isinstance(groups, int) or groups < 1 or c % groups:
+            raise FastpathError(f"conv2d: groups must be a positive divisor of the {c} input channels, got {groups!r}")
+        if not isinstance(kernel, np.ndarray) or kernel.dtype != _F32 or kernel.ndim != 4 or kernel.shape[2] != c // groups:
+            raise FastpathError(f"conv2d: kernel must be float32 [KH, KW, {c // groups}, Cout], got {_describe(kernel)}")
+        kh, kw, cin_g, cout = kernel.shape
+        if cout % groups:
+            raise FastpathError(f"conv2d: {cout} output channels are not divisible by groups={groups}")
+        bias = _check_bias("conv2d", bias, cout)
+        geometry = _conv_geometry("conv2d", x.shape, (kh, kw), strides, dilations, pads, activation)
+        (sh, sw), (dh, dw), (top, _, left, _), (oh, ow) = geometry
+        y = np.empty((n, oh, ow, cout), dtype=_F32)
+        zeros = np.zeros(max(cin_g, 1), dtype=_F32)
+        cout_g = cout // groups
+        for g in range(groups):
+            weights = self.pack_weights(kernel[..., g * cout_g:(g + 1) * cout_g].reshape(kh * kw * cin_g, cout_g)
+                                        if groups > 1 else kernel.reshape(kh * kw * cin_g, cout))
+            self._check(
+                self._lib.vk_conv2d(n, h, w, x.ctypes.data + g * cin_g * _ITEM, c, cin_g, kh, kw, sh, sw, dh, dw, top,
+                                    left, oh, ow, weights.data.ctypes.data, cout_g,
+                                    None if bias is None else bias.ctypes.data + g * cout_g * _ITEM,
+                                    y.ctypes.data + g * cout_g * _ITEM, cout, ACTIVATIONS[activation],
+                                    zeros.ctypes.data),
+                f"conv2d x={x.shape} kernel={kernel.shape} group {g}",
+            )
+        return y
+
+
+def _check_nhwc(op: str, x) -> np.ndarray:
+    if not isinstance(x, np.ndarray) or x.dtype != _F32 or x.ndim != 4:
+        raise FastpathError(f"{op}: x must be a 4-D float32 NHWC array, got {_describe(x)}")
+    return np.ascontiguousarray(x)
+
+
+def _check_bias(op: str, bias, channels: int):
+    if bias is None:
+        return None
+    if not isinstance(bias, np.ndarray) or bias.dtype != _F32 or bias.shape != (channels,):
+        raise FastpathError(f"{op}: bias must be a float32 array of shape ({channels},), got {_describe(bias)}")
+    return np.ascontiguousarray(bias)
+
+
+def _conv_geometry(op, x_shape, kernel_hw, strides, dilations, pads, activation):
+    """Validate strides / dilations / explicit pads / activation; return them with (OH, OW)."""
+    if activation not in ACTIVATIONS:
+        raise FastpathError(f"{op}: activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    if isinstance(pads, str) or len(pads) != 4:
+        raise FastpathError(f"{op}: pads must be explicit (top, bottom, left, right), got {pads!r}")
+    (sh, sw), (dh, dw) = tuple(strides), tuple(dilations)
+    top, bottom, left, right = pads
+    if min(sh, sw, dh, dw) < 1 or min(top, bottom, left, right) < 0:
+        raise FastpathError(f"{op}: strides/dilations must be >= 1 and pads >= 0, got strides={strides}, "
+                            f"dilations={dilations}, pads={pads}")
+    _, h, w, _ = x_shape
+    kh, kw = kernel_hw
+    oh = (h + top + bottom - dh * (kh - 1) - 1) // sh + 1
+    ow = (w + left + right - dw * (kw - 1) - 1) // sw + 1
+    if oh < 1 or ow < 1:
+        raise FastpathError(f"{op}: kernel {kh}x{kw} with pads {tuple(pads)} does not fit input {h}x{w}")
+    return (sh, sw), (dh, dw), (top, bottom, left, right), (oh, ow)
 
 
 @dataclass(frozen=True, eq=False)

@@ -89,6 +89,7 @@ GOOD_K = np.ones((3, 3, 3, 1), np.float32)
         (dict(activation="tanh"), r"activation must be one of \['linear', 'relu', 'relu6'\], got 'tanh'"),
         (dict(strides=(0, 1)), r"strides/dilations must be >= 1 and pads >= 0, got strides=\(0, 1\)"),
         (dict(pads=(-1, 0, 0, 0)), r"pads >= 0, got .*pads=\(-1, 0, 0, 0\)"),
+        (dict(pads="valid"), r"pads must be explicit \(top, bottom, left, right\), got 'valid'"),
         (dict(kernel=np.ones((7, 7, 3, 1), np.float32)), r"kernel 7x7 with pads \(0, 0, 0, 0\) does not fit input 5x5"),
     ],
 )

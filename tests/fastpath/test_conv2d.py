@@ -1,0 +1,125 @@
+"""SIMD direct (im2col-free) conv2d, NHWC, against a naive float64 numpy loop written here."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.fastpath import FastpathError
+
+EPS32 = float(np.finfo(np.float32).eps)
+
+
+def naive_conv2d(x, kernel, bias, strides, dilations, pads, groups, activation):
+    """y[n,i,j,o] = sum_{p,q,c in group(o)} xpad[n, i*sh + p*dh, j*sw + q*dw, c] * k[p,q,c,o]."""
+    n, h, w, c = x.shape
+    kh, kw, cin_g, cout = kernel.shape
+    cout_g = cout // groups
+    top, bottom, left, right = pads
+    xp = np.zeros((n, h + top + bottom, w + left + right, c))
+    xp[:, top:top + h, left:left + w] = x
+    oh = (h + top + bottom - dilations[0] * (kh - 1) - 1) // strides[0] + 1
+    ow = (w + left + right - dilations[1] * (kw - 1) - 1) // strides[1] + 1
+    y = np.zeros((n, oh, ow, cout))
+    magnitude = np.zeros_like(y)
+    for i in range(oh):
+        for j in range(ow):
+            for p in range(kh):
+                for q in range(kw):
+                    pixel = xp[:, i * strides[0] + p * dilations[0], j * strides[1] + q * dilations[1]]
+                    for g in range(groups):
+                        part = pixel[:, g * cin_g:(g + 1) * cin_g]
+                        taps = kernel[p, q, :, g * cout_g:(g + 1) * cout_g].astype(np.float64)
+                        y[:, i, j, g * cout_g:(g + 1) * cout_g] += part @ taps
+                        magnitude[:, i, j, g * cout_g:(g + 1) * cout_g] += np.abs(part) @ np.abs(taps)
+    if bias is not None:
+        y += bias
+        magnitude += np.abs(bias)
+    if activation == "relu":
+        y = np.maximum(y, 0)
+    elif activation == "relu6":
+        y = np.clip(y, 0, 6)
+    return y, (kh * kw * cin_g + 2) * EPS32 * magnitude + 1e-30
+
+
+CASES = [
+    # (n, h, w, cin, kh, kw, cout, strides, dilations, pads, groups)
+    (1, 5, 5, 1, 1, 1, 1, (1, 1), (1, 1), (0, 0, 0, 0), 1),
+    (1, 7, 7, 3, 3, 3, 8, (1, 1), (1, 1), (1, 1, 1, 1), 1),
+    (2, 9, 8, 5, 3, 3, 13, (2, 2), (1, 1), (0, 1, 0, 1), 1),
+    (1, 11, 11, 3, 7, 7, 17, (2, 2), (1, 1), (3, 3, 3, 3), 1),
+    (1, 8, 8, 16, 1, 1, 33, (1, 1), (1, 1), (0, 0, 0, 0), 1),
+    (1, 6, 7, 9, 3, 5, 10, (1, 2), (1, 1), (1, 1, 2, 2), 1),
+    (1, 9, 9, 4, 3, 3, 6, (1, 1), (2, 2), (2, 2, 2, 2), 1),
+    (3, 5, 5, 8, 3, 3, 12, (1, 1), (1, 1), (1, 1, 1, 1), 2),
+    (1, 6, 6, 12, 3, 3, 9, (2, 1), (1, 1), (1, 0, 1, 0), 3),
+    (1, 14, 14, 64, 3, 3, 32, (1, 1), (1, 1), (1, 1, 1, 1), 1),
+]
+
+
+@pytest.mark.parametrize("activation", ["linear", "relu", "relu6"])
+@pytest.mark.parametrize("case", CASES)
+def test_conv2d_matches_naive_loop(simd_backend, case, activation):
+    n, h, w, cin, kh, kw, cout, strides, dilations, pads, groups = case
+    rng = np.random.default_rng(h * 1000 + cin * 10 + cout)
+    x = (2 * rng.standard_normal((n, h, w, cin))).astype(np.float32)
+    kernel = rng.standard_normal((kh, kw, cin // groups, cout)).astype(np.float32)
+    bias = rng.standard_normal(cout).astype(np.float32)
+    got = simd_backend.conv2d(x, kernel, bias, strides=strides, dilations=dilations, pads=pads, groups=groups,
+                              activation=activation)
+    expected, tolerance = naive_conv2d(x, kernel, bias, strides, dilations, pads, groups, activation)
+    assert got.shape == expected.shape
+    assert (np.abs(got - expected) <= tolerance).all(), float(np.max(np.abs(got - expected) - tolerance))
+
+
+def test_conv2d_without_bias_hand_computed(simd_backend):
+    x = np.arange(1, 10, dtype=np.float32).reshape(1, 3, 3, 1)
+    kernel = np.ones((2, 2, 1, 1), np.float32)
+    got = simd_backend.conv2d(x, kernel, None)
+    np.testing.assert_array_equal(got[0, :, :, 0], [[12.0, 16.0], [24.0, 28.0]])
+
+
+GOOD_X = np.ones((1, 5, 5, 4), np.float32)
+GOOD_K = np.ones((3, 3, 4, 6), np.float32)
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(x=np.ones((5, 5, 4), np.float32)), r"conv2d: x must be a 4-D float32 NHWC array, got float32 array of shape \(5, 5, 4\)"),
+        (dict(kernel=np.ones((3, 3, 3, 6), np.float32)), r"kernel must be float32 \[KH, KW, 4, Cout\], got float32 array of shape \(3, 3, 3, 6\)"),
+        (dict(kernel=GOOD_K.astype(np.float64)), r"kernel must be float32 \[KH, KW, 4, Cout\], got float64"),
+        (dict(groups=3), r"groups must be a positive divisor of the 4 input channels, got 3"),
+        (dict(groups=2, kernel=np.ones((3, 3, 2, 5), np.float32)), r"5 output channels are not divisible by groups=2"),
+        (dict(bias=np.ones(5, np.float32)), r"conv2d: bias must be a float32 array of shape \(6,\)"),
+        (dict(activation="swish"), r"conv2d: activation must be one of \['linear', 'relu', 'relu6'\], got 'swish'"),
+        (dict(pads="same"), r"conv2d: pads must be explicit \(top, bottom, left, right\), got 'same'"),
+        (dict(dilations=(1, 0)), r"strides/dilations must be >= 1 and pads >= 0, got strides=\(1, 1\), dilations=\(1, 0\)"),
+        (dict(pads=(0, 0, 0, 0), kernel=np.ones((6, 1, 4, 6), np.float32)), r"kernel 6x1 with pads \(0, 0, 0, 0\) does not fit input 5x5"),
+    ],
+)
+def test_conv2d_invalid_arguments(simd_backend, kwargs, message):
+    args = dict(x=GOOD_X, kernel=GOOD_K, bias=None, strides=(1, 1), dilations=(1, 1), pads=(1, 1, 1, 1), groups=1,
+                activation="linear") | kwargs
+    with pytest.raises(FastpathError, match=message):
+        simd_backend.conv2d(args.pop("x"), args.pop("kernel"), args.pop("bias"), **args)
+
+
+def test_c_conv2d_argument_checks(simd_backend):
+    lib = simd_backend._lib
+    buf = np.zeros(256, np.float32).ctypes.data
+    common = dict(N=1, H=4, W=4, x=buf, xs=2, cin=2, kh=3, kw=3, sh=1, sw=1, dh=1, dw=1, pt=0, pl=0, oh=2, ow=2,
+                  w=buf, cout=2, bias=None, y=buf, ys=2, act=0, zeros=buf)
+
+    def call(**changes):
+        a = common | changes
+        return lib.vk_conv2d(a["N"], a["H"], a["W"], a["x"], a["xs"], a["cin"], a["kh"], a["kw"], a["sh"], a["sw"],
+                             a["dh"], a["dw"], a["pt"], a["pl"], a["oh"], a["ow"], a["w"], a["cout"], a["bias"], a["y"],
+                             a["ys"], a["act"], a["zeros"])
+
+    assert call() == 0
+    assert call(cin=0) == -1
+    assert call(xs=1) == -2  # pixel stride < Cin
+    assert call(act=9) == -3
+    assert call(zeros=None) == -4
+    assert call(sh=0) == -5
