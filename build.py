@@ -294,7 +294,6 @@ def build(out_dir: Path, model_host: str = DEFAULT_MODEL_HOST, cache_dir: Path |
         replacements = {
             "{{CSP}}": content_security_policy(model_host),
             "{{SRI_PYSCRIPT_SETUP_JS}}": sri((staging / "static/pyscript-setup.js").read_bytes()),
-            "{{SRI_BOOT_JS}}": sri((staging / "static/boot.js").read_bytes()),
             "{{MODEL_HOST}}": model_host,
             "{{VERSION}}": app_wheel.name.split("-")[1],
         }

@@ -1,0 +1,76 @@
+"""Security and failure behaviour of the built page: CSP, file:// notice, broken runtime."""
+
+import json
+import re
+import shutil
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+
+def csp_directives(page) -> dict[str, list[str]]:
+    content = page.get_attribute('meta[http-equiv="Content-Security-Policy"]', "content")
+    assert content, "the page has no Content-Security-Policy meta tag"
+    return {name: values for name, *values in (d.split() for d in content.split(";") if d.strip())}
+
+
+def test_csp_meta_allows_only_own_origin_and_model_host(site_page, built_site):
+    page = site_page.open_site()
+    csp = csp_directives(page)
+    assert csp["default-src"] == ["'none'"]
+    assert csp["connect-src"] == ["'self'", built_site.model_origin]
+    assert csp["script-src"] == ["'self'", "'wasm-unsafe-eval'"]
+    assert csp["worker-src"] == ["'self'", "blob:"]
+    assert "'unsafe-eval'" not in " ".join(sum(csp.values(), []))
+    site_page.wait_engine_ready()  # the engine boots under exactly this policy
+
+
+FETCH = """async (url) => {
+  try { const r = await fetch(url); return "status " + r.status + " " + (await r.text()); }
+  catch (e) { return "blocked " + e.name; }
+}"""
+
+
+def test_csp_blocks_fetch_to_another_origin_but_allows_the_model_host(site_page, built_site, static_server, tmp_path):
+    (tmp_path / "secret.txt").write_text("exfiltration target")
+    other_origin = static_server(tmp_path, cors=True)
+    page = site_page.open_site()
+    violations = []
+    page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+    # Chromium reports the blocked request itself as console errors; only those are tolerated.
+    site_page.allow_console_error(re.escape(other_origin + "/secret.txt") + r".*(violates|Refused to connect)")
+    assert page.evaluate(FETCH, built_site.model_origin + "/probe.txt") == "status 200 model host reachable"
+    assert page.evaluate(FETCH, other_origin + "/secret.txt") == "blocked TypeError"
+    assert any(other_origin in v for v in violations), violations
+
+
+def test_file_url_shows_the_serve_notice(blank_page, built_site):
+    page = blank_page.page
+    # Module scripts cannot load from file:// (CORS); that is the failure the notice explains.
+    blank_page.allow_console_error(r"CORS policy|ERR_FAILED|Failed to load module script|net::ERR")
+    page.goto((built_site.dist / "index.html").as_uri())
+    page.wait_for_selector("#file-notice", state="visible", timeout=10_000)
+    notice = page.inner_text("#file-notice")
+    assert "python3 build.py serve" in notice and "http://127.0.0.1:8000/" in notice
+    assert page.get_attribute("body", "data-engine-state") == "error"
+    assert "file://" in page.inner_text("#engine-status")
+
+
+def test_served_page_hides_the_file_notice(site_page):
+    page = site_page.open_site()
+    assert page.is_hidden("#file-notice")
+
+
+def test_missing_runtime_wheel_turns_into_a_visible_error(blank_page, built_site, static_server, tmp_path):
+    broken = tmp_path / "dist"
+    shutil.copytree(built_site.dist, broken)
+    lock = json.loads((broken / "pyodide" / "pyodide-lock.json").read_text())
+    (broken / "pyodide" / lock["packages"]["numpy"]["file_name"]).unlink()
+    origin = static_server(broken)
+    blank_page.allow_console_error(r".")  # the failure itself is logged; we assert on the page
+    page = blank_page.page
+    page.goto(origin + "/index.html")
+    page.wait_for_selector("body[data-engine-state='error']", state="attached", timeout=120_000)
+    status = page.inner_text("#engine-status")
+    assert status.startswith("The engine failed to start"), status

@@ -1,0 +1,71 @@
+"""The built site boots offline in headless Chromium and its engine worker computes for the page."""
+
+import hashlib
+from urllib.parse import urlsplit
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytestmark = pytest.mark.browser
+
+
+def expected_selftest(seed: int, size: int) -> dict:
+    # Same recipe as the engine's selftest call, computed here with CPython's numpy / Pillow.
+    rng = np.random.default_rng(seed)
+    matrix = rng.standard_normal((size, size))
+    pixels = rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)
+    return {
+        "gram_trace": float(np.sum(matrix * matrix)),  # trace(M M^T) = sum of squares
+        "singular_values": np.linalg.svd(matrix, compute_uv=False),
+        # a lossless PNG round trip must give back exactly the generated pixels
+        "decoded_pixels_sha256": hashlib.sha256(pixels.tobytes()).hexdigest(),
+    }
+
+
+def test_engine_boots_and_computes_numpy_and_pillow_results_for_the_page(site_page, built_site):
+    page = site_page.open_site()
+    assert page.get_attribute("body", "data-engine-state") in ("booting", "ready")
+    site_page.wait_engine_ready()
+
+    status = page.inner_text("#engine-status")
+    assert "ready" in status.lower()
+    info_text = page.inner_text("#engine-info")
+    assert "2.0.2" in info_text and "10.2.0" in info_text and "0.27.7" in info_text
+
+    reply = site_page.engine_call({"call": "selftest", "id": "smoke", "args": {"seed": 20240601, "size": 96}})
+    assert reply["ok"], reply
+    result = reply["result"]
+    expected = expected_selftest(20240601, 96)
+    assert result["gram_trace"] == pytest.approx(expected["gram_trace"], rel=1e-12)
+    np.testing.assert_allclose(result["singular_values"], expected["singular_values"], rtol=1e-10)
+    assert result["decoded_pixels_sha256"] == expected["decoded_pixels_sha256"]
+
+    info = site_page.engine_call({"call": "info", "id": "i"})["result"]
+    assert info["in_pyodide"] is True and info["platform"] == "emscripten"
+    assert (info["pyodide"], info["numpy"], info["pillow"], info["python"][:4]) == ("0.27.7", "2.0.2", "10.2.0", "3.12")
+
+    # Offline: every request went to the site's own origin.
+    foreign = [url for url in site_page.requests
+               if urlsplit(url).scheme in ("http", "https") and not url.startswith(built_site.origin + "/")]
+    assert foreign == []
+
+
+def test_engine_errors_come_back_in_the_protocol_shape(site_page):
+    site_page.open_site()
+    site_page.wait_engine_ready()
+    reply = site_page.engine_call({"call": "selftest", "id": "bad", "args": {"seed": 1, "size": 1}})
+    assert reply["ok"] is False
+    assert reply["error"]["type"] == "ServiceRequestError"
+    assert "size must be in [2, 512], received 1" in reply["error"]["message"]
+    reply = site_page.engine_call({"call": "ping", "id": "p", "args": {"echo": "x"}}, payload=bytes(range(7)))
+    assert reply == {"ok": True, "id": "p", "call": "ping", "result": {"pong": True, "echo": "x", "payload_bytes": 7}}
+
+
+def test_page_screenshot_is_not_blank(site_page, tmp_path):
+    page = site_page.open_site()
+    site_page.wait_engine_ready()
+    shot = tmp_path / "page.png"
+    page.screenshot(path=str(shot), full_page=True)
+    image = np.asarray(Image.open(shot).convert("L"))
+    assert image.shape[0] > 300 and image.std() > 10  # header, panels and text rendered
