@@ -315,6 +315,19 @@ def _functional_classifier(K):
     return K.Model(x, y, name="functional_classifier")
 
 
+@case("logits_classifier", "Small CNN classifier ending in a linear Dense(6) (logits, no "
+      "softmax); Conv2D -> BN -> ReLU6 -> AveragePooling -> Flatten -> Dense", kind="logits")
+def _logits_classifier(K):
+    x = K.Input((12, 12, 3), name="image")
+    y = K.layers.Conv2D(6, 3, strides=2, padding="same", name="conv")(x)
+    y = K.layers.BatchNormalization(name="bn")(y)
+    y = K.layers.ReLU(6.0, name="relu6")(y)
+    y = K.layers.AveragePooling2D(2, name="pool")(y)
+    y = K.layers.Flatten(name="flatten")(y)
+    y = K.layers.Dense(6, name="logits")(y)
+    return K.Model(x, y, name="logits_classifier")
+
+
 def _base_model(K, name="base"):
     x = K.Input((16, 16, 3), name="base_input")
     y = K.layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False, name="base_conv")(x)
@@ -504,6 +517,12 @@ def generate(case_obj: Case, keras_major: str, out_root: Path) -> Path:
         f"numpy.random.default_rng({_seed_for(name) + 1}); per input in model.inputs order: "
         + ("standard_normal" if case_obj.input_range is None
            else f"uniform{tuple(case_obj.input_range)}") + " of shape (2, *input_shape), float32")
+    lib.write_case(case_dir, inputs, outputs, meta)
+    check = lib.reload_check(keras_major, case_dir, inputs)
+    if check["max_abs_diff"] > 1e-5:
+        raise RuntimeError(f"{name}: model.json + shards reproduce the outputs only to "
+                           f"{check['max_abs_diff']}")
+    meta["tensorflow_reload_check"] = check
     lib.write_case(case_dir, inputs, outputs, meta)
     return case_dir
 
