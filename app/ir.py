@@ -22,7 +22,7 @@ time; ``activation`` is a fused activation name from the activation list, defaul
 
 Normalisation / affine:
   scale_shift(x, scale, shift)   x * scale + shift, broadcast on the last axis (folded BN,
-                                 Rescaling, Normalization)
+                                 Rescaling, Normalization); activation="linear" (fused, as conv)
   layer_norm(x, gamma?, beta?)   axes=(-1,), epsilon
   batch_norm(x, gamma, beta, mean, variance) epsilon, axis=-1 (only when it cannot be folded)
 

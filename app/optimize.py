@@ -4,7 +4,7 @@
 * batch-norm -> ``scale_shift``; grouped conv with one channel per group -> depthwise;
 * zero ``pad`` folded into the following conv's pads;
 * ``scale_shift`` folded into the preceding conv / depthwise / dense / transposed conv;
-* a parameterless activation fused into the preceding conv / dense.
+* a parameterless activation fused into the preceding conv / dense / scale_shift.
 
 A rewrite only fires when the intermediate tensor has no other reader and is not a graph output,
 so results are unchanged up to float rounding. ``Graph.layer_outputs`` keeps every layer whose
@@ -175,7 +175,7 @@ class _Work:
 
     def fold_scale_shift(self):
         def make(producer: Node, node: Node):
-            if node.op != "scale_shift" or producer.op not in _LINEAR_OPS:
+            if node.op != "scale_shift" or producer.op not in _LINEAR_OPS or node.attrs.get("activation", "linear") != "linear":
                 return None
             if producer.attrs.get("activation", "linear") != "linear":
                 return None
@@ -199,7 +199,7 @@ class _Work:
 
     def fuse_activations(self):
         def make(producer: Node, node: Node):
-            if producer.op not in _LINEAR_OPS or producer.attrs.get("activation", "linear") != "linear":
+            if producer.op not in _LINEAR_OPS + ("scale_shift",) or producer.attrs.get("activation", "linear") != "linear":
                 return None
             if node.op not in FUSABLE_ACTIVATIONS or len(node.inputs) != 1 or not _default_attrs(node):
                 return None

@@ -5,12 +5,16 @@ from __future__ import annotations
 import numpy as np
 
 from . import register
+from .activations import apply_activation
 
 
 @register("scale_shift")
-def scale_shift(x, scale, shift):
-    """x * scale + shift on the last axis (folded batch-norm, Rescaling, Normalization)."""
-    return x * scale + shift
+def scale_shift(x, scale, shift, *, activation="linear"):
+    """x * scale + shift on the last axis (folded batch-norm, Rescaling, Normalization), then an
+    optional fused activation (pre-activation BN + ReLU in DenseNet / ResNetV2)."""
+    y = np.multiply(x, scale, dtype=np.float32)
+    y += shift
+    return apply_activation(y, activation)
 
 
 @register("layer_norm")
