@@ -143,9 +143,44 @@ def convert(model, specs, variant: str) -> bytes:
             conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             conv.inference_input_type = tf.int8 if variant == "int8" else tf.uint8
             conv.inference_output_type = tf.int8 if variant == "int8" else tf.uint8
-    elif variant != "float32":
+    elif variant not in ("float32", "prebuilt"):
         raise ValueError(variant)
     return conv.convert()
+
+
+LEGACY_SCRIPT = r"""
+import os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import numpy as np, tensorflow as tf
+tf.compat.v1.disable_eager_execution()
+rng = np.random.default_rng(5)
+graph = tf.Graph()
+with graph.as_default():
+    x = tf.compat.v1.placeholder(tf.float32, [1, 8, 8, 3], name="input")
+    c = lambda *shape: tf.constant(rng.normal(0, 0.3, shape).astype(np.float32))
+    y = tf.nn.relu6(tf.nn.conv2d(x, c(3, 3, 3, 8), [1, 1, 1, 1], "SAME") + c(8))
+    d = tf.nn.relu6(tf.nn.depthwise_conv2d(y, c(3, 3, 8, 1), [1, 2, 2, 1], "SAME") + c(8))
+    p = tf.nn.avg_pool2d(d, 2, 1, "SAME")
+    m = tf.nn.max_pool2d(d, 2, 1, "SAME")
+    z = tf.nn.relu6(tf.concat([p, m], axis=-1) + 0.5)
+    f = tf.reshape(z, [1, -1])
+    out = tf.identity(tf.nn.relu6(tf.matmul(f, c(4 * 4 * 16, 6)) + c(6)), name="out")
+    with tf.compat.v1.Session(graph=graph) as sess:
+        conv = tf.compat.v1.lite.TFLiteConverter.from_session(sess, [x], [out])
+        conv.inference_type = tf.uint8
+        conv.quantized_input_stats = {"input": (128.0, 127.0)}
+        conv.default_ranges_stats = (0, 6)
+        sys.stdout.buffer.write(conv.convert())
+"""
+
+
+def legacy_uint8_model():
+    """A TF1-style fully uint8 model (per-tensor, non-zero filter zero points), as old
+    quantized MobileNets are; built in a subprocess because it needs graph mode."""
+    import subprocess
+    model_bytes = subprocess.run([sys.executable, "-c", LEGACY_SCRIPT], check=True,
+                                 capture_output=True).stdout
+    return model_bytes, [((1, 8, 8, 3), (-1.0, 1.0))]
 
 
 CASES = {
@@ -158,6 +193,7 @@ CASES = {
     "ops_float16": (ops_model, "float16"),
     "ops_dynamic": (ops_model, "dynamic"),
     "ops_int8": (lambda: ops_model(int8_safe=True), "int8_float_io"),
+    "legacy_uint8": (legacy_uint8_model, "prebuilt"),
 }
 
 
@@ -192,7 +228,7 @@ def _builtin_ops(model_bytes: bytes) -> list[str]:
 def build(case: str) -> None:
     factory, variant = CASES[case]
     model, specs = factory()
-    model_bytes = convert(model, specs, variant)
+    model_bytes = model if variant == "prebuilt" else convert(model, specs, variant)
     rng = np.random.default_rng(abs(hash(case)) % (2**32) if False else 1234)
     inputs = [rng.uniform(lo, hi, shape).astype(np.float32) for shape, (lo, hi) in specs]
     cast_inputs, outputs, out_details = run_reference(model_bytes, inputs)

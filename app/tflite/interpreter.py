@@ -37,6 +37,13 @@ def check_supported(model: ModelInfo) -> None:
                 raise UnsupportedLayerError(
                     f"{model.source}: subgraph {sub_index} {op.label}: TFLite builtin operator "
                     f"{op.name} is not supported. Supported: {', '.join(SUPPORTED_OPS)}")
+            for i in op.inputs + op.outputs:
+                t = sub.tensors[i] if i >= 0 else None
+                if t is not None and t.type_name == "INT16" and t.quantization is not None:
+                    raise UnsupportedLayerError(
+                        f"{model.source}: {op.label} uses int16 activations (16x8 quantization, "
+                        f"tensor {t.name!r}); only float, float16 weights, dynamic-range and "
+                        f"8-bit (int8/uint8) quantized models are supported")
 
 
 def _quant_details(t: TensorInfo) -> tuple[tuple[float, int], dict]:

@@ -19,7 +19,7 @@ CASES = sorted(p.name for p in FIXTURES.iterdir() if (p / "model.tflite").exists
 
 # Quantized cases whose every output element matched LiteRT bit for bit when the kernels were
 # written; a regression to "within one step" there means a rounding rule changed.
-BIT_EXACT = {"cnn_int8", "cnn_uint8", "ops_int8"}
+BIT_EXACT = {"cnn_int8", "cnn_uint8", "ops_int8", "legacy_uint8"}
 
 
 def _run(case: str):
@@ -115,3 +115,17 @@ def test_trace_and_run_until_follow_operators():
     np.testing.assert_allclose(last, (io["output_0"].astype(np.float32) - zp) * scale, atol=1e-7)
     with pytest.raises(Exception, match="no layer 'nope'"):
         model.run_until(x, "nope")
+
+
+def test_app_load_model_dispatches_tflite_files():
+    import app
+
+    model = app.load_model(str(FIXTURES / "legacy_uint8" / "model.tflite"))
+    assert model.format == "tflite"
+    io = np.load(FIXTURES / "legacy_uint8" / "io.npz")
+    d_in = model.interpreter.get_input_details()[0]
+    scale, zp = d_in["quantization"]
+    x = ((io["input_0"].astype(np.float32) - zp) * scale).astype(np.float32)
+    scale_out, zp_out = model.interpreter.get_output_details()[0]["quantization"]
+    expected = (io["output_0"].astype(np.float32) - zp_out) * scale_out
+    assert np.abs(model.predict(x) - expected).max() <= scale_out * 1.0001

@@ -199,3 +199,13 @@ def test_random_corruption_never_escapes_as_a_crash():
         except VitrineError:
             failures += 1
     assert failures > 0
+
+
+def test_int16_activations_refused():
+    data = (FIXTURES / "cnn_int8" / "model.tflite").read_bytes()
+    sub = _first_subgraph(data)
+    input_index = int(sub.numbers(SubGraphField.INPUTS, "int32", "inputs")[0])
+    tensor = sub.tables(SubGraphField.TENSORS, "tensors")[input_index]
+    bad = _patch(data, _field(tensor, TensorField.TYPE), "<b", 7)  # INT16
+    with pytest.raises(UnsupportedLayerError, match=r"uses int16 activations \(16x8 quantization"):
+        Interpreter(model_content=bad)
