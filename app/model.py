@@ -8,7 +8,7 @@ import numpy as np
 
 from .errors import ModelInputError
 from .ir import Graph
-from .optimize import annotate_outputs, optimize
+from .optimize import annotate_outputs, optimize as optimize_graph
 from .runtime import Plan, TraceRow, infer_shapes
 
 
@@ -23,13 +23,14 @@ class Model:
     model has one input / output, and lists of such tuples when it has several.
     """
 
-    def __init__(self, graph: Graph, *, card: Any = None, source: str = "", format: str = "tfjs-layers"):
+    def __init__(self, graph: Graph, *, card: Any = None, source: str = "", format: str = "tfjs-layers",
+                 optimize: bool = True):
         self.source = source
         self.format = format
         self.card = card
         self._shapes = infer_shapes(graph)
         self.source_graph = annotate_outputs(graph, self._shapes)
-        self.graph = optimize(self.source_graph)
+        self.graph = optimize_graph(self.source_graph) if optimize else self.source_graph
         self._plan = Plan(self.graph)
         self._source_plan: Plan | None = None
 

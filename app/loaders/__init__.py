@@ -20,19 +20,24 @@ from ..ir import Graph
 CARD_FILE_NAME = "model-card.json"
 
 
-def load_model(source, **options):
-    """Load a model; returns :class:`app.model.Model`. See the module docstring for ``source``."""
+def load_model(source, *, optimize: bool = True, **options):
+    """Load a model; returns :class:`app.model.Model` (TF.js) or the TFLite model object.
+
+    ``source``: see the module docstring. ``optimize=False`` runs the graph exactly as the loader
+    built it (no batch-norm folding / activation fusion), for debugging."""
     from ..model import Model
 
+    if options:
+        raise TypeError(f"load_model() got unexpected keyword arguments {sorted(options)}")
     files, origin = _collect(source)
     if isinstance(files, bytes):  # a TFLite flatbuffer
-        return _load_tflite(files, origin, **options)
+        return _load_tflite(files, origin)
     model_json = _find_model_json(files, origin)
     if model_json is None:
         tflite = [name for name in files if name.lower().endswith(".tflite")]
         if len(tflite) == 1:
             card = _load_card(files, posixpath.dirname(tflite[0]), origin)
-            return _load_tflite(files[tflite[0]], f"{origin}:{tflite[0]}", card=card, **options)
+            return _load_tflite(files[tflite[0]], f"{origin}:{tflite[0]}", card=card)
         raise ModelFormatError(f"{origin}: no model.json (TF.js layers-model) or .tflite file found; files: "
                                f"{sorted(files)[:10]}")
     from . import tfjs
@@ -40,7 +45,7 @@ def load_model(source, **options):
     label = f"{origin}:{model_json}" if origin != model_json else model_json
     graph = tfjs.load_graph(files, model_json, origin=label)
     card = _load_card(files, posixpath.dirname(model_json), origin)
-    return Model(graph, card=card, source=origin, format="tfjs-layers")
+    return Model(graph, card=card, source=origin, format="tfjs-layers", optimize=optimize)
 
 
 def _collect(source):
@@ -127,7 +132,7 @@ def _load_card(files, base_dir, origin):
     return modelcard.load_card(files[name], f"{origin}:{name}")
 
 
-def _load_tflite(data: bytes, origin: str, card=None, **options):
+def _load_tflite(data: bytes, origin: str, card=None):
     """Hand a TFLite flatbuffer to ``app.tflite.load(data, name, card) -> Graph | Model`` if present."""
     from ..model import Model
 

@@ -178,3 +178,16 @@ def test_batch_of_one_and_many_agree():
     whole = model.predict(x)
     singles = np.concatenate([model.predict(x[i:i + 1]) for i in range(len(x))])
     np.testing.assert_allclose(whole, singles, atol=1e-6)
+
+
+def test_unoptimised_model_gives_the_same_answer():
+    folder, arrays = fixture("k2_conv_bn_relu")
+    plain = app.load_model(folder, optimize=False)
+    assert plain.graph is plain.source_graph
+    np.testing.assert_allclose(plain.predict(arrays["input_0"]), arrays["output_0"], atol=1e-4)
+
+
+def test_unknown_load_option_is_refused():
+    folder, _ = fixture("k2_conv_bn_relu")
+    with pytest.raises(TypeError, match=r"unexpected keyword arguments \['fast'\]"):
+        app.load_model(folder, fast=True)
