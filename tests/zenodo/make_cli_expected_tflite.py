@@ -11,8 +11,11 @@ own ``io.npz``. Vitrine's code is not used.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -50,6 +53,12 @@ def main() -> int:
         expected[name] = run(interpreter, pixels[None])[0].astype(np.float32)
         print(name, expected[name])
     np.savez(PNG_DIR / "expected_tflite.npz", **expected)
+    # the test refuses stale ground truth if the fixture model changes
+    (PNG_DIR / "meta_tflite.json").write_text(json.dumps({
+        "case": CASE.name, "reference": "ai-edge-litert Interpreter, OpResolverType.BUILTIN_REF",
+        "litert_version": version("ai-edge-litert"), "tf_version": tf.__version__,
+        "fixture_sha256": {"model.tflite": hashlib.sha256((CASE / "model.tflite").read_bytes()).hexdigest()},
+    }, indent=2) + "\n")
     return 0
 
 

@@ -62,8 +62,18 @@ def pngs():
     return [PNG_DIR / name for name in ("img_a.png", "img_b.png", "img_c.png")]
 
 
+def require_fresh_ground_truth(meta_name: str, case_dir: Path, script: str) -> None:
+    """Fail (not skip) when the fixture model changed after the expected outputs were made."""
+    recorded = json.loads((PNG_DIR / meta_name).read_text())["fixture_sha256"]
+    current = {name: hashlib.sha256((case_dir / name).read_bytes()).hexdigest() for name in recorded}
+    if current != recorded:
+        pytest.fail(f"{case_dir} changed since data/cli_png/{meta_name} was made; regenerate with "
+                    f"tests/zenodo/{script}")
+
+
 @pytest.fixture
 def expected():
+    require_fresh_ground_truth("meta.json", CASE, "make_cli_expected.py (in /opt/tfenv)")
     with np.load(PNG_DIR / "expected.npz") as data:
         return {name: data[name] for name in data.files}
 
@@ -279,6 +289,7 @@ TFLITE_CASE = ROOT / "tests" / "fixtures" / "tflite" / "cnn_float32"
 @pytest.mark.skipif(not (TFLITE_CASE / "model.tflite").is_file(), reason=f"TFLite fixture {TFLITE_CASE} not committed")
 def test_predict_tflite_zip_with_card_matches_litert(fake_zenodo, capsys, tmp_path, pngs):
     """Ground truth: LiteRT reference kernels on the same PNGs (make_cli_expected_tflite.py)."""
+    require_fresh_ground_truth("meta_tflite.json", TFLITE_CASE, "make_cli_expected_tflite.py (in /opt/litertenv)")
     archive = make_zip({"net.tflite": (TFLITE_CASE / "model.tflite").read_bytes(),
                         "model-card.json": json.dumps({**CARD, "name": "Tiny TFLite"}).encode()})
     fake_zenodo.add_record(600, {"tiny-model.zip": archive, "training-data.zip": b"d"})
