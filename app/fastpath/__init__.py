@@ -201,6 +201,41 @@ def engine_gemm(a, b, out=None) -> np.ndarray:
         return np.matmul(a, b, out=out)
 
 
+def conv_kernels(fallbacks) -> dict:
+    """IR kernels ``conv2d`` / ``depthwise_conv2d`` running the SIMD im2col-free kernels.
+
+    ``fallbacks`` maps the same op names to the engine's own kernels (e.g. ``app.kernels.KERNELS``).
+    The returned functions have the IR signature (``kernel(x, kernel, bias=None, **attrs)``); when
+    the selected backend is not ``simd`` or the arguments are outside what the C kernels take
+    (not float32, depthwise multiplier > 1, ...), they call the fallback and count the reason in
+    ``backend_report()["fallbacks"]``. ``pads="same"/"valid"`` are resolved first. Plugging them into
+    the engine's registry is the engine's decision; this function only builds them."""
+    from ..kernels._util import resolve_pads
+
+    def wrap(op):
+        fallback = fallbacks[op]
+
+        def kernel(x, weights, bias=None, **attrs):
+            backend = current_backend()
+            if not isinstance(backend, SimdKernelBackend):
+                return fallback(x, weights, bias, **attrs)
+            try:
+                if isinstance(attrs.get("pads"), str):
+                    attrs = dict(attrs, pads=resolve_pads(attrs["pads"], x.shape[1], x.shape[2], weights.shape[:2],
+                                                          attrs.get("strides", (1, 1)), attrs.get("dilations", (1, 1))))
+                return getattr(backend, op)(x, weights, bias, **attrs)
+            except FastpathError as exc:
+                with _lock:
+                    _fallbacks[str(exc)] += 1
+                return fallback(x, weights, bias, **attrs)
+
+        kernel.__name__ = kernel.__qualname__ = f"simd_{op}"
+        kernel.__doc__ = f"IR ``{op}`` on the SIMD kernels, falling back to {getattr(fallback, '__name__', fallback)!s}."
+        return kernel
+
+    return {op: wrap(op) for op in ("conv2d", "depthwise_conv2d")}
+
+
 def install():
     """Select a backend if none is selected and route :func:`app.kernels.gemm.gemm` through it.
 
@@ -233,6 +268,7 @@ __all__ = [
     "backend_name",
     "backend_report",
     "check_gemm_args",
+    "conv_kernels",
     "current_backend",
     "engine_gemm",
     "install",

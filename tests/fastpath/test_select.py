@@ -119,3 +119,33 @@ def test_build_reports_missing_wasm_toolchain(build_tool, tmp_path, monkeypatch)
     monkeypatch.setattr(build_tool.shutil, "which", lambda name: None)
     with pytest.raises(build_tool.KernelBuildError, match=r"`clang-16` not found on PATH; install clang-16 and lld-16"):
         build_tool.build_kernels(tmp_path, "wasm")
+
+
+def test_conv_kernels_use_simd_and_fall_back_with_reason(native_library):
+    kernels = pytest.importorskip("app.kernels", reason="engine kernels (app/kernels) not present")
+    fastpath.select_backend(kernel_path=native_library)
+    wrapped = fastpath.conv_kernels(kernels.KERNELS)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((1, 9, 9, 6)).astype(np.float32)
+    kernel = rng.standard_normal((3, 3, 6, 10)).astype(np.float32)
+    bias = rng.standard_normal(10).astype(np.float32)
+    reference = kernels.KERNELS["conv2d"](x, kernel, bias, strides=(2, 2), pads="same", activation="relu")
+    got = wrapped["conv2d"](x, kernel, bias, strides=(2, 2), pads="same", activation="relu")
+    np.testing.assert_allclose(got, reference, rtol=1e-5, atol=1e-5)
+    assert fastpath.backend_report()["fallbacks"] == {}
+    # depthwise multiplier 2 is outside the C kernel: the engine kernel runs and the reason is counted
+    dw_kernel = rng.standard_normal((3, 3, 6, 2)).astype(np.float32)
+    got = wrapped["depthwise_conv2d"](x, dw_kernel, None, pads=(1, 1, 1, 1))
+    np.testing.assert_array_equal(got, kernels.KERNELS["depthwise_conv2d"](x, dw_kernel, None, pads=(1, 1, 1, 1)))
+    (reason,) = fastpath.backend_report()["fallbacks"]
+    assert reason.startswith("depthwise_conv2d: kernel must be float32 [KH, KW, 6, 1] (multiplier 1)")
+
+
+def test_conv_kernels_defer_to_engine_when_backend_is_not_simd():
+    kernels = pytest.importorskip("app.kernels", reason="engine kernels (app/kernels) not present")
+    fastpath.select_backend(("numpy",))
+    calls = []
+    wrapped = fastpath.conv_kernels({"conv2d": lambda *a, **k: calls.append("conv2d") or "engine",
+                                     "depthwise_conv2d": kernels.KERNELS["depthwise_conv2d"]})
+    assert wrapped["conv2d"](np.ones((1, 3, 3, 1), np.float32), np.ones((1, 1, 1, 1), np.float32)) == "engine"
+    assert calls == ["conv2d"] and fastpath.backend_report()["fallbacks"] == {}

@@ -102,6 +102,38 @@ def run_depthwise(backend):
             failures.append(f"depthwise {x.shape} k{kh}x{kw} s{strides}: max error {float(np.max(np.abs(got - expected))):g}")
 
 
+def run_conv2d(backend):
+    global checks
+    cases = [(1, 7, 7, 3, 3, 3, 8, (1, 1), (1, 1, 1, 1), 1), (2, 9, 8, 5, 3, 3, 13, (2, 2), (0, 1, 0, 1), 1),
+             (1, 11, 11, 3, 7, 7, 17, (2, 2), (3, 3, 3, 3), 1), (3, 5, 5, 8, 3, 3, 12, (1, 1), (1, 1, 1, 1), 2),
+             (1, 14, 14, 64, 3, 3, 32, (1, 1), (1, 1, 1, 1), 1)]
+    for n, h, w, cin, kh, kw, cout, strides, pads, groups in cases:
+        rng = np.random.default_rng(cin + cout)
+        x = rng.standard_normal((n, h, w, cin)).astype(np.float32)
+        kernel = rng.standard_normal((kh, kw, cin // groups, cout)).astype(np.float32)
+        bias = rng.standard_normal(cout).astype(np.float32)
+        got = backend.conv2d(x, kernel, bias, strides=strides, pads=pads, groups=groups, activation="relu")
+        top, bottom, left, right = pads
+        xp = np.zeros((n, h + top + bottom, w + left + right, cin))
+        xp[:, top:top + h, left:left + w] = x
+        oh, ow = got.shape[1:3]
+        cin_g, cout_g = cin // groups, cout // groups
+        expected = np.zeros((n, oh, ow, cout)) + bias
+        for i in range(oh):
+            for j in range(ow):
+                for p in range(kh):
+                    for q in range(kw):
+                        pixel = xp[:, i * strides[0] + p, j * strides[1] + q]
+                        for g in range(groups):
+                            expected[:, i, j, g * cout_g:(g + 1) * cout_g] += (
+                                pixel[:, g * cin_g:(g + 1) * cin_g] @ kernel[p, q, :, g * cout_g:(g + 1) * cout_g])
+        expected = np.maximum(expected, 0)
+        checks += 1
+        if not np.allclose(got, expected, rtol=1e-4, atol=1e-4):
+            failures.append(f"conv2d {x.shape} k{kernel.shape} s{strides} g{groups}: "
+                            f"max error {float(np.max(np.abs(got - expected))):g}")
+
+
 def main():
     library = sys.argv[1]
     with open(library, "rb") as handle:
@@ -111,6 +143,7 @@ def main():
     report = {"platform": sys.platform, "numpy": np.__version__, "backend": simd.name, "library": simd.path}
     run_gemm_grid(simd)
     run_depthwise(simd)
+    run_conv2d(simd)
     try:
         blas = fastpath.select_backend(("openblas",))
     except fastpath.FastpathError as exc:
