@@ -107,6 +107,10 @@ def _resize_hwc(src: np.ndarray, dst_h: int, dst_w: int, interpolation: int) -> 
     area_mode = interpolation == INTER_AREA
     x_index, x_weight = _kernel_taps(src_w, dst_w, scale_x, inv_scale_x, interpolation, area_mode, clamp=True)
     y_index, y_weight = _kernel_taps(src_h, dst_h, scale_y, inv_scale_y, interpolation, area_mode, clamp=False)
+    # only the source rows some output row reads need a horizontal pass (a big saving when shrinking)
+    needed_rows, y_local = np.unique(y_index, return_inverse=True)
+    src = src[needed_rows]
+    y_index = y_local.reshape(y_index.shape)
     if src.dtype == np.uint8:
         return _separable_fixed_point_u8(src, x_index, x_weight, y_index, y_weight, interpolation)
     return _separable_float(src, x_index, x_weight, y_index, y_weight)
@@ -208,11 +212,10 @@ def _fixed_point(weights: np.ndarray) -> np.ndarray:
 def _separable_fixed_point_u8(src, x_index, x_weight, y_index, y_weight, interpolation):
     ax = _fixed_point(x_weight)
     by = _fixed_point(y_weight)
-    src32 = src.astype(np.int32)
     # horizontal: exact integer sums  sum_k S[x_k] * alpha_k  (values < 2**19 per tap)
     horiz = np.zeros((src.shape[0], x_index.shape[0], src.shape[2]), dtype=np.int32)
     for k in range(x_index.shape[1]):
-        horiz += src32[:, x_index[:, k], :] * ax[None, :, k, None]
+        horiz += np.take(src, x_index[:, k], axis=1).astype(np.int32) * ax[None, :, k, None]
     rows = [horiz[y_index[:, k]] for k in range(y_index.shape[1])]
     if interpolation in (INTER_LINEAR, INTER_AREA):
         # VResizeLinearVec_32s8u: 16-bit multiply-high on (S >> 4), then (sum + 2) >> 2
@@ -249,12 +252,11 @@ def _cast_result(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 def _separable_float(src, x_index, x_weight, y_index, y_weight):
     work = _work_dtype(src.dtype)
-    s = src.astype(work)
     xw = x_weight.astype(work)
     yw = y_weight.astype(work)
-    horiz = s[:, x_index[:, 0], :] * xw[None, :, 0, None]
+    horiz = np.take(src, x_index[:, 0], axis=1).astype(work) * xw[None, :, 0, None]
     for k in range(1, x_index.shape[1]):
-        horiz = horiz + s[:, x_index[:, k], :] * xw[None, :, k, None]
+        horiz = horiz + np.take(src, x_index[:, k], axis=1).astype(work) * xw[None, :, k, None]
     out = horiz[y_index[:, 0]] * yw[:, 0, None, None]
     for k in range(1, y_index.shape[1]):
         out = out + horiz[y_index[:, k]] * yw[:, k, None, None]
@@ -322,13 +324,12 @@ def _resize_area(src, dst_h, dst_w, scale_x, scale_y):
     x_index, x_weight = _area_table(src.shape[1], dst_w, scale_x)
     y_index, y_weight = _area_table(src.shape[0], dst_h, scale_y)
     work = _work_dtype(src.dtype)
-    s = src.astype(work)
     xw = x_weight.astype(work)
     yw = y_weight.astype(work)
     # zero-weight padding taps add +0.0, which leaves the running float sums unchanged
     horiz = np.zeros((src.shape[0], dst_w, src.shape[2]), dtype=work)
     for k in range(x_index.shape[1]):
-        horiz = horiz + s[:, x_index[:, k], :] * xw[None, :, k, None]
+        horiz += np.take(src, x_index[:, k], axis=1).astype(work) * xw[None, :, k, None]
     out = yw[:, 0, None, None] * horiz[y_index[:, 0]]
     for k in range(1, y_index.shape[1]):
         out = out + yw[:, k, None, None] * horiz[y_index[:, k]]
