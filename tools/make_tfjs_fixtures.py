@@ -401,7 +401,9 @@ def _tfoplambda(K):
 
 @case("mobilenetv3_block", "MobileNetV3-like block as keras.applications builds it in tf_keras: "
       "hard-swish = x * ReLU6(x + 3) * (1/6) via TFOpLambda, SE block (GAP keepdims, 1x1 convs, "
-      "hard-sigmoid, Multiply), residual Add", kerases=("2",))
+      "hard-sigmoid, Multiply), residual Add. Keras 3 export: the same code makes keras.ops "
+      "nodes (class_name Add/Multiply from keras.src.ops.numpy with a constant in args) exactly "
+      "as Keras 3's own MobileNetV3 does")
 def _mnv3_block(K):
     layers = K.layers
 
@@ -428,6 +430,35 @@ def _mnv3_block(K):
     y = layers.BatchNormalization(name="project_bn")(y)
     y = layers.Add(name="residual")([inp, y])
     return K.Model(inp, y, name="mobilenetv3_block")
+
+
+@case("tfoplambda_more", "More tf_keras TFOpLambda / SlicingOpLambda forms: tf.math.sigmoid, "
+      "tf.math.maximum with a constant, tf.concat, tf.reshape, x[..., :2] slicing, "
+      "tf.nn.softmax, tf.math.reduce_max, x ** 2", kerases=("2",))
+def _tfoplambda_more(K):
+    x = K.Input((4, 4, 3), name="x")
+    a = tf.math.sigmoid(x)
+    b = tf.math.maximum(x, 0.1)
+    c = tf.concat([a, b], axis=-1)
+    d = tf.reshape(c, (-1, 16, 6))
+    e = d[..., :2] ** 2
+    f = tf.nn.softmax(d, axis=-1)
+    g = tf.math.reduce_max(f, axis=1, keepdims=True)
+    return K.Model(x, [e, g], name="tfoplambda_more")
+
+
+@case("ops_on_tensors", "Keras 3 ops applied to KerasTensors in a functional model (serialized "
+      "as keras.src.ops.* operations: Add/Subtract/Multiply/Divide with constants, Relu6, Mean)",
+      kerases=("3",))
+def _ops_on_tensors(K):
+    ops = K.ops
+    x = K.Input((5, 5, 3), name="x")
+    y = K.Input((5, 5, 3), name="y")
+    z = ops.relu6(x + 3.0) / 6.0
+    z = z * y
+    z = z - 1.0
+    z = ops.mean(z, axis=(1, 2), keepdims=True) + z
+    return K.Model([x, y], z, name="ops_on_tensors")
 
 
 @case("mobilenetv3_block_k3", "MobileNetV3-like block in Keras 3 layers only: "
@@ -471,6 +502,11 @@ CASES.append(Case(
     name="raw_config_nested", build=_nested, kind="probabilities", kerases=("3",),
     raw_keras3_config=True,
     description="nested_application_head with Keras 3's untouched model.to_json() topology"))
+CASES.append(Case(
+    name="raw_config_mobilenetv3_block", build=_mnv3_block, kerases=("3",),
+    raw_keras3_config=True,
+    description="mobilenetv3_block with Keras 3's untouched model.to_json() topology: keras.ops "
+                "nodes keep module 'keras.src.ops.numpy', which tells them from layers"))
 CASES.append(Case(
     name="multi_shard", build=_functional_classifier, kind="probabilities",
     input_range=(0.0, 255.0), convert_kwargs={"weight_shard_size_bytes": 1024},
@@ -518,7 +554,7 @@ def generate(case_obj: Case, keras_major: str, out_root: Path) -> Path:
         + ("standard_normal" if case_obj.input_range is None
            else f"uniform{tuple(case_obj.input_range)}") + " of shape (2, *input_shape), float32")
     lib.write_case(case_dir, inputs, outputs, meta)
-    check = lib.reload_check(keras_major, case_dir, inputs)
+    check = lib.reload_check(keras_major, case_dir, inputs, original_model=model)
     if check["max_abs_diff"] > 1e-5:
         raise RuntimeError(f"{name}: model.json + shards reproduce the outputs only to "
                            f"{check['max_abs_diff']}")
