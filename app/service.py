@@ -64,14 +64,18 @@ def _require(args: Mapping[str, Any], call: str, key: str, kind: type | tuple[ty
     return value
 
 
-def _import_engine_module(module_name: str, call: str):
-    """Import a module another part of Vitrine provides; a missing module becomes a clear error."""
+def _engine_function(module_name: str, function_name: str, call: str) -> Callable:
+    """A function another part of Vitrine provides, imported on first use; absence is a clear error."""
     try:
-        return importlib.import_module(module_name)
+        module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name != module_name:
             raise
         raise UnavailableCallError(f"call {call!r} needs {module_name}, which is not part of this build") from exc
+    function = getattr(module, function_name, None)
+    if function is None:
+        raise UnavailableCallError(f"call {call!r} needs {module_name}.{function_name}, which is not part of this build")
+    return function
 
 
 def error_payload(exc: BaseException) -> dict:
@@ -206,9 +210,9 @@ class EngineService:
         name = _require(args, "load_model", "name", str)
         if payload is None:
             raise ServiceRequestError(f"call 'load_model': model {name!r} needs its bytes as the payload")
-        vitrine = _import_engine_module("app.loaders", "load_model")
+        load_model = _engine_function("app.loaders", "load_model", "load_model")
         progress({"stage": "parsing", "file": name})
-        model = vitrine.load_model(payload)
+        model = load_model(payload)
         handle = f"m{self._next_model_number}"
         self._next_model_number += 1
         self._models[handle] = model
@@ -249,10 +253,11 @@ class EngineService:
         name = _require(args, "decode_image", "name", str)
         if payload is None:
             raise ServiceRequestError(f"call 'decode_image': image {name!r} needs its bytes as the payload")
-        imaging = _import_engine_module("app.imaging", "decode_image")
-        image = imaging.decode_image(payload, name=name)
-        shape = getattr(image, "shape", None)
-        return {"name": name, "shape": list(shape) if shape is not None else None, "dtype": str(getattr(image, "dtype", ""))}
+        decode_image = _engine_function("app.imaging", "decode_image", "decode_image")
+        image = decode_image(payload, name)
+        # patient-identifying DICOM attributes (image.phi) never leave the engine through here
+        return {"name": name, "shape": list(image.pixels.shape), "dtype": str(image.pixels.dtype),
+                "metadata": image.metadata}
 
     # ---------------------------------------------------------------- helpers
     def _model_handle(self, args: dict, call: str) -> str:

@@ -69,3 +69,18 @@ def test_page_screenshot_is_not_blank(site_page, tmp_path):
     page.screenshot(path=str(shot), full_page=True)
     image = np.asarray(Image.open(shot).convert("L"))
     assert image.shape[0] > 300 and image.std() > 10  # header, panels and text rendered
+
+
+def test_worker_loads_a_model_zip_and_predicts(site_page):
+    from tests.service.tiny_models import dense_softmax_zip, softmax_reference
+
+    kernel = np.array([[0.3, -0.2], [0.1, 0.7], [-0.4, 0.2]], dtype=np.float32)
+    bias = np.array([0.1, 0.0], dtype=np.float32)
+    site_page.open_site()
+    site_page.wait_engine_ready()
+    loaded = site_page.engine_call({"call": "load_model", "id": "L", "args": {"name": "tiny.zip"}}, dense_softmax_zip(kernel, bias))
+    assert loaded["ok"], loaded
+    x = np.array([[0.5, -1.0, 2.0]], dtype=np.float32)
+    reply = site_page.engine_call({"call": "predict", "id": "P", "args": {"model": loaded["result"]["model"], "shape": [1, 3]}}, x.tobytes())
+    assert reply["ok"], reply
+    np.testing.assert_allclose(np.reshape(reply["result"]["outputs"][0]["values"], (1, 2)), softmax_reference(x, kernel, bias), rtol=1e-5)

@@ -1,0 +1,91 @@
+"""build.py refuses runtime files whose sha256 differs from the pins (no browser needed)."""
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+import build
+
+LOCK = json.loads((build.ROOT / "node_modules/pyodide/pyodide-lock.json").read_text())
+
+
+def seeded_cache(tmp_path):
+    """A cache holding the real (verified) runtime files, so a build needs no network."""
+    cache = tmp_path / "cache"
+    for sub in ("pyodide", "wheels"):
+        source = build.ROOT / ".cache" / sub
+        if not source.is_dir():
+            pytest.skip(f"{source} is empty: run `python build.py build` once first")
+        shutil.copytree(source, cache / sub)
+    return cache
+
+
+def test_corrupted_pyodide_wheel_fails_the_build_naming_file_and_both_hashes(tmp_path):
+    cache = seeded_cache(tmp_path)
+    numpy_entry = LOCK["packages"]["numpy"]
+    tampered = cache / "pyodide" / numpy_entry["file_name"]
+    data = bytearray(tampered.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    tampered.write_bytes(bytes(data))
+
+    completed = subprocess.run(
+        [sys.executable, str(build.ROOT / "build.py"), "build", "--no-cdn", "--cache", str(cache), "--out", str(tmp_path / "dist")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == 1
+    assert numpy_entry["file_name"] in completed.stderr
+    assert numpy_entry["sha256"] in completed.stderr  # expected, from the official lock
+    assert hashlib.sha256(bytes(data)).hexdigest() in completed.stderr  # received
+    assert not (tmp_path / "dist").exists()
+
+
+def test_corrupted_pypi_wheel_is_refused(tmp_path):
+    cache = seeded_cache(tmp_path)
+    name = "pydicom-3.0.1-py3-none-any.whl"
+    (cache / "wheels" / name).write_bytes(b"not the pydicom wheel")
+    with pytest.raises(build.BuildError) as caught:
+        build.build(tmp_path / "dist", cache_dir=cache, use_cdn=False)
+    message = str(caught.value)
+    assert name in message
+    assert "db32f78b2641bd7972096b8289111ddab01fb221610de8d7afa835eb938adb41" in message
+    assert hashlib.sha256(b"not the pydicom wheel").hexdigest() in message
+
+
+def test_mirror_copy_with_wrong_bytes_is_refused(tmp_path, monkeypatch):
+    cache = seeded_cache(tmp_path)
+    pillow = LOCK["packages"]["pillow"]["file_name"]
+    (cache / "pyodide" / pillow).unlink()
+    fake_mirror = tmp_path / "provisa" / build.PROVISA_WHEEL
+    fake_mirror.parent.mkdir()
+    with zipfile.ZipFile(fake_mirror, "w") as archive:
+        archive.writestr(build.PROVISA_ASSET_DIR + pillow, b"pillow impostor")
+    (cache / "provisa").mkdir()
+    shutil.copy(fake_mirror, cache / "provisa" / build.PROVISA_WHEEL)
+    with pytest.raises(build.BuildError, match=f"refusing {pillow} from {build.PROVISA_REQUIREMENT}"):
+        build.build(tmp_path / "dist", cache_dir=cache, use_cdn=False)
+
+
+def test_model_host_must_be_an_origin(tmp_path):
+    with pytest.raises(build.BuildError, match="--model-host must be an origin like https://zenodo.org, received 'zenodo.org/records'"):
+        build.build(tmp_path / "dist", model_host="zenodo.org/records")
+
+
+def test_built_site_contains_the_verified_runtime(built_site):
+    files = built_site.manifest["files"]
+    for package in build.PYODIDE_PACKAGES:
+        entry = LOCK["packages"][package]
+        assert files[f"pyodide/{entry['file_name']}"]["sha256"] == entry["sha256"]
+    for name, (_, sha256) in build.PYPI_WHEELS.items():
+        assert files[f"wheels/{name}"]["sha256"] == sha256
+    app_wheels = [path for path in files if path.startswith("wheels/vitrine-")]
+    assert len(app_wheels) == 1
+    with zipfile.ZipFile(built_site.dist / app_wheels[0]) as wheel:
+        assert "app/service.py" in wheel.namelist() and "app/errors.py" in wheel.namelist()
+    page = (built_site.dist / "index.html").read_text()
+    assert "{{" not in page and built_site.model_origin in page
+    assert not any(path.endswith(".map") for path in files)
