@@ -43,7 +43,9 @@ Shape: reshape(shape)   (target shape WITHOUT batch; -1 allowed), flatten, trans
   (perm over all axes incl. batch), concat(axis), pad(pads=((b0,a0),...) all axes, mode=
   "constant"|"reflect"|"symmetric", value=0.0), crop(begin, end) all axes, squeeze(axes),
   expand_dims(axis), slice(begin, size), strided_slice(begin, end, strides, masks...), split(axis,
-  sizes) -> tuple, gather(axis) (x, indices), cast(dtype), tile(reps), identity
+  sizes) -> tuple, gather(axis) (x, indices), cast(dtype), tile(reps), identity,
+  getitem(index) (numpy basic indexing; items ("slice", start, stop, step) | int | "ellipsis" |
+  "newaxis"; Keras 2 SlicingOpLambda)
 Resize: resize(size=(H,W), method="nearest"|"bilinear", align_corners=False,
   half_pixel_centers=False)  (UpSampling2D -> nearest/bilinear with scale folded into size;
   ``scale=(sh, sw)`` instead of ``size`` when the input size is not static)

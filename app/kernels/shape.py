@@ -95,3 +95,20 @@ def cast(x, *, dtype):
 @register("tile")
 def tile(x, *, reps):
     return np.tile(x, reps)
+
+
+@register("getitem")
+def getitem(x, *, index):
+    """numpy basic indexing; ``index`` items: ("slice", start, stop, step), an int, "ellipsis" or
+    "newaxis" (Keras 2 SlicingOpLambda, i.e. ``x[..., :2]``)."""
+    key = []
+    for item in index:
+        if item == "ellipsis":
+            key.append(Ellipsis)
+        elif item == "newaxis":
+            key.append(None)
+        elif isinstance(item, int):
+            key.append(item)
+        else:
+            key.append(slice(item[1], item[2], item[3]))
+    return np.ascontiguousarray(x[tuple(key)])

@@ -693,6 +693,33 @@ def build_tf_op_lambda(call: LayerCall):
               UnsupportedLayerError)
 
 
+def build_slicing_op_lambda(call: LayerCall):
+    """Keras 2 ``x[...]`` on a Keras tensor: ``slice_spec`` of slices / ints / ellipsis / None."""
+    spec = _const_kwarg(call, "slice_spec", None)
+    if spec is None:
+        call.fail("SlicingOpLambda without a constant slice_spec is not supported", UnsupportedLayerError)
+    items = spec if isinstance(spec, list) else [spec]
+    index = []
+    for item in items:
+        if isinstance(item, dict) and item.get("class_name") == "__ellipsis__":
+            index.append("ellipsis")
+        elif isinstance(item, dict) and set(item) <= {"start", "stop", "step"}:
+            parts = [item.get("start"), item.get("stop"), item.get("step")]
+            if not all(p is None or isinstance(p, int) for p in parts):
+                call.fail(f"slice {item!r} with tensor bounds is not supported", UnsupportedLayerError)
+            index.append(("slice", *parts))
+        elif item is None:
+            index.append("newaxis")
+        elif isinstance(item, int) and not isinstance(item, bool):
+            index.append(int(item))
+        else:
+            call.fail(f"slice item {item!r} is not supported", UnsupportedLayerError)
+    first = call.args[0] if call.args else None
+    if not isinstance(first, str):
+        call.fail("SlicingOpLambda must slice a tensor")
+    return call.emit("getitem", [first], {"index": tuple(index)})
+
+
 def _const_kwarg(call: LayerCall, key: str, default):
     value = call.kwargs.get(key)
     if value is None:
@@ -703,6 +730,75 @@ def _const_kwarg(call: LayerCall, key: str, default):
     if not isinstance(value, Const):
         call.fail(f"argument {key!r} must be a constant, got a tensor", UnsupportedLayerError)
     return value.value
+
+
+# ---- Keras 3 operations (keras.ops.* called on symbolic tensors, serialised like layers) -----
+
+_KERAS3_BINARY = {"Add": "add", "Subtract": "sub", "Multiply": "mul", "Divide": "div", "TrueDivide": "div",
+                  "Maximum": "maximum", "Minimum": "minimum", "Power": "pow"}
+_KERAS3_UNARY = {"Relu": "relu", "Relu6": "relu6", "Sigmoid": "sigmoid", "Tanh": "tanh", "Silu": "swish",
+                 "Swish": "swish", "HardSilu": "hard_swish", "HardSwish": "hard_swish", "Exp": "exponential",
+                 "Negative": "neg", "Sqrt": "sqrt", "Square": "square", "Absolute": "abs", "Abs": "abs",
+                 "Softplus": "softplus", "Softsign": "softsign", "Selu": "selu", "Mish": "mish"}
+_KERAS3_REDUCE = {"Mean": "mean", "Sum": "sum", "Max": "reduce_max", "Min": "reduce_min"}
+KERAS3_OPS = frozenset(_KERAS3_BINARY) | frozenset(_KERAS3_UNARY) | frozenset(_KERAS3_REDUCE) | {
+    "HardSigmoid", "Gelu", "Softmax", "Elu", "LeakyRelu"}
+
+
+def is_keras3_op_call(raw: dict, args: list) -> bool:
+    """A Keras 3 operation node (module keras.src.ops.*; the converter may strip ``module``, but
+    ops never carry the ``trainable`` / ``dtype`` keys every layer config has, and a binary op
+    takes its operands as separate positional arguments, a merge layer as one list)."""
+    if str(raw.get("module", "")).startswith("keras.src.ops"):
+        return True
+    config = raw.get("config") or {}
+    if raw.get("class_name") not in KERAS3_OPS or "trainable" in config or "dtype" in config:
+        return False
+    return not (len(args) == 1 and isinstance(args[0], list))
+
+
+def build_keras3_op(call: LayerCall):
+    cls = call.class_name
+    cfg = call.config
+
+    def arg(index, key):
+        if len(call.args) > index:
+            return call.args[index]
+        return call.kwargs.get(key)
+
+    def param(key, default):
+        if key in cfg:
+            return cfg[key]
+        value = call.kwargs.get(key)
+        return value.value if isinstance(value, Const) else default
+
+    if cls in _KERAS3_BINARY:
+        first, second = arg(0, "x1"), arg(1, "x2")
+        if first is None or second is None:
+            call.fail(f"operation {cls} needs two operands, got args={call.args!r}")
+        return call.emit(_KERAS3_BINARY[cls], [_operand(call, first, "x1"), _operand(call, second, "x2")])
+    x = arg(0, "x")
+    if x is None:
+        call.fail(f"operation {cls} has no input")
+    x = _operand(call, x, "x")
+    if cls in _KERAS3_UNARY:
+        return call.emit(_KERAS3_UNARY[cls], [x])
+    if cls == "HardSigmoid":
+        return call.emit("hard_sigmoid", [x], {"variant": "keras3"})
+    if cls == "Gelu":
+        return call.emit("gelu", [x], {"approximate": bool(param("approximate", True))})
+    if cls == "Softmax":
+        axis = param("axis", -1)
+        return call.emit("softmax", [x], {"axis": int(axis[0] if isinstance(axis, (list, tuple)) else axis)})
+    if cls == "Elu":
+        return call.emit("elu", [x], {"alpha": float(param("alpha", 1.0))})
+    if cls == "LeakyRelu":
+        return call.emit("leaky_relu", [x], {"alpha": float(param("negative_slope", 0.2))})
+    axis = param("axis", None)
+    if axis is None:
+        call.fail(f"operation {cls} over all axes is not supported", UnsupportedLayerError)
+    axes = tuple(axis) if isinstance(axis, (list, tuple)) else (axis,)
+    return call.emit(_KERAS3_REDUCE[cls], [x], {"axes": axes, "keepdims": bool(param("keepdims", False))})
 
 
 # Keras class name -> builder. The one table the loader dispatches on.
@@ -730,7 +826,7 @@ LAYER_BUILDERS: dict[str, Callable[[LayerCall], list[str]]] = {
     "SpatialDropout3D": build_identity, "GaussianNoise": build_identity, "GaussianDropout": build_identity,
     "AlphaDropout": build_identity, "ActivityRegularization": build_identity, "Identity": build_identity,
     "StochasticDepth": build_identity,
-    "TFOpLambda": build_tf_op_lambda,
+    "TFOpLambda": build_tf_op_lambda, "SlicingOpLambda": build_slicing_op_lambda,
     "CustomScaleLayer": build_custom_scale, "LayerScale": build_layer_scale,
     "Lambda": build_lambda,
 }
@@ -992,7 +1088,7 @@ class TfjsLoader:
         elif class_name == "InputLayer":
             raise ModelFormatError(f"{self.model_file}: input layer {name!r} cannot be called on tensors")
         else:
-            builder = LAYER_BUILDERS.get(class_name)
+            builder = build_keras3_op if is_keras3_op_call(raw, args) else LAYER_BUILDERS.get(class_name)
             if builder is None:
                 raise UnsupportedLayerError(
                     f"{self.model_file}: layer {path!r} has class {class_name!r}, which Vitrine does not support. "

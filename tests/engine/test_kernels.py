@@ -343,3 +343,11 @@ def test_every_flop_heavy_kernel_goes_through_the_pluggable_gemm():
         gemm_module.set_gemm_backend(None)
     assert gemm_module.gemm_backend_name() == "numpy"
     assert [s for s, _ in calls] == [(25, 27), (25, 3), (25, 3), (2, 3)]
+
+
+def test_getitem_golden():
+    x = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    got = KERNELS["getitem"](x, index=("ellipsis", ("slice", None, 2, None)))
+    np.testing.assert_array_equal(got, x[..., :2])
+    got = KERNELS["getitem"](x, index=(("slice", None, None, None), 1, "newaxis"))
+    np.testing.assert_array_equal(got, x[:, 1, None])
