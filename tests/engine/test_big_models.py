@@ -13,7 +13,13 @@ from .test_conformance import check_case
 
 BIG = Path(__file__).resolve().parents[2] / ".cache" / "fixtures" / "big"
 
-KNOWN_GAPS: dict[str, str] = {}
+KNOWN_GAPS: dict[str, str] = {
+    "k2_mobilenetv3small": (
+        "the fixture's weightsManifest has no BatchNormalization weights at all (layer 'Conv' and "
+        "'Conv/BatchNorm' collide as HDF5 groups, and the tensorflowjs 4.22 Keras-2 conversion drops "
+        "the nested group); the loader correctly refuses it: \"layer 'Conv/BatchNorm' ... expects "
+        "weights [...] but the manifest has none\". TF.js itself cannot load it either."),
+}
 
 
 def _cases():
