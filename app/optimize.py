@@ -79,30 +79,32 @@ class _Work:
         return name in self.weights
 
     def _merge_into_producer(self, make):
-        """For each node whose single input comes from a producer only it reads, ask
-        ``make(producer, node)`` for a replacement of the pair (or None)."""
-        changed = True
-        while changed:
-            changed = False
-            readers = self._readers()
-            producers = self._producers()
-            for index, node in enumerate(self.nodes):
-                if not node.inputs:
-                    continue
-                source = node.inputs[0]
-                p = producers.get(source)
-                if p is None or readers.get(source) != 1 or source in self.protected:
-                    continue
-                producer = self.nodes[p]
-                if len(producer.outputs) != 1:
-                    continue
-                merged = make(producer, node)
-                if merged is None:
-                    continue
-                self.nodes[p] = merged
-                del self.nodes[index]
-                changed = True
-                break
+        """For each node whose first input comes from a producer that only it reads, ask
+        ``make(producer, node)`` for one node replacing the pair (or None). One forward pass:
+        the merged node takes the producer's slot, so chains (conv -> bn -> relu) collapse."""
+        nodes: list[Node | None] = list(self.nodes)
+        readers = self._readers()
+        producers = self._producers()
+        for index in range(len(nodes)):
+            node = nodes[index]
+            if node is None or not node.inputs:
+                continue
+            source = node.inputs[0]
+            p = producers.get(source)
+            if p is None or readers.get(source) != 1 or source in self.protected:
+                continue
+            producer = nodes[p]
+            if producer is None or len(producer.outputs) != 1:
+                continue
+            merged = make(producer, node)
+            if merged is None:
+                continue
+            nodes[p] = merged
+            nodes[index] = None
+            readers.pop(source, None)
+            for name in merged.outputs:
+                producers[name] = p
+        self.nodes = [n for n in nodes if n is not None]
 
     # ---- passes -------------------------------------------------------------------------------
 

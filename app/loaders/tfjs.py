@@ -49,7 +49,7 @@ def decode_weights(manifest: Any, files: Mapping[str, bytes], base_dir: str,
                 raise ModelFormatError(f"{model_file}: weight shard {shard_path!r} (group {group_index}) is missing; "
                                        f"expected a file {key!r} next to model.json")
             shards.append((shard_path, files[key]))
-        buffer = b"".join(bytes(data) for _, data in shards)
+        buffer = shards[0][1] if len(shards) == 1 else b"".join(data for _, data in shards)
         layout = []
         needed = 0
         for spec in group["weights"]:
