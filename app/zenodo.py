@@ -380,11 +380,10 @@ class ZenodoClient:
             return None
         newest = hits[0]
         version = (newest.get("metadata") or {}).get("version")
-        message = (
-            f"{concept_id} is a Zenodo concept id (all versions); using the newest version"
-            f"{f' {version}' if version else ''}: record {newest.get('id')}"
-            f"{f' (of {total} versions)' if total else ''}"
-        )
+        version_text = f" {version}" if version else ""
+        count_text = f" (of {total} {_plural(total, 'version')})" if total else ""
+        message = (f"{concept_id} is a Zenodo concept id (all versions); using the newest version{version_text}: "
+                   f"record {newest.get('id')}{count_text}")
         self.notice(message)
         return record_from_json(newest, zenodo_url=self.zenodo_url, notices=[message])
 
@@ -420,6 +419,10 @@ class ZenodoClient:
                                  expected_md5=file.md5, on_progress=on_progress, cancel=cancel)
         finally:
             response.close()
+
+
+def _plural(count: int, noun: str) -> str:
+    return noun if count == 1 else noun + "s"
 
 
 def _snippet(payload, limit: int = 200) -> str:
