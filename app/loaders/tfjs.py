@@ -745,6 +745,12 @@ KERAS3_OPS = frozenset(_KERAS3_BINARY) | frozenset(_KERAS3_UNARY) | frozenset(_K
     "HardSigmoid", "Gelu", "Softmax", "Elu", "LeakyRelu"}
 
 
+def _looks_like_keras3_op(raw: dict) -> bool:
+    config = raw.get("config") or {}
+    return str(raw.get("module", "")).startswith("keras.src.ops") or (
+        raw.get("class_name") in KERAS3_OPS and "trainable" not in config and "dtype" not in config)
+
+
 def is_keras3_op_call(raw: dict, args: list) -> bool:
     """A Keras 3 operation node (module keras.src.ops.*; the converter may strip ``module``, but
     ops never carry the ``trainable`` / ``dtype`` keys every layer config has, and a binary op
@@ -879,6 +885,8 @@ class TfjsLoader:
             if path in self._layers:
                 continue
             self._layers[path] = info
+            if _looks_like_keras3_op(raw):
+                continue  # operations are not tracked as layers, so they take no path
             snake = _snake_case(info.class_name)
             if snake in used:
                 used[snake] += 1
