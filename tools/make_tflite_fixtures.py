@@ -40,11 +40,14 @@ def _seed(seed: int) -> None:
 
 # ---------------------------------------------------------------- models (float Keras / tf.function)
 
-def cnn_model():
+def cnn_model(static_batch: bool = False):
     """Image-classifier-like CNN: conv / depthwise / transposed conv / pooling / concat / pad /
-    resize / mean / dense / softmax, with hard-swish and fused relu / relu6."""
+    resize / mean / dense / softmax, with hard-swish and fused relu / relu6.
+
+    ``static_batch`` fixes the batch to 1, so the converter folds the SHAPE -> PACK arithmetic
+    that Conv2DTranspose / Resizing emit for a dynamic batch (the graph then maps onto app.ir)."""
     _seed(1)
-    x_in = keras.Input((16, 16, 3), name="image")
+    x_in = keras.Input((16, 16, 3), name="image", batch_size=1 if static_batch else None)
     x = keras.layers.Conv2D(8, 3, padding="same", name="conv1")(x_in)
     x = keras.layers.PReLU(alpha_initializer=keras.initializers.Constant(0.2), shared_axes=[1, 2],
                            name="prelu")(x)
@@ -66,7 +69,7 @@ def cnn_model():
     g = keras.layers.Dense(48, activation="tanh", name="fc1")(g)
     out = keras.layers.Dense(5, activation="softmax", name="fc2")(g)
     model = keras.Model(x_in, out)
-    return model, [((BATCH, 16, 16, 3), (-1.0, 1.0))]
+    return model, [((1 if static_batch else BATCH, 16, 16, 3), (-1.0, 1.0))]
 
 
 def ops_model(int8_safe: bool = False):
@@ -186,6 +189,8 @@ def legacy_uint8_model():
 CASES = {
     "cnn_float32": (cnn_model, "float32"),
     "cnn_float16": (cnn_model, "float16"),
+    "cnn_static_float32": (lambda: cnn_model(static_batch=True), "float32"),
+    "cnn_static_float16": (lambda: cnn_model(static_batch=True), "float16"),
     "cnn_dynamic": (cnn_model, "dynamic"),
     "cnn_int8": (cnn_model, "int8"),
     "cnn_uint8": (cnn_model, "uint8"),

@@ -167,7 +167,21 @@ class TFLiteModel:
         return "\n".join(lines)
 
 
-def load(data: bytes, name: str, card=None) -> TFLiteModel:
-    """Build a model from ``.tflite`` bytes. Raises ModelFormatError / UnsupportedLayerError."""
+def load(data: bytes, name: str, card=None, *, engine: str = "auto"):
+    """Build a model from ``.tflite`` bytes. Raises ModelFormatError / UnsupportedLayerError.
+
+    ``engine="auto"``: a float model whose graph maps onto app.ir is returned as an
+    :class:`app.ir.Graph` (``app.load_model`` wraps it in the engine's Model, which adds the
+    optimiser, fast GEMM and layer-addressed Grad-CAM); anything else (quantized, hybrid, shape
+    arithmetic, ops without IR form) as a :class:`TFLiteModel` on the TFLite interpreter.
+    ``engine="interpreter"`` always returns a TFLiteModel."""
+    if engine not in ("auto", "interpreter"):
+        raise ValueError(f"engine must be 'auto' or 'interpreter', got {engine!r}")
     interp = Interpreter(model_content=data, model_name=name)
+    if engine == "auto":
+        from app.tflite.to_ir import to_graph
+
+        graph, _reason = to_graph(interp.model_info)
+        if graph is not None:
+            return graph
     return TFLiteModel(interp, name, card)

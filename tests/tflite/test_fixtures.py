@@ -91,7 +91,7 @@ def test_predict_quantizes_floats_and_dequantizes(case):
 
 def test_model_interface_on_float_fixture():
     data = (FIXTURES / "cnn_float32" / "model.tflite").read_bytes()
-    model = load(data, name="cnn.tflite", card={"labels": ["a", "b", "c", "d", "e"]})
+    model = load(data, name="cnn.tflite", card={"labels": ["a", "b", "c", "d", "e"]}, engine="interpreter")
     assert model.input_shape == (None, 16, 16, 3)
     assert model.output_shape == (None, 5)
     assert model.card == {"labels": ["a", "b", "c", "d", "e"]}

@@ -55,3 +55,26 @@ def test_real_model_refused_with_reason(case, reason, available):
         pytest.skip(f"{case} not fetched")
     with pytest.raises(UnsupportedLayerError, match=reason):
         Interpreter(model_path=real_models.model_path(case))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_real_model_through_engine_ir(case, available):
+    """The float face models map onto app.ir; the engine's Model must match LiteRT too."""
+    from app.model import Model
+    from app.tflite.loader import parse_model
+    from app.tflite.to_ir import to_graph
+
+    if case not in available:
+        pytest.skip(f"{case} not fetched")
+    meta = json.loads((real_models.EXPECTED / case / "meta.json").read_text())
+    graph, reason = to_graph(parse_model(real_models.model_path(case).read_bytes(), case))
+    assert graph is not None, reason
+    rng = np.random.default_rng(meta["input_seed"])
+    x = rng.uniform(*meta["input_range"], tuple(meta["input_shape"])).astype(np.float32)
+    outputs = Model(graph, format="tflite").predict(x)
+    outputs = outputs if isinstance(outputs, list) else [outputs]
+    expected = np.load(real_models.EXPECTED / case / "io.npz")
+    for i, got in enumerate(outputs):
+        want = expected[f"output_{i}"]
+        assert got.shape == want.shape
+        assert float(np.abs(got - want).max()) <= 1e-4 * max(float(np.abs(want).max()), 1e-6)
