@@ -274,7 +274,11 @@ def fetch(resolved: ResolvedModel, *, client: ZenodoClient | None = None, on_pro
     client = _client_for(client, resolved.zenodo_url)
     data = client.download(file, on_progress=on_progress, cancel=cancel)
     if cache is not None and file.md5:
-        cache.put(record.id, file.md5, file.key, data)
+        try:
+            cache.put(record.id, file.md5, file.key, data)
+        except OSError as exc:  # the model is in memory and verified; only reuse is lost
+            if cache.on_notice:
+                cache.on_notice(f"could not write the model cache {cache.root}: {exc.strerror or exc}; continuing without it")
     return data
 
 

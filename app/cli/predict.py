@@ -42,6 +42,8 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "predict", help="classify images with a model",
         description="Classify image files locally with a TF.js or TFLite model from Zenodo, the catalog or disk.",
+        epilog="Exit status: 0 if at least one image was classified, 1 if none was, 2 if the model could not "
+               "be resolved, downloaded or loaded. Images never leave this computer.",
     )
     add_model_options(parser)
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, TIFF, DICOM, NIfTI...)")

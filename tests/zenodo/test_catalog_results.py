@@ -45,6 +45,20 @@ def test_catalog_facts_match_webipred_and_descriptions_are_our_own():
         assert card.name != source["name"]
 
 
+@needs_anchors
+def test_catalog_input_size_matches_the_published_topology():
+    """WebIPred's converted DenseNet121 for the chest X-ray model (record 7785993)."""
+    topology = json.loads((ANCHORS / "model16-model.json").read_text())["modelTopology"]["model_config"]["config"]
+    input_layer = next(layer for layer in topology["layers"] if layer["class_name"] == "InputLayer")
+    _, height, width, channels = input_layer["config"]["batch_input_shape"]
+    card = load_catalog().by_zenodo_record(7785993).card
+    assert card.input_size == (height, width)
+    assert card.channels in (None, channels)
+    dense_units = [layer["config"]["units"] for layer in topology["layers"] if layer["class_name"] == "Dense"]
+    assert dense_units[-1] == len(card.classes)  # the classifier head: one output per class
+    assert topology["layers"][-1]["config"]["activation"] == "softmax" and not card.multi_label
+
+
 def test_search_and_filters():
     catalog = load_catalog()
     assert [e.zenodo_record for e in catalog.search("pneumonia x-ray")] == [7785993]

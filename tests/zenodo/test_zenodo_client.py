@@ -373,3 +373,13 @@ def test_fetch_uses_and_verifies_the_cache(fake_zenodo, tmp_path):
     assert fetch(resolved, cache=cache) == MODEL_ZIP
     assert downloads() == 2
     assert "was corrupt and has been deleted" in notices[0]
+
+
+def test_unwritable_cache_is_reported_and_the_download_still_used(fake_zenodo, tmp_path):
+    fake_zenodo.add_record(123, {"model.tfjs.zip": MODEL_ZIP})
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the cache folder should be")
+    notices = []
+    data = fetch(resolve("zenodo:123", zenodo_url=fake_zenodo.url), cache=ModelCache(blocker, on_notice=notices.append))
+    assert data == MODEL_ZIP
+    assert notices and notices[0].startswith(f"could not write the model cache {blocker}:")
