@@ -114,6 +114,24 @@ def ops_model(int8_safe: bool = False):
     return fn, [((BATCH, 6, 6, 4), (-2.0, 2.0))]
 
 
+def heads_model():
+    """Wide-range inputs into the nonlinear int8 kernels (softmax over 100 classes, logistic,
+    tanh, hard swish, leaky relu, resize): the ops whose integer algorithms differ most from
+    float maths, with enough elements to expose one-step differences."""
+    _seed(3)
+    x_in = keras.Input((8, 8, 4), name="features")
+    f = keras.layers.Flatten()(x_in)
+    d = keras.layers.Dense(100, name="logits")(f)
+    soft = keras.layers.Softmax(name="probs")(d)
+    sig = keras.layers.Activation("sigmoid", name="sig")(keras.layers.Dense(64, name="d_sig")(f))
+    tanh = keras.layers.Activation("tanh", name="tanh")(keras.layers.Dense(64, name="d_tanh")(f))
+    hs = keras.layers.Activation("hard_swish", name="hswish")(keras.layers.Dense(64, name="d_hs")(f))
+    lr = keras.layers.LeakyReLU(negative_slope=0.1, name="leaky")(keras.layers.Dense(64, name="d_lr")(f))
+    up = keras.layers.Resizing(13, 11, interpolation="bilinear", name="resize")(x_in)
+    up = keras.layers.Conv2D(4, 1, name="mix")(up)
+    return keras.Model(x_in, [soft, sig, tanh, hs, lr, up]), [((BATCH, 8, 8, 4), (-3.0, 3.0))]
+
+
 # ---------------------------------------------------------------- conversion variants
 
 def _converter(model):
@@ -199,6 +217,7 @@ CASES = {
     "ops_dynamic": (ops_model, "dynamic"),
     "ops_int8": (lambda: ops_model(int8_safe=True), "int8_float_io"),
     "legacy_uint8": (legacy_uint8_model, "prebuilt"),
+    "heads_int8": (heads_model, "int8"),
 }
 
 
