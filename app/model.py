@@ -9,7 +9,7 @@ import numpy as np
 from .errors import ModelInputError
 from .ir import Graph
 from .optimize import annotate_outputs, optimize as optimize_graph
-from .runtime import Plan, TraceRow, infer_shapes
+from .runtime import Plan, TraceRow, infer_shapes, probe_shapes
 
 
 class Model:
@@ -28,7 +28,7 @@ class Model:
         self.source = source
         self.format = format
         self.card = card
-        self._shapes = infer_shapes(graph)
+        self._shapes = infer_shapes(graph) or probe_shapes(graph)
         self.source_graph = annotate_outputs(graph, self._shapes)
         self.graph = optimize_graph(self.source_graph) if optimize else self.source_graph
         self._plan = Plan(self.graph)

@@ -18,7 +18,7 @@ import numpy as np
 from .ir import Graph, Node, TensorSpec
 from .kernels._util import resolve_pads
 from .kernels.activations import FUSABLE_ACTIVATIONS
-from .runtime import infer_shapes
+from .runtime import infer_shapes, probe_shapes
 
 _LINEAR_OPS = ("conv2d", "depthwise_conv2d", "dense", "conv2d_transpose")
 _PADDED_OPS = ("conv2d", "depthwise_conv2d", "max_pool2d", "avg_pool2d")
@@ -29,15 +29,16 @@ def annotate_outputs(graph: Graph, shapes=None) -> Graph:
     shapes = infer_shapes(graph) if shapes is None else shapes
     if shapes is None:
         return graph
-    outputs = [TensorSpec(t.name, shapes.get(t.name, t.shape), t.dtype) for t in graph.outputs]
+    outputs = [TensorSpec(t.name, shapes.get(t.name) or t.shape, t.dtype) for t in graph.outputs]
     return _rebuild(graph, graph.nodes, graph.weights, outputs=outputs)
 
 
 def optimize(graph: Graph) -> Graph:
     """Return an equivalent, faster graph (see module docstring)."""
     shapes = infer_shapes(graph)
-    work = _Work(graph, shapes)
-    if shapes is not None:
+    static = shapes is not None
+    work = _Work(graph, shapes if static else probe_shapes(graph))  # probes still give ranks
+    if static:
         work.resolve_static_attrs()
     work.batch_norm_to_scale_shift()
     work.grouped_to_depthwise()

@@ -13,7 +13,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from .errors import UnsupportedLayerError
-from .ir import Graph, Node
+from .ir import Graph, Node, TensorSpec
 from .kernels import KERNELS
 
 
@@ -132,3 +132,25 @@ def infer_shapes(graph: Graph) -> dict[str, tuple[int | None, ...]] | None:
         shape = np.shape(value)
         shapes[name] = (None, *shape[1:]) if len(shape) else ()
     return shapes
+
+
+# Spatial sizes tried when a model accepts any image size: dims that agree between probes are
+# static (e.g. the class count), the others are reported as None.
+_PROBE_SIZES = (224, 256)
+
+
+def probe_shapes(graph: Graph) -> dict[str, tuple[int | None, ...]] | None:
+    """Like :func:`infer_shapes`, but for inputs with unknown dims: run empty batches at two
+    sizes and keep the dims that do not depend on the size. ``None`` if the probes fail."""
+    results = []
+    for size in _PROBE_SIZES:
+        specs = [TensorSpec(s.name, (None, *(size if d is None else d for d in s.shape[1:])), s.dtype)
+                 for s in graph.inputs]
+        probe = Graph(nodes=graph.nodes, inputs=specs, outputs=graph.outputs, weights=graph.weights, name=graph.name)
+        try:
+            results.append(infer_shapes(probe))
+        except Exception:  # noqa: BLE001 - a probe size the model cannot take: shapes stay unknown
+            return None
+    first, second = results
+    return {name: tuple(a if a == b else None for a, b in zip(shape, second[name])) if len(shape) == len(second[name])
+            else None for name, shape in first.items()}

@@ -87,3 +87,34 @@ def test_keras3_dict_inputs_and_op_node_with_constant():
     model = app.load_model(files_for(topology, weights, keras_version="3.5.0"))
     x = RNG.standard_normal((2, 3)).astype(np.float32)
     np.testing.assert_allclose(model.predict(x), np.maximum(x @ kernel + bias, 0) * 0.5, rtol=1e-5, atol=1e-6)
+
+
+def test_any_size_input_model_reports_static_output_dims_and_runs_two_sizes():
+    topology = {"class_name": "Functional", "config": {
+        "name": "m",
+        "layers": [k2_input("img", (None, None, 2)),
+                   {"class_name": "Conv2D", "name": "conv", "config": {
+                       "name": "conv", "filters": 3, "kernel_size": [3, 3], "strides": [2, 2], "padding": "same",
+                       "activation": "relu", "use_bias": False}, "inbound_nodes": [[["img", 0, 0, {}]]]},
+                   {"class_name": "GlobalAveragePooling2D", "name": "gap", "config": {"name": "gap"},
+                    "inbound_nodes": [[["conv", 0, 0, {}]]]}],
+        "input_layers": [["img", 0, 0]], "output_layers": [["gap", 0, 0]]}}
+    kernel = RNG.standard_normal((3, 3, 2, 3))
+    model = app.load_model(files_for(topology, [("conv/kernel", kernel)]))
+    assert model.input_shape == (None, None, None, 2)
+    assert model.output_shape == (None, 3)
+    for h, w in ((7, 8), (10, 5)):
+        x = RNG.standard_normal((1, h, w, 2)).astype(np.float32)
+        # TF SAME, stride 2: out = ceil(n/2), total pad = max((out-1)*2 + 3 - n, 0), extra after
+        pads = []
+        for n in (h, w):
+            total = max((-(-n // 2) - 1) * 2 + 3 - n, 0)
+            pads.append((total // 2, total - total // 2))
+        xp = np.pad(x[0].astype(np.float64), (pads[0], pads[1], (0, 0)))
+        out_h, out_w = -(-h // 2), -(-w // 2)
+        conv = np.zeros((out_h, out_w, 3))
+        for i in range(out_h):
+            for j in range(out_w):
+                conv[i, j] = np.einsum("abc,abco->o", xp[2 * i:2 * i + 3, 2 * j:2 * j + 3], kernel)
+        expected = np.maximum(conv, 0).mean(axis=(0, 1))
+        np.testing.assert_allclose(model.predict(x)[0], expected, rtol=1e-5, atol=1e-5)
