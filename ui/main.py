@@ -34,6 +34,9 @@ def on_progress(event_json):
 
 
 async def boot():
+    # The UI is interactive from here on (the engine keeps booting in its worker); the timestamp
+    # feeds bench/startup.py.
+    document.body.setAttribute("data-ui-ready-ms", str(window.performance.now()))
     if document.body.getAttribute("data-engine-state") == "error":
         return  # boot.js already explained why the engine cannot start here
     set_engine_state("booting", "Starting the engine (Python in a background worker)…")
@@ -47,6 +50,7 @@ async def boot():
     # One handle for the rest of the UI and for tests: window.vitrineEngine.call(json, bytes|null)
     window.vitrineEngine = engine
     show_engine_info(reply["result"])
+    document.body.setAttribute("data-engine-ready-ms", str(window.performance.now()))
     set_engine_state("ready", "Engine ready. Nothing you add leaves this computer.")
 
 
