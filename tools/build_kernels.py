@@ -130,6 +130,48 @@ def build_kernels(out_dir: str | os.PathLike, target: str = "wasm") -> Path:
     return final
 
 
+#: Where app.fastpath looks for the wasm library inside an installed ``app`` package.
+WHEEL_ARCNAME = "app/fastpath/" + OUTPUT_NAMES["wasm"]
+
+
+def add_library_to_wheel(wheel: str | os.PathLike, library: str | os.PathLike, arcname: str = WHEEL_ARCNAME) -> Path:
+    """Put ``library`` into the wheel at ``arcname`` (replacing any previous copy) and update the
+    wheel's RECORD, rewriting the file in place. Returns the wheel path.
+
+    Shipping the side module inside the ``app`` wheel means Pyodide installs it next to
+    ``app/fastpath/__init__.py``, where :func:`app.fastpath.select_backend` finds it with no
+    extra fetch. Entry order and timestamps are kept, so the rewrite is deterministic."""
+    import base64
+    import zipfile
+
+    wheel = Path(wheel)
+    data = Path(library).read_bytes()
+    with zipfile.ZipFile(wheel) as source:
+        entries = [(info, source.read(info.filename)) for info in source.infolist() if info.filename != arcname]
+    records = [info.filename for info, _ in entries if info.filename.endswith(".dist-info/RECORD")]
+    if len(records) != 1:
+        raise KernelBuildError(f"add_library_to_wheel: {wheel} has {len(records)} RECORD files, expected 1")
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    line = f"{arcname},sha256={digest},{len(data)}"
+    template = entries[0][0]
+    new_info = zipfile.ZipInfo(arcname, date_time=template.date_time)
+    new_info.compress_type = zipfile.ZIP_DEFLATED
+    new_info.external_attr = 0o644 << 16
+    rewritten = []
+    for info, content in entries:
+        if info.filename == records[0]:
+            lines = [row for row in content.decode().splitlines() if row and not row.startswith(arcname + ",")]
+            content = ("\n".join([line, *lines]) + "\n").encode()
+            rewritten.append((new_info, data))
+        rewritten.append((info, content))
+    temp = wheel.with_suffix(".tmp")
+    with zipfile.ZipFile(temp, "w") as target:
+        for info, content in rewritten:
+            target.writestr(info, content, compress_type=info.compress_type)
+    os.replace(temp, wheel)
+    return wheel
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", choices=sorted(OUTPUT_NAMES), default="wasm")

@@ -52,3 +52,37 @@ def test_kernels_inside_pyodide(wasm_library):
     # 540 small + 8 large + 24 activation + 6 leading-dim + 4 depthwise + 5 conv2d (SIMD), the GEMM
     # grid again for OpenBLAS, and the engine hook when app.kernels.gemm exists
     assert report["checks"] >= 2 * (540 + 8 + 24 + 6) + 4 + 5
+
+
+SHIPPED_CHECK = """
+import sys
+sys.path.remove("/repo")  # import the installed wheel, not the mounted checkout
+from app import fastpath
+backend = fastpath.select_backend()
+print("RESULT", fastpath.__file__, backend.name, fastpath.backend_report()["skipped"])
+"""
+
+
+def test_wheel_with_shipped_library_selects_simd_in_pyodide(wasm_library, build_tool, tmp_path):
+    """The shipping path: the side module inside the app wheel, installed by Pyodide's loadPackage,
+    found next to app/fastpath/__init__.py by select_backend() with no explicit path."""
+    if shutil.which("node") is None or not (PYODIDE_DIR / "pyodide.mjs").is_file():
+        pytest.skip(f"node or Pyodide assets ({PYODIDE_DIR}) missing: run tools/pyodide_node/prepare_assets.py")
+    source = tmp_path / "src"
+    shutil.copytree(REPO_ROOT / "app", source / "app", ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+    shutil.copyfile(REPO_ROOT / "pyproject.toml", source / "pyproject.toml")
+    subprocess.run([os.sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-cache-dir", "-q", "-w",
+                    str(tmp_path / "wheel"), str(source)], check=True, capture_output=True)
+    (wheel,) = (tmp_path / "wheel").glob("vitrine-*.whl")
+    build_tool.add_library_to_wheel(wheel, wasm_library)
+    script = tmp_path / "shipped.py"
+    script.write_text(SHIPPED_CHECK)
+    proc = subprocess.run(
+        ["node", str(RUNNER), "--index-url", str(PYODIDE_DIR), "--repo", str(REPO_ROOT),
+         "--packages", f"numpy,{wheel}", "--script", str(script)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (line,) = [row for row in proc.stdout.splitlines() if row.startswith("RESULT")]
+    assert line == ("RESULT /lib/python3.12/site-packages/app/fastpath/__init__.py "
+                    "simd (vitrine_kernels.wasm.so) []")

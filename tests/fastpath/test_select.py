@@ -149,3 +149,41 @@ def test_conv_kernels_defer_to_engine_when_backend_is_not_simd():
                                      "depthwise_conv2d": kernels.KERNELS["depthwise_conv2d"]})
     assert wrapped["conv2d"](np.ones((1, 3, 3, 1), np.float32), np.ones((1, 1, 1, 1), np.float32)) == "engine"
     assert calls == ["conv2d"] and fastpath.backend_report()["fallbacks"] == {}
+
+
+def test_add_library_to_wheel_updates_record(build_tool, tmp_path):
+    import base64
+    import zipfile
+
+    wheel = tmp_path / "vitrine-0.1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("app/__init__.py", "")
+        archive.writestr("vitrine-0.1.0.dist-info/WHEEL", "Wheel-Version: 1.0\n")
+        archive.writestr("vitrine-0.1.0.dist-info/RECORD", "app/__init__.py,,0\nvitrine-0.1.0.dist-info/RECORD,,\n")
+    library = tmp_path / "lib.so"
+    library.write_bytes(b"\0asm first")
+    build_tool.add_library_to_wheel(wheel, library)
+    library.write_bytes(b"\0asm second build")
+    build_tool.add_library_to_wheel(wheel, library)  # replaces, never duplicates
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        record = archive.read("vitrine-0.1.0.dist-info/RECORD").decode().splitlines()
+        shipped = archive.read("app/fastpath/vitrine_kernels.wasm.so")
+    assert names.count("app/fastpath/vitrine_kernels.wasm.so") == 1
+    assert names[-1] == "vitrine-0.1.0.dist-info/RECORD"
+    assert shipped == b"\0asm second build"
+    digest = base64.urlsafe_b64encode(hashlib.sha256(shipped).digest()).rstrip(b"=").decode()
+    assert [row for row in record if row.startswith("app/fastpath/")] == [
+        f"app/fastpath/vitrine_kernels.wasm.so,sha256={digest},{len(shipped)}"
+    ]
+
+
+def test_add_library_to_wheel_rejects_a_wheel_without_record(build_tool, tmp_path):
+    import zipfile
+
+    wheel = tmp_path / "broken.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("app/__init__.py", "")
+    (tmp_path / "lib.so").write_bytes(b"\0asm")
+    with pytest.raises(build_tool.KernelBuildError, match=r"broken.whl has 0 RECORD files, expected 1"):
+        build_tool.add_library_to_wheel(wheel, tmp_path / "lib.so")
