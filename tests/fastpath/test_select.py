@@ -187,3 +187,68 @@ def test_add_library_to_wheel_rejects_a_wheel_without_record(build_tool, tmp_pat
     (tmp_path / "lib.so").write_bytes(b"\0asm")
     with pytest.raises(build_tool.KernelBuildError, match=r"broken.whl has 0 RECORD files, expected 1"):
         build_tool.add_library_to_wheel(wheel, tmp_path / "lib.so")
+
+
+def _wasm_imports_exports(data: bytes):
+    """Import (module, name) and export names of a wasm binary (minimal section reader)."""
+
+    def leb(pos):
+        result = shift = 0
+        while True:
+            byte = data[pos]
+            pos += 1
+            result |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                return result, pos
+
+    def name(pos):
+        length, pos = leb(pos)
+        return data[pos:pos + length].decode(), pos + length
+
+    imports, exports, pos = [], [], 8
+    while pos < len(data):
+        section, size_pos = data[pos], pos + 1
+        size, body = leb(size_pos)
+        if section == 2:
+            count, p = leb(body)
+            for _ in range(count):
+                module, p = name(p)
+                field, p = name(p)
+                kind = data[p]
+                p += 1
+                if kind == 0:
+                    _, p = leb(p)
+                elif kind == 1:
+                    flags = data[p + 1]
+                    _, p = leb(p + 2)
+                    if flags & 1:
+                        _, p = leb(p)
+                elif kind == 2:
+                    flags = data[p]
+                    _, p = leb(p + 1)
+                    if flags & 1:
+                        _, p = leb(p)
+                else:
+                    p += 2
+                imports.append((module, field))
+        elif section == 7:
+            count, p = leb(body)
+            for _ in range(count):
+                field, p = name(p)
+                _, p = leb(p + 1)
+                exports.append(field)
+        pos = body + size
+    return imports, exports
+
+
+def test_wasm_side_module_imports_no_libc(build_tool, tmp_path):
+    """Pyodide resolves a side module's imports from its main module; ours needs none but memory
+    and the PIC bases, so it cannot break on a libc symbol Pyodide does not export."""
+    if not (shutil.which("clang-16") and shutil.which("wasm-ld-16")):
+        pytest.skip("clang-16 / wasm-ld-16 not installed: cannot build the wasm side module")
+    imports, exports = _wasm_imports_exports(build_tool.build_kernels(tmp_path, "wasm").read_bytes())
+    assert sorted(imports) == [("env", "__memory_base"), ("env", "__stack_pointer"), ("env", "__table_base"),
+                               ("env", "memory")]
+    assert {"vk_abi_version", "vk_pack_b", "vk_sgemm", "vk_sgemm_packed", "vk_conv2d",
+            "vk_depthwise_conv2d", "vk_packed_b_floats"} <= set(exports)

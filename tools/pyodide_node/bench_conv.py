@@ -24,7 +24,7 @@ LAYERS = [
 ]
 
 
-def best_ms(fn, repeats=5):
+def best_ms(fn, repeats=8):
     fn()
     times = []
     for _ in range(repeats):

@@ -22,7 +22,7 @@ LAYERS = [
 ]
 
 
-def best_ms(fn, repeats=5):
+def best_ms(fn, repeats=8):
     fn()
     times = []
     for _ in range(repeats):

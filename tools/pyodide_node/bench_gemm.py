@@ -29,7 +29,7 @@ SHAPES = [
 ]
 
 
-def best_seconds(fn, budget=1.5, max_repeats=10):
+def best_seconds(fn, budget=3.0, max_repeats=25):
     fn()  # warm-up: JIT tier-up in V8, workspace allocation
     times = []
     start = time.perf_counter()
