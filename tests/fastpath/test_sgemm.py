@@ -68,7 +68,13 @@ LARGE = [
 ]
 
 
-@pytest.mark.parametrize("m,n,k", SMALL)
+# Every K of the brief's list and both sides of the K block boundaries (256, 512).
+K_SWEEP = [(6, 19, k) for k in (1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 33, 64, 65, 127, 255, 256, 511, 512, 513)]
+# N and M beyond one register tile, around the N block (VK_NC = 256).
+N_SWEEP = [(5, n, 33) for n in (64, 65, 127, 255, 256, 257)] + [(m, 10, 12) for m in (64, 65, 127, 255)]
+
+
+@pytest.mark.parametrize("m,n,k", SMALL + K_SWEEP + N_SWEEP)
 def test_simd_small_shapes_and_tails(simd_backend, m, n, k):
     a, b, _ = operands(m, k, n)
     assert_close(simd_backend.sgemm(a, b), a, b)

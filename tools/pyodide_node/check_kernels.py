@@ -47,7 +47,9 @@ def operands(m, k, n, seed):
 
 def run_gemm_grid(backend):
     small = itertools.product([1, 2, 3, 4, 5, 7, 9, 17, 33], [1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 33], [1, 3, 8, 17, 257])
-    for m, n, k in small:
+    k_sweep = [(6, 19, k) for k in (1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 33, 64, 65, 127, 255, 256, 511, 512, 513)]
+    n_sweep = [(5, n, 33) for n in (64, 65, 127, 255, 256, 257)] + [(m, 10, 12) for m in (64, 65, 127, 255)]
+    for m, n, k in [*small, *k_sweep, *n_sweep]:
         a, b, _ = operands(m, k, n, m * 10000 + n * 100 + k)
         check(f"{backend.name} small {m}x{k}x{n}", backend.sgemm(a, b), a, b)
     large = [(65, 127, 255), (127, 300, 513), (255, 513, 65), (3136, 576, 64), (784, 1152, 128), (196, 2304, 256),
