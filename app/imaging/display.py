@@ -71,7 +71,7 @@ def _pil_from_display(img) -> Image.Image:
             f"{getattr(img, 'filename', 'image')}: display image must be uint8 H x W or H x W x 3, "
             f"got {display.dtype} {display.shape}"
         )
-    return Image.fromarray(np.ascontiguousarray(display), mode="L" if display.ndim == 2 else "RGB")
+    return Image.fromarray(np.ascontiguousarray(display))  # uint8 H x W -> "L", H x W x 3 -> "RGB"
 
 
 def _png_bytes(image: Image.Image) -> bytes:
