@@ -287,12 +287,15 @@ def _pyodide_version() -> str | None:
 
 
 def gemm_backend() -> str:
-    """Name of the BLAS numpy multiplies matrices with ("lapack_lite/none" inside Pyodide)."""
+    """Name of the BLAS numpy multiplies matrices with ("numpy built-in (no BLAS)" inside Pyodide)."""
     import numpy as np
 
     try:
         config = np.show_config(mode="dicts")
         blas = config["Build Dependencies"]["blas"]
+        if not blas.get("found", True):
+            # Pyodide's numpy is built without a BLAS: matmul uses numpy's own loops
+            return "numpy built-in (no BLAS)"
         return str(blas.get("name") or "unknown")
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
         return f"unknown ({type(exc).__name__})"
