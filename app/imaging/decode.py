@@ -69,7 +69,8 @@ def decode_image(
     if window is not None:
         window = _check_window(window, name)
     lower = name.lower()
-    if is_dicom(data) or lower.endswith(DICOM_SUFFIXES):
+    # a PNG/JPEG/... saved with a .dcm name is still decoded by what its signature says
+    if is_dicom(data) or (lower.endswith(DICOM_SUFFIXES) and sniff_format(data) is None):
         from .dicom import decode_dicom
 
         return decode_dicom(data, name, frame=frame, window=window)

@@ -170,3 +170,9 @@ def test_batch_with_one_corrupt_file_keeps_the_others(photo_dir, dicom_dir, nift
             errors[name] = str(exc)
     assert set(decoded) == {"retina.jpg", "MR_small.dcm", "anatomical.nii"}
     assert list(errors) == ["broken.png"] and errors["broken.png"].startswith("broken.png: ")
+
+
+def test_signature_wins_over_a_misleading_extension(ihc):
+    img = decode_image(encode(ihc, "PNG"), "really_a_png.dcm")
+    assert img.metadata["format"] == "PNG"
+    np.testing.assert_array_equal(img.pixels, ihc)
