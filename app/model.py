@@ -6,7 +6,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import ModelInputError
+from .errors import ModelFormatError, ModelInputError
 from .ir import Graph
 from .optimize import annotate_outputs, optimize as optimize_graph
 from .runtime import Plan, TraceRow, infer_shapes, probe_shapes
@@ -28,7 +28,13 @@ class Model:
         self.source = source
         self.format = format
         self.card = card
-        self._shapes = infer_shapes(graph) or probe_shapes(graph)
+        try:
+            self._shapes = infer_shapes(graph) or probe_shapes(graph)
+        except (ValueError, TypeError, IndexError, OverflowError) as exc:
+            # the layers do not fit together (e.g. a kernel expecting other channels than it gets)
+            notes = "; ".join(getattr(exc, "__notes__", []))
+            raise ModelFormatError(f"{source or graph.name}: the model's layers do not fit its input shape: "
+                                   f"{exc} ({notes})") from exc
         self.source_graph = annotate_outputs(graph, self._shapes)
         self.graph = optimize_graph(self.source_graph) if optimize else self.source_graph
         self._plan = Plan(self.graph)
@@ -94,7 +100,15 @@ class Model:
             feeds = self._feeds(x)
             env = self._get_source_plan().run(feeds, trace=rows)
             return self._pack([env[t.name] for t in self.source_graph.outputs]), rows
-        env = self._plan.run(self._feeds(x))
+        feeds = self._feeds(x)
+        try:
+            env = self._plan.run(feeds)
+        except ValueError as exc:
+            if self._shapes is not None and infer_shapes(self.graph) is not None:
+                raise  # static shapes were validated: this is a bug, not bad input
+            notes = "; ".join(getattr(exc, "__notes__", []))
+            raise ModelInputError(f"model {self.graph.name!r} cannot run on input shape(s) "
+                                  f"{[tuple(f.shape) for f in feeds]}: {exc} ({notes})") from exc
         return self._pack([env[t.name] for t in self.graph.outputs])
 
     def trace(self, x) -> list[TraceRow]:

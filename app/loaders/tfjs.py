@@ -202,14 +202,20 @@ class LayerCall:
 # ---- config helpers ---------------------------------------------------------------------------
 
 
-def _pair(value, what, call: LayerCall) -> tuple[int, int]:
-    if isinstance(value, int):
-        return (value, value)
-    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) for v in value):
-        return (int(value[0]), int(value[1]))
-    if isinstance(value, (list, tuple)) and len(value) == 1 and isinstance(value[0], int):
-        return (value[0], value[0])
-    call.fail(f"{what} must be an int or a pair of ints, got {value!r}")
+def _pair(value, what, call: LayerCall, minimum: int = 1) -> tuple[int, int]:
+    """A Keras int-or-pair argument as a pair of ints >= ``minimum``."""
+    if isinstance(value, (list, tuple)) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, int) and not isinstance(value, bool):
+        pair = (value, value)
+    elif isinstance(value, (list, tuple)) and len(value) == 2 and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value):
+        pair = (int(value[0]), int(value[1]))
+    else:
+        call.fail(f"{what} must be an int or a pair of ints, got {value!r}")
+    if min(pair) < minimum:
+        call.fail(f"{what} must be >= {minimum}, got {value!r}")
+    return pair
 
 
 def _channels_last(call: LayerCall):
@@ -480,13 +486,10 @@ def _merge(op):
 
 
 def _pads2d(value, call: LayerCall, what: str):
-    if isinstance(value, int):
-        return (value, value), (value, value)
-    if isinstance(value, (list, tuple)) and len(value) == 2:
-        if all(isinstance(v, int) for v in value):
-            return (value[0], value[0]), (value[1], value[1])
-        return _pair(value[0], what, call), _pair(value[1], what, call)
-    call.fail(f"{what}={value!r} is not understood")
+    if isinstance(value, (list, tuple)) and len(value) == 2 and not all(isinstance(v, int) for v in value):
+        return _pair(value[0], what, call, minimum=0), _pair(value[1], what, call, minimum=0)
+    rows, cols = _pair(value, what, call, minimum=0)
+    return (rows, rows), (cols, cols)
 
 
 def build_zero_padding2d(call: LayerCall):
@@ -1103,7 +1106,12 @@ class TfjsLoader:
                     f"Supported layer classes: {', '.join(sorted(set(LAYER_BUILDERS) - {'Lambda'}) + list(_MODEL_CLASSES))}")
             call = LayerCall(self, class_name, path, raw.get("config") or {}, list(tensors), list(args), dict(kwargs),
                              call_index=call_index, extra={"path": path})
-            outs = builder(call)
+            try:
+                outs = builder(call)
+            except _CONFIG_ERRORS as exc:
+                # a config value of the wrong type / missing key: name the layer, keep the cause
+                raise ModelFormatError(f"{self.model_file}: layer {path!r} ({class_name}) has a malformed config: "
+                                       f"{type(exc).__name__}: {exc}") from exc
         key = path if call_index == 0 else f"{path}@{call_index}"
         self.builder.record_layer(key, outs)
         if prefix and call_index == 0:
@@ -1296,5 +1304,13 @@ def load_graph(files: Mapping[str, bytes], model_json_path: str, origin: str | N
     model_file = origin or model_json_path
     model_json = parse_model_json(files[model_json_path], model_file)
     base_dir = posixpath.dirname(model_json_path)
-    weights = decode_weights(model_json["weightsManifest"], files, base_dir, model_file)
-    return TfjsLoader(model_json, weights, model_file).build()
+    try:
+        weights = decode_weights(model_json["weightsManifest"], files, base_dir, model_file)
+        return TfjsLoader(model_json, weights, model_file).build()
+    except _CONFIG_ERRORS as exc:
+        # model.json is untrusted input: a wrong type anywhere in it is a format error, not a crash
+        raise ModelFormatError(f"{model_file}: malformed model.json ({type(exc).__name__}: {exc})") from exc
+
+
+# What malformed JSON values make Python raise while we read them.
+_CONFIG_ERRORS = (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError)
