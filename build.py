@@ -277,8 +277,10 @@ def build(out_dir: Path, model_host: str = DEFAULT_MODEL_HOST, cache_dir: Path |
             for path in sorted((ROOT / source_dir).rglob("*")):
                 if path.is_file() and "__pycache__" not in path.parts:
                     emit(f"{source_dir}/{path.relative_to(ROOT / source_dir).as_posix()}", path.read_bytes())
+        # Optional groups the worker installs on demand (workers/engine.py load_optional):
+        # names resolve in pyodide-lock.json, paths are relative to the page.
         wheel_urls = {"app": f"./wheels/{app_wheel.name}",
-                      "medical": [f"./wheels/{name}" for name in PYPI_WHEELS]}
+                      "optional": {"medical": ["packaging", *(f"./wheels/{name}" for name in PYPI_WHEELS)]}}
         engine_config = {
             # URLs in a worker's config file resolve against the config file itself
             "interpreter": "../pyodide/pyodide.mjs",
