@@ -90,11 +90,22 @@ class Model:
             feeds.append(np.ascontiguousarray(array, dtype=np.float32))
         return feeds
 
-    def predict(self, x, *, trace: bool = False):
+    def predict(self, x, *, trace: bool = False, batch_size: int | None = None):
         """Run the model on a float NHWC batch (a list of arrays for several inputs).
 
-        Returns float32: an array for one output, a list for several. With ``trace=True`` returns
-        ``(outputs, rows)`` where ``rows`` is :meth:`trace`'s per-layer table."""
+        Returns float32: an array for one output, a list for several. ``batch_size`` runs the
+        batch in chunks of that many images (bounds peak memory; results are concatenated).
+        With ``trace=True`` returns ``(outputs, rows)`` where ``rows`` is :meth:`trace`'s table."""
+        if batch_size is not None and not trace:
+            if not isinstance(batch_size, int) or batch_size < 1:
+                raise ModelInputError(f"batch_size must be a positive int, received {batch_size!r}")
+            feeds = self._feeds(x)
+            total = feeds[0].shape[0]
+            if total > batch_size:
+                chunks = [self.predict([f[i:i + batch_size] for f in feeds]) for i in range(0, total, batch_size)]
+                if isinstance(chunks[0], list):
+                    return [np.concatenate([c[k] for c in chunks]) for k in range(len(chunks[0]))]
+                return np.concatenate(chunks)
         if trace:
             rows: list[TraceRow] = []
             feeds = self._feeds(x)

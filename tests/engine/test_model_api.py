@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import app
+import app.errors
 from app.errors import ModelFormatError
 from app.runtime import TraceRow
 
@@ -191,3 +192,15 @@ def test_unknown_load_option_is_refused():
     folder, _ = fixture("k2_conv_bn_relu")
     with pytest.raises(TypeError, match=r"unexpected keyword arguments \['fast'\]"):
         app.load_model(folder, fast=True)
+
+
+def test_predict_in_chunks_matches_whole_batch():
+    folder, arrays = fixture("k2_two_inputs_two_outputs")
+    model = app.load_model(folder)
+    x = [arrays["input_0"], arrays["input_1"]]
+    whole = model.predict(x)
+    chunked = model.predict(x, batch_size=1)
+    for w, c in zip(whole, chunked):
+        np.testing.assert_allclose(c, w, atol=1e-6)
+    with pytest.raises(app.errors.ModelInputError, match=r"batch_size must be a positive int, received 0"):
+        model.predict(x, batch_size=0)
