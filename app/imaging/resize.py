@@ -110,7 +110,7 @@ def _resize_hwc(src: np.ndarray, dst_h: int, dst_w: int, interpolation: int) -> 
     # only the source rows some output row reads need a horizontal pass (a big saving when shrinking)
     needed_rows, y_local = np.unique(y_index, return_inverse=True)
     src = src[needed_rows]
-    y_index = y_local.reshape(y_index.shape)
+    y_index = y_local.reshape(y_index.shape).astype(np.intp)
     if src.dtype == np.uint8:
         return _separable_fixed_point_u8(src, x_index, x_weight, y_index, y_weight, interpolation)
     return _separable_float(src, x_index, x_weight, y_index, y_weight)
@@ -196,7 +196,8 @@ def _kernel_taps(src_len, dst_len, scale, inv_scale, interpolation, area_mode, c
         first = 0
     taps = weights.shape[1]
     index = start[:, None] + first + np.arange(taps)[None, :]
-    return np.clip(index, 0, src_len - 1), weights
+    # np.intp: wasm32 numpy (Pyodide) refuses int64 indices in np.take
+    return np.clip(index, 0, src_len - 1).astype(np.intp), weights
 
 
 def _fixed_point(weights: np.ndarray) -> np.ndarray:
@@ -311,7 +312,7 @@ def _area_table(src_len: int, dst_len: int, scale: float):
         indices.append(idx)
         weights.append(w)
     taps = max(len(i) for i in indices)
-    index = np.zeros((dst_len, taps), dtype=np.int64)
+    index = np.zeros((dst_len, taps), dtype=np.intp)
     weight = np.zeros((dst_len, taps), dtype=np.float32)
     for d, (idx, w) in enumerate(zip(indices, weights)):
         index[d, : len(idx)] = idx
