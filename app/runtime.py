@@ -87,7 +87,8 @@ class Plan:
             step = self.steps[index]
             node = step.node
             try:
-                result = step.kernel(*[env[name] for name in node.inputs], **step.kwargs)
+                # looked up per run (one dict access) so app.kernels.replace_kernel applies at once
+                result = KERNELS[node.op](*[env[name] for name in node.inputs], **step.kwargs)
             except Exception as exc:
                 exc.add_note(f"while running node {index} {node.name!r} (op {node.op}, attrs {dict(node.attrs)}) "
                              f"on inputs {[getattr(env.get(n), 'shape', None) for n in node.inputs]}")

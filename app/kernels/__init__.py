@@ -26,7 +26,22 @@ def register(*ops: str):
     return decorate
 
 
+_ORIGINAL_KERNELS: dict[str, Callable] = {}
+
+
+def replace_kernel(op: str, fn: Callable | None) -> Callable:
+    """Swap in a faster implementation of ``op`` with the same signature (e.g. a SIMD depthwise
+    convolution from :mod:`app.fastpath`); ``fn=None`` restores the numpy kernel. Returns the
+    kernel that was active. Plans look kernels up at run time, so loaded models pick it up."""
+    if op not in KERNELS:
+        raise KeyError(f"no kernel registered for op {op!r}")
+    previous = KERNELS[op]
+    _ORIGINAL_KERNELS.setdefault(op, previous)
+    KERNELS[op] = _ORIGINAL_KERNELS[op] if fn is None else fn
+    return previous
+
+
 # Importing the families fills KERNELS (order does not matter).
 from . import activations, conv, dense, elementwise, norm, pool, reduce, resize, shape  # noqa: E402,F401
 
-__all__ = ["KERNELS", "register"]
+__all__ = ["KERNELS", "register", "replace_kernel"]

@@ -351,3 +351,23 @@ def test_getitem_golden():
     np.testing.assert_array_equal(got, x[..., :2])
     got = KERNELS["getitem"](x, index=(("slice", None, None, None), 1, "newaxis"))
     np.testing.assert_array_equal(got, x[:, 1, None])
+
+
+def test_replace_kernel_applies_to_loaded_plans_and_restores():
+    from app.ir import Graph, Node, TensorSpec
+    from app.kernels import replace_kernel
+    from app.runtime import Plan
+
+    graph = Graph(nodes=[Node("act", "relu", ("x",), ("y",))], inputs=[TensorSpec("x", (None, 2))],
+                  outputs=[TensorSpec("y", ())], weights={})
+    plan = Plan(graph)
+    x = np.array([[-1.0, 2.0]], np.float32)
+    original = replace_kernel("relu", lambda v: np.full_like(v, 7.0))
+    try:
+        np.testing.assert_array_equal(plan.run([x])["y"], [[7.0, 7.0]])
+    finally:
+        replace_kernel("relu", None)
+    assert KERNELS["relu"] is original
+    np.testing.assert_array_equal(plan.run([x])["y"], [[0.0, 2.0]])
+    with pytest.raises(KeyError, match="no kernel registered for op 'nope'"):
+        replace_kernel("nope", None)
