@@ -11,6 +11,9 @@ Available in every test folder:
 * ``site_page``: a fresh context + page whose console errors / page errors FAIL the test at
   teardown unless allowed with ``site_page.allow_console_error(regex)``; every request URL is
   recorded in ``site_page.requests``. Open the site with ``site_page.open_site()``.
+* ``engine_page``: the same kind of object, already open with the engine ready, shared by the
+  whole session (saves a Pyodide boot per test); ``engine_page.engine_call(request, payload)``.
+* ``blank_page``: like ``site_page`` without a site (file:// pages, tampered copies).
 
 The page's CSP forbids string eval, so Playwright's ``wait_for_function`` (which evals in the
 page) does not work on it: wait with selectors, e.g. ``site_page.wait_engine_ready()``.
@@ -205,6 +208,30 @@ def site_page(browser, built_site):
     yield session
     context.close()
     unexpected = session.unexpected_errors()
+    if unexpected:
+        pytest.fail("browser console errors:\n" + "\n".join(unexpected))
+
+
+@pytest.fixture(scope="session")
+def _booted_engine_session(browser, built_site):
+    context, session = _site_page(browser, built_site)
+    session.open_site()
+    session.wait_engine_ready()
+    yield session
+    context.close()
+
+
+@pytest.fixture
+def engine_page(_booted_engine_session):
+    """A page whose engine is already ready, SHARED by all tests of the session (each boot costs
+    seconds). Use it when booting is not what the test checks and the test leaves no state behind
+    that others could trip on. Console errors logged during the test still fail it."""
+    session = _booted_engine_session
+    first_new = len(session.console_errors)
+    session.allowed_errors.clear()
+    yield session
+    unexpected = [e for e in session.console_errors[first_new:] if not any(p.search(e) for p in session.allowed_errors)]
+    session.allowed_errors.clear()
     if unexpected:
         pytest.fail("browser console errors:\n" + "\n".join(unexpected))
 

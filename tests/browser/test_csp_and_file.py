@@ -15,15 +15,14 @@ def csp_directives(page) -> dict[str, list[str]]:
     return {name: values for name, *values in (d.split() for d in content.split(";") if d.strip())}
 
 
-def test_csp_meta_allows_only_own_origin_and_model_host(site_page, built_site):
-    page = site_page.open_site()
-    csp = csp_directives(page)
+def test_csp_meta_allows_only_own_origin_and_model_host(engine_page, built_site):
+    csp = csp_directives(engine_page.page)  # engine_page booted under exactly this policy
     assert csp["default-src"] == ["'none'"]
     assert csp["connect-src"] == ["'self'", built_site.model_origin]
     assert csp["script-src"] == ["'self'", "'wasm-unsafe-eval'"]
     assert csp["worker-src"] == ["'self'", "blob:"]
     assert "'unsafe-eval'" not in " ".join(sum(csp.values(), []))
-    site_page.wait_engine_ready()  # the engine boots under exactly this policy
+    assert engine_page.page.get_attribute("body", "data-engine-state") == "ready"
 
 
 FETCH = """async (url) => {
@@ -32,17 +31,18 @@ FETCH = """async (url) => {
 }"""
 
 
-def test_csp_blocks_fetch_to_another_origin_but_allows_the_model_host(site_page, built_site, static_server, tmp_path):
+def test_csp_blocks_fetch_to_another_origin_but_allows_the_model_host(engine_page, built_site, static_server, tmp_path):
     (tmp_path / "secret.txt").write_text("exfiltration target")
     other_origin = static_server(tmp_path, cors=True)
-    page = site_page.open_site()
-    violations = []
-    page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+    page = engine_page.page
     # Chromium reports the blocked request itself as console errors; only those are tolerated.
-    site_page.allow_console_error(re.escape(other_origin + "/secret.txt") + r".*(violates|Refused to connect)")
+    engine_page.allow_console_error(re.escape(other_origin + "/secret.txt") + r".*(violates|Refused to connect)")
+    errors_before = len(engine_page.console_errors)
     assert page.evaluate(FETCH, built_site.model_origin + "/probe.txt") == "status 200 model host reachable"
     assert page.evaluate(FETCH, other_origin + "/secret.txt") == "blocked TypeError"
-    assert any(other_origin in v for v in violations), violations
+    page.wait_for_timeout(200)  # console events arrive asynchronously
+    violations = [e for e in engine_page.console_errors[errors_before:] if "Content Security Policy" in e]
+    assert any(other_origin in v for v in violations), engine_page.console_errors[errors_before:]
 
 
 def test_file_url_shows_the_serve_notice(blank_page, built_site):
@@ -57,9 +57,8 @@ def test_file_url_shows_the_serve_notice(blank_page, built_site):
     assert "file://" in page.inner_text("#engine-status")
 
 
-def test_served_page_hides_the_file_notice(site_page):
-    page = site_page.open_site()
-    assert page.is_hidden("#file-notice")
+def test_served_page_hides_the_file_notice(engine_page):
+    assert engine_page.page.is_hidden("#file-notice")
 
 
 def test_missing_runtime_wheel_turns_into_a_visible_error(blank_page, built_site, static_server, tmp_path):

@@ -51,37 +51,34 @@ def test_engine_boots_and_computes_numpy_and_pillow_results_for_the_page(site_pa
     assert foreign == []
 
 
-def test_engine_errors_come_back_in_the_protocol_shape(site_page):
-    site_page.open_site()
-    site_page.wait_engine_ready()
-    reply = site_page.engine_call({"call": "selftest", "id": "bad", "args": {"seed": 1, "size": 1}})
+def test_engine_errors_come_back_in_the_protocol_shape(engine_page):
+    reply = engine_page.engine_call({"call": "selftest", "id": "bad", "args": {"seed": 1, "size": 1}})
     assert reply["ok"] is False
     assert reply["error"]["type"] == "ServiceRequestError"
     assert "size must be in [2, 512], received 1" in reply["error"]["message"]
-    reply = site_page.engine_call({"call": "ping", "id": "p", "args": {"echo": "x"}}, payload=bytes(range(7)))
+    reply = engine_page.engine_call({"call": "ping", "id": "p", "args": {"echo": "x"}}, payload=bytes(range(7)))
     assert reply == {"ok": True, "id": "p", "call": "ping", "result": {"pong": True, "echo": "x", "payload_bytes": 7}}
 
 
-def test_page_screenshot_is_not_blank(site_page, tmp_path):
-    page = site_page.open_site()
-    site_page.wait_engine_ready()
+def test_page_screenshot_is_not_blank(engine_page, tmp_path):
+    page = engine_page.page
     shot = tmp_path / "page.png"
     page.screenshot(path=str(shot), full_page=True)
     image = np.asarray(Image.open(shot).convert("L"))
     assert image.shape[0] > 300 and image.std() > 10  # header, panels and text rendered
 
 
-def test_worker_loads_a_model_zip_and_predicts(site_page):
+def test_worker_loads_a_model_zip_and_predicts(engine_page):
     from tests.service.tiny_models import dense_softmax_zip, softmax_reference
 
     kernel = np.array([[0.3, -0.2], [0.1, 0.7], [-0.4, 0.2]], dtype=np.float32)
     bias = np.array([0.1, 0.0], dtype=np.float32)
-    site_page.open_site()
-    site_page.wait_engine_ready()
-    loaded = site_page.engine_call({"call": "load_model", "id": "L", "args": {"name": "tiny.zip"}}, dense_softmax_zip(kernel, bias))
+    loaded = engine_page.engine_call({"call": "load_model", "id": "L", "args": {"name": "tiny.zip"}}, dense_softmax_zip(kernel, bias))
     assert loaded["ok"], loaded
     x = np.array([[0.5, -1.0, 2.0]], dtype=np.float32)
-    reply = site_page.engine_call({"call": "predict", "id": "P", "args": {"model": loaded["result"]["model"], "shape": [1, 3]}}, x.tobytes())
+    handle = loaded["result"]["model"]
+    reply = engine_page.engine_call({"call": "predict", "id": "P", "args": {"model": handle, "shape": [1, 3]}}, x.tobytes())
+    engine_page.engine_call({"call": "unload_model", "args": {"model": handle}})  # leave the shared engine clean
     assert reply["ok"], reply
     np.testing.assert_allclose(np.reshape(reply["result"]["outputs"][0]["values"], (1, 2)), softmax_reference(x, kernel, bias), rtol=1e-5)
 
