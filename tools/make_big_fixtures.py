@@ -121,6 +121,9 @@ def calibrate(model, keras_major: str, calibration: list[np.ndarray], seed: int)
     rng = np.random.default_rng(seed)
     feed = calibration if len(calibration) > 1 else calibration[0]
     bns = _bn_layers(model)
+    # training=True also runs Dropout, whose random ops need a seed under op determinism.
+    lib.tf.random.set_seed(seed)
+    lib.keras.utils.set_random_seed(seed % (2**31))
     if bns:
         probe = K.Model(model.inputs, [bn.input for bn in bns])
         # training=True: each BN normalizes with its batch statistics, which is exactly what
@@ -205,6 +208,12 @@ def generate(case: BigCase, out_root: Path, batch: int) -> Path:
     meta["weights"] = ("seeded He-like kernels; BN moving stats = input statistics on a seeded "
                        "calibration batch x perturbation; Dense kernels scaled to pre-activation "
                        "std 1.5 (tools/make_big_fixtures.py)")
+    lib.write_case(case_dir, inputs, outputs, meta)
+    check = lib.reload_check(case.keras, case_dir, inputs, original_model=model)
+    if check["max_abs_diff"] > 1e-4:
+        raise RuntimeError(f"{case.name}: model.json + shards reproduce the outputs only to "
+                           f"{check['max_abs_diff']}")
+    meta["tensorflow_reload_check"] = check
     meta["generation_seconds"] = round(time.time() - started, 1)
     lib.write_case(case_dir, inputs, outputs, meta)
     return case_dir
