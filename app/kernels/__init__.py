@@ -41,7 +41,29 @@ def replace_kernel(op: str, fn: Callable | None) -> Callable:
     return previous
 
 
+def install_fastpath_kernels(ops=("conv2d", "depthwise_conv2d")) -> list[str]:
+    """Route ``ops`` (of those :mod:`app.fastpath` accelerates: conv2d, depthwise_conv2d on the
+    SIMD kernels) through it, with the numpy kernels as their fallback. Call after
+    ``fastpath.select_backend()``; returns the ops replaced. Undo with :func:`restore_kernels`."""
+    from .. import fastpath
+
+    originals = {op: _ORIGINAL_KERNELS.get(op, KERNELS[op]) for op in ("conv2d", "depthwise_conv2d")}
+    fast = fastpath.conv_kernels(originals)
+    unknown = sorted(set(ops) - set(fast))
+    if unknown:
+        raise KeyError(f"app.fastpath has no kernels for {unknown}; it has {sorted(fast)}")
+    for op in ops:
+        replace_kernel(op, fast[op])
+    return sorted(ops)
+
+
+def restore_kernels() -> None:
+    """Put every replaced kernel back to the numpy implementation."""
+    for op in list(_ORIGINAL_KERNELS):
+        replace_kernel(op, None)
+
+
 # Importing the families fills KERNELS (order does not matter).
 from . import activations, conv, dense, elementwise, norm, pool, reduce, resize, shape  # noqa: E402,F401
 
-__all__ = ["KERNELS", "register", "replace_kernel"]
+__all__ = ["KERNELS", "register", "replace_kernel", "install_fastpath_kernels", "restore_kernels"]
