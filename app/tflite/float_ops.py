@@ -9,6 +9,24 @@ from __future__ import annotations
 
 import numpy as np
 
+# Largest array any operator may allocate (elements). Real image models stay far below (a
+# 512x512x64 activation is 16.8M); a corrupt pad, resize size or kernel extent would otherwise
+# ask for gigabytes before numpy notices.
+MAX_TENSOR_ELEMENTS = 1 << 28
+
+
+def guard(shape, what: str) -> None:
+    """Raise ValueError (reported as ModelFormatError) before allocating an absurd array."""
+    count = 1
+    for d in shape:
+        d = int(d)
+        if d < 0:
+            raise ValueError(f"{what} would have a negative dimension ({tuple(shape)})")
+        count *= d
+    if count > MAX_TENSOR_ELEMENTS:
+        raise ValueError(f"{what} would hold {count} values (shape {tuple(int(d) for d in shape)}), "
+                         f"more than the limit of {MAX_TENSOR_ELEMENTS}")
+
 
 def same_or_valid_pads(size: int, kernel: int, stride: int, dilation: int, padding: str
                        ) -> tuple[int, int, int]:
@@ -26,10 +44,16 @@ def patches(x: np.ndarray, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int,
             pads: tuple[int, int, int, int], pad_value=0) -> np.ndarray:
     """im2col: (N, OH, OW, KH, KW, C) windows of the padded input."""
     top, bottom, left, right = pads
-    xp = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=pad_value)
-    n, hp, wp, c = xp.shape
+    n, h, w, c = x.shape
+    hp, wp = h + top + bottom, w + left + right
     oh = (hp - ((kh - 1) * dh + 1)) // sh + 1
     ow = (wp - ((kw - 1) * dw + 1)) // sw + 1
+    if oh <= 0 or ow <= 0 or sh <= 0 or sw <= 0 or dh <= 0 or dw <= 0:
+        raise ValueError(f"window {kh}x{kw} (stride {sh}x{sw}, dilation {dh}x{dw}) does not fit "
+                         f"the {h}x{w} input padded by {pads}")
+    guard((n, hp, wp, c), "padded input")
+    guard((n, oh, ow, kh, kw, c), "im2col buffer")
+    xp = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=pad_value)
     cols = np.empty((n, oh, ow, kh, kw, c), dtype=x.dtype)
     for i in range(kh):
         for j in range(kw):
@@ -115,8 +139,11 @@ def scatter_transpose_conv(x, w, output_shape, o, acc_dtype):
     cout, kh, kw, _ = w.shape
     out_h, out_w, top, left = transpose_conv_geometry(x.shape, w.shape, output_shape, o)
     sh, sw = o["stride_h"], o["stride_w"]
+    if sh <= 0 or sw <= 0 or top < 0 or left < 0:
+        raise ValueError(f"invalid transposed-convolution geometry (strides {sh}x{sw})")
     full_h = max((h - 1) * sh + kh, top + out_h)
     full_w = max((wd - 1) * sw + kw, left + out_w)
+    guard((n, full_h, full_w, cout), "transposed-convolution output")
     full = np.zeros((n, full_h, full_w, cout), acc_dtype)
     flat = x.reshape(-1, cin)
     for i in range(kh):
@@ -176,6 +203,7 @@ def resize_source_coords(out_size: int, in_size: int, align_corners: bool, half_
 def resize_bilinear(x, size, align_corners=False, half_pixel_centers=False):
     n, h, w, c = x.shape
     oh, ow = int(size[0]), int(size[1])
+    guard((n, oh, ow, c), "resized image")
     ys = resize_source_coords(oh, h, align_corners, half_pixel_centers)
     xs = resize_source_coords(ow, w, align_corners, half_pixel_centers)
     y0 = np.floor(ys).astype(np.int64)
@@ -202,6 +230,7 @@ def resize_nearest_indices(out_size: int, in_size: int, align_corners: bool, hal
 
 
 def resize_nearest(x, size, align_corners=False, half_pixel_centers=False):
+    guard((x.shape[0], int(size[0]), int(size[1]), x.shape[3]), "resized image")
     ys = resize_nearest_indices(int(size[0]), x.shape[1], align_corners, half_pixel_centers)
     xs = resize_nearest_indices(int(size[1]), x.shape[2], align_corners, half_pixel_centers)
     return x[:, ys][:, :, xs]

@@ -25,6 +25,10 @@ class InterpreterStateError(ModelInputError, RuntimeError):
     """A call made in the wrong order (e.g. ``invoke`` before ``allocate_tensors``)."""
 
 
+# Operators whose output type legitimately differs from their (8-bit) data input.
+_TYPE_CHANGING_OPS = {"QUANTIZE", "DEQUANTIZE", "CAST", "ARG_MAX", "SHAPE"}
+
+
 def check_supported(model: ModelInfo) -> None:
     """Raise UnsupportedLayerError for the first operator Vitrine cannot run."""
     for sub_index, sub in enumerate(model.subgraphs):
@@ -37,8 +41,26 @@ def check_supported(model: ModelInfo) -> None:
                 raise UnsupportedLayerError(
                     f"{model.source}: subgraph {sub_index} {op.label}: TFLite builtin operator "
                     f"{op.name} is not supported. Supported: {', '.join(SUPPORTED_OPS)}")
+            data_in = sub.tensors[op.inputs[0]] if op.inputs and op.inputs[0] >= 0 else None
+            if (data_in is not None and data_in.type_name in ("INT8", "UINT8")
+                    and op.name not in _TYPE_CHANGING_OPS):
+                for i in op.outputs:
+                    if sub.tensors[i].type_name not in ("INT8", "UINT8"):
+                        raise ModelFormatError(
+                            f"{model.source}: {op.label} has {data_in.type_name} input but "
+                            f"{sub.tensors[i].type_name} output {sub.tensors[i].name!r}")
             for i in op.inputs + op.outputs:
                 t = sub.tensors[i] if i >= 0 else None
+                if t is not None and t.type_name in ("INT8", "UINT8"):
+                    q = t.quantization
+                    if q is None and op.name not in ("CAST", "GATHER", "ARG_MAX", "SHAPE"):
+                        raise ModelFormatError(
+                            f"{model.source}: {op.label}: {t.type_name} tensor {t.name!r} has no "
+                            f"quantization parameters (scale / zero point)")
+                    if q is not None and not (np.isfinite(q.scales).all() and (q.scales > 0).all()):
+                        raise ModelFormatError(
+                            f"{model.source}: {op.label}: tensor {t.name!r} has invalid "
+                            f"quantization scales {q.scales[:4].tolist()} (must be finite and > 0)")
                 if t is not None and t.type_name == "INT16" and t.quantization is not None:
                     raise UnsupportedLayerError(
                         f"{model.source}: {op.label} uses int16 activations (16x8 quantization, "
@@ -150,7 +172,8 @@ class _Executor:
             out_t = [tensors[i] for i in op.outputs]
             try:
                 outs = HANDLERS[op.name](Call(op, inputs, in_t, out_t, cache))
-            except (ValueError, IndexError, TypeError) as exc:
+            except (ValueError, IndexError, TypeError, KeyError, ZeroDivisionError,
+                    OverflowError, MemoryError) as exc:
                 shapes = [None if a is None else a.shape for a in inputs]
                 raise ModelFormatError(f"{self.model.source}: {op.label} failed on input "
                                        f"shapes {shapes}: {exc}") from exc

@@ -21,7 +21,7 @@ from app.tflite.schema import (BufferField, ModelField, OperatorCodeField, Opera
 # Refuse absurd rank/size early: an image model never needs more, and it keeps a hostile file
 # from asking numpy for petabytes.
 MAX_RANK = 8
-MAX_ELEMENTS = 1 << 31
+MAX_ELEMENTS = 1 << 28
 
 
 @dataclass(frozen=True)

@@ -386,6 +386,7 @@ _FLOAT_BINARY = {
 
 def _float_binary(call: Call) -> list:
     a, b = call.inputs[:2]
+    F.guard(np.broadcast_shapes(a.shape, b.shape), "broadcast result")
     fn = _FLOAT_BINARY[call.op.name]
     out = fn(a, b)
     if out.dtype.kind == "f":
@@ -413,6 +414,7 @@ def add_sub(call: Call) -> list:
         call.cache["add"] = (z1, z2, zo, left_shift, m1, m2, mo)
     z1, z2, zo, left_shift, m1, m2, mo = call.cache["add"]
     a, b = call.inputs[:2]
+    F.guard(np.broadcast_shapes(a.shape, b.shape), "broadcast result")
     x1 = (a.astype(np.int64) - z1) * (1 << left_shift)
     x2 = (b.astype(np.int64) - z2) * (1 << left_shift)
     x1 = Q.multiply_by_quantized_multiplier(x1, *m1)
@@ -437,6 +439,7 @@ def mul(call: Call) -> list:
         call.cache["mul"] = (z1, z2, zo, Q.quantize_multiplier(real))
     z1, z2, zo, m = call.cache["mul"]
     a, b = call.inputs[:2]
+    F.guard(np.broadcast_shapes(a.shape, b.shape), "broadcast result")
     prod = (a.astype(np.int64) - z1) * (b.astype(np.int64) - z2)
     out = Q.multiply_by_quantized_multiplier(prod, *m) + zo
     lo, hi = _act_range(call, y_t)
@@ -555,6 +558,8 @@ def dequantize(call: Call) -> list:
 
 def _reshape(call):
     x = call.inputs[0]
+    if len(call.inputs) > 1 and call.inputs[1] is not None and call.inputs[1].size > 16:
+        raise ValueError(f"reshape target has {call.inputs[1].size} dimensions")
     shape = None
     if len(call.inputs) > 1 and call.inputs[1] is not None and call.inputs[1].size:
         shape = [int(v) for v in call.inputs[1].reshape(-1)]
@@ -584,6 +589,11 @@ def _pad_value(call):
 def _pad(call):
     x = call.inputs[0]
     pads = call.inputs[1].astype(np.int64).reshape(-1, 2)
+    if pads.shape[0] != x.ndim:
+        raise ValueError(f"paddings for {pads.shape[0]} axes, input has {x.ndim}")
+    F.guard([d + int(p.sum()) for d, p in zip(x.shape, pads)], "padded tensor")
+    if (pads < 0).any():
+        raise ValueError(f"negative paddings {pads.tolist()}")
     if call.op.name == "MIRROR_PAD":
         return np.pad(x, pads, mode=call.o.get("mode", "reflect"))
     return np.pad(x, pads, constant_values=_pad_value(call))

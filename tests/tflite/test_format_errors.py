@@ -209,3 +209,37 @@ def test_int16_activations_refused():
     bad = _patch(data, _field(tensor, TensorField.TYPE), "<b", 7)  # INT16
     with pytest.raises(UnsupportedLayerError, match=r"uses int16 activations \(16x8 quantization"):
         Interpreter(model_content=bad)
+
+
+@pytest.mark.parametrize("case,trials", [("legacy_uint8", 150),
+                                          pytest.param("cnn_int8", 400, marks=pytest.mark.slow),
+                                          pytest.param("ops_float32", 400, marks=pytest.mark.slow)])
+def test_corrupted_models_fail_cleanly_when_run(case, trials):
+    """Seeded byte flips, then allocate + invoke on zeros: a result or a VitrineError, never
+    another exception (operators validate sizes before allocating, see float_ops.guard)."""
+    data0 = (FIXTURES / case / "model.tflite").read_bytes()
+    rng = np.random.default_rng(7)
+    outcomes = {"ran": 0, "refused": 0}
+    for _ in range(trials):
+        data = bytearray(data0)
+        for pos in rng.integers(0, len(data), size=3):
+            data[pos] = int(rng.integers(0, 256))
+        try:
+            interp = Interpreter(model_content=bytes(data))
+            interp.allocate_tensors()
+            for d in interp.get_input_details():
+                interp.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+            with np.errstate(all="ignore"):
+                interp.invoke()
+            outcomes["ran"] += 1
+        except VitrineError:
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 0 and outcomes["ran"] > 0
+
+
+def test_size_guard_refuses_huge_padding():
+    from app.tflite.float_ops import MAX_TENSOR_ELEMENTS, guard
+    with pytest.raises(ValueError, match=f"more than the limit of {MAX_TENSOR_ELEMENTS}"):
+        guard((1, 100000, 100000, 3), "padded tensor")
+    with pytest.raises(ValueError, match="negative dimension"):
+        guard((1, -2), "x")

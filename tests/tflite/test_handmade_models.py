@@ -99,3 +99,44 @@ def test_operator_reads_unproduced_tensor():
     interp.set_tensor(0, np.zeros((1, 4), np.float32))
     with pytest.raises(ModelFormatError, match="reads tensor 1 \\('ghost'\\) before any operator produced it"):
         interp.invoke()
+
+
+INT8 = 9
+
+
+def _int8_tensor(name, scale=None, type_code=INT8):
+    quant = None if scale is None else fb.Table(None, None, fb.Vector("f", [scale]), fb.Vector("q", [0]))
+    return fb.Table(fb.Vector("i", [1, 4]), fb.Scalar("b", type_code), fb.Scalar("I", 0),
+                    fb.String(name), quant)
+
+
+def _relu_model(x, y) -> bytes:
+    return fb.build(fb.tflite_model(opcodes=[fb.opcode(BUILTIN_CODES["RELU"])], tensors=[x, y],
+                                    operators=[fb.operator(0, [0], [1])], inputs=[0], outputs=[1],
+                                    buffers=[fb.buffer()]))
+
+
+def test_int8_relu_hand_computed():
+    data = _relu_model(_int8_tensor("x", 0.5), _int8_tensor("y", 0.25))
+    interp = Interpreter(model_content=data)
+    interp.allocate_tensors()
+    interp.set_tensor(0, np.array([[-3, 0, 3, 100]], np.int8))
+    interp.invoke()
+    # real = 0.5*q -> relu -> requantized at scale 0.25: q_out = 2*q_in clamped to [0, 127]
+    np.testing.assert_array_equal(interp.get_tensor(1), [[0, 0, 6, 127]])
+
+
+def test_int8_tensor_without_quantization():
+    with pytest.raises(ModelFormatError, match="INT8 tensor 'y' has no quantization parameters"):
+        Interpreter(model_content=_relu_model(_int8_tensor("x", 0.5), _int8_tensor("y")))
+
+
+def test_invalid_quantization_scale():
+    with pytest.raises(ModelFormatError, match=r"tensor 'y' has invalid quantization scales \[0.0\]"):
+        Interpreter(model_content=_relu_model(_int8_tensor("x", 0.5), _int8_tensor("y", 0.0)))
+
+
+def test_integer_input_float_output_mismatch():
+    y = _int8_tensor("y", 0.5, type_code=FLOAT32)
+    with pytest.raises(ModelFormatError, match="has INT8 input but FLOAT32 output 'y'"):
+        Interpreter(model_content=_relu_model(_int8_tensor("x", 0.5), y))
