@@ -105,3 +105,23 @@ def test_medical_wheels_install_on_demand_and_import(site_page):
                                     gzip.compress(buffer.getvalue()))
     assert decoded["ok"], decoded
     assert decoded["result"]["metadata"].get("format", "").lower().startswith("nifti")
+
+
+def test_hard_cancel_replaces_the_engine_worker(site_page):
+    page = site_page.open_site()
+    site_page.wait_engine_ready()
+    loaded = site_page.engine_call({"call": "load_model", "args": {"name": "tiny.zip"}},
+                                   __import__("tests.service.tiny_models", fromlist=["x"]).dense_softmax_zip(
+                                       np.ones((3, 2), np.float32), np.zeros(2, np.float32)))
+    assert loaded["ok"], loaded
+    # a long call is in flight when the user cancels; its reply must simply never arrive
+    page.evaluate("""() => { window.pendingReply = 'none';
+        window.vitrineEngine.call(JSON.stringify({call: 'selftest', args: {seed: 1, size: 512}}), null)
+            .then(() => { window.pendingReply = 'arrived'; }); }""")
+    page.evaluate("() => document.dispatchEvent(new Event('vitrine:restart-engine'))")
+    page.wait_for_selector("body[data-engine-generation='1'][data-engine-state='ready']", state="attached", timeout=120_000)
+    assert page.get_attribute("body", "data-engine-name") == "engine-1"
+    assert page.locator('script[type="py"][worker]').count() == 1
+    info = site_page.engine_call({"call": "info"})["result"]
+    assert info["models_loaded"] == 0  # a fresh interpreter
+    assert site_page.engine_call({"call": "ping", "args": {"echo": 1}})["result"]["echo"] == 1
