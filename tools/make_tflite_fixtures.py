@@ -132,6 +132,19 @@ def heads_model():
     return keras.Model(x_in, [soft, sig, tanh, hs, lr, up]), [((BATCH, 8, 8, 4), (-3.0, 3.0))]
 
 
+def hybrid_model():
+    """Layers big enough (> 1024 weights) for dynamic-range quantization to make every hybrid
+    kernel appear: depthwise, 1x1 and 3x3 conv, dense."""
+    _seed(4)
+    x_in = keras.Input((8, 8, 48), name="x")
+    x = keras.layers.DepthwiseConv2D(5, padding="same", activation="relu", name="dw")(x_in)
+    x = keras.layers.Conv2D(32, 1, name="pw")(x)
+    x = keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu6", name="c3")(x)
+    x = keras.layers.Flatten()(x)
+    out = keras.layers.Dense(40, activation="tanh", name="fc")(x)
+    return keras.Model(x_in, out), [((BATCH, 8, 8, 48), (-1.0, 1.0))]
+
+
 # ---------------------------------------------------------------- conversion variants
 
 def _converter(model):
@@ -218,6 +231,7 @@ CASES = {
     "ops_int8": (lambda: ops_model(int8_safe=True), "int8_float_io"),
     "legacy_uint8": (legacy_uint8_model, "prebuilt"),
     "heads_int8": (heads_model, "int8"),
+    "hybrid_dynamic": (hybrid_model, "dynamic"),
 }
 
 
