@@ -88,6 +88,9 @@ def _weight_spec(spec, model_file):
 
 
 def _dequantize(raw, stored, quantization):
+    if quantization is None and raw.dtype == np.float32 and raw.ctypes.data % 4 == 0:
+        # a read-only view on the shard bytes: no second copy of the weights in browser memory
+        return raw.view(np.float32)
     if quantization is None or stored == "float16":
         return raw.astype(np.float32)
     # tfjs-core io_utils: value = q * scale + min (computed in double, stored as float32)
