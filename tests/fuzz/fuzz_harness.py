@@ -1,0 +1,92 @@
+"""Fuzzing harness (imported by the fuzz tests; conftest.py holds the fixtures): byte mutations of real good inputs (the hostile corpus's ``good/`` seeds).
+
+Settings (docs/robustness.md): ``VITRINE_FUZZ_EXAMPLES`` examples per target (default 200),
+derandomized so CI sees the same inputs every run, no deadline, no example database. Each example
+runs under a wall-clock alarm and the test process under an address-space limit, so a bomb or a
+hang shows up as a failure instead of taking the run down.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from contextlib import contextmanager
+from pathlib import Path
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+
+HOSTILE = Path(__file__).resolve().parents[1] / "hostile"
+GOOD = HOSTILE / "corpus" / "good"
+
+FUZZ_EXAMPLES = int(os.environ.get("VITRINE_FUZZ_EXAMPLES", "200"))
+#: One example must finish within this many seconds (raises ExampleTimeout inside the call).
+EXAMPLE_SECONDS = float(os.environ.get("VITRINE_FUZZ_EXAMPLE_SECONDS", "10"))
+#: Address space the fuzzed process may add (a MemoryError instead of an OOM-killed machine).
+EXTRA_ADDRESS_SPACE = 3 << 30
+
+FUZZ_SETTINGS = settings(
+    max_examples=FUZZ_EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+)
+
+#: 32-bit values that break length / offset / count fields.
+INTERESTING_U32 = (0, 1, 0x7F, 0x80, 0xFF, 0xFFFF, 0x10000, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, 1 << 20, 1 << 30)
+
+
+class ExampleTimeout(BaseException):
+    """Raised by the alarm; a BaseException so ``except Exception`` in the code under test
+    cannot swallow it."""
+
+
+@contextmanager
+def time_limit(seconds: float = EXAMPLE_SECONDS):
+    def on_alarm(signum, frame):
+        raise ExampleTimeout(f"example took more than {seconds} s (hang?)")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def vm_bytes() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+@st.composite
+def mutations(draw, seed: bytes, header_bytes: int = 512, max_ops: int = 4) -> bytes:
+    """``seed`` with 1..max_ops byte mutations: bit flip, truncation, insertion, deletion, or an
+    interesting 32-bit value written over it. Half the positions fall in the first
+    ``header_bytes`` bytes, where the structure lives."""
+    data = bytearray(seed)
+    for _ in range(draw(st.integers(1, max_ops))):
+        if not data:
+            break
+        region = len(data) if draw(st.booleans()) else min(len(data), header_bytes)
+        position = draw(st.integers(0, region - 1))
+        kind = draw(st.sampled_from(("flip", "truncate", "insert", "delete", "u32")))
+        if kind == "flip":
+            data[position] ^= 1 << draw(st.integers(0, 7))
+        elif kind == "truncate":
+            del data[position:]
+        elif kind == "insert":
+            data[position:position] = draw(st.binary(min_size=1, max_size=16))
+        elif kind == "delete":
+            del data[position:position + draw(st.integers(1, 64))]
+        else:
+            value = draw(st.sampled_from(INTERESTING_U32))
+            order = draw(st.sampled_from(("little", "big")))
+            data[position:position + 4] = value.to_bytes(4, order)
+    return bytes(data)
