@@ -61,7 +61,7 @@ def _paths(obj, prefix=()):
 
 
 @pytest.mark.parametrize("case", CASES)
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_mutated_model_json_is_loaded_or_refused_with_vitrine_error(case, data):
     files, model_json = _load_case(case)
@@ -81,7 +81,7 @@ def test_mutated_model_json_is_loaded_or_refused_with_vitrine_error(case, data):
     _try_load(files)
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=80, deadline=None, database=None)
 @given(cut=st.integers(0, 4000), flips=st.lists(st.integers(0, 10_000), max_size=4))
 def test_damaged_zip_is_loaded_or_refused_with_vitrine_error(cut, flips):
     files, _ = _load_case("k2_functional_classifier")
@@ -99,7 +99,7 @@ def test_damaged_zip_is_loaded_or_refused_with_vitrine_error(cut, flips):
         pass
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, database=None)
 @given(raw=st.binary(max_size=300))
 def test_random_model_json_bytes_are_refused_with_vitrine_error(raw):
     try:
