@@ -202,12 +202,21 @@ def sri(data: bytes) -> str:
     return "sha384-" + base64.b64encode(hashlib.sha384(data).digest()).decode()
 
 
-def content_security_policy(model_host: str) -> str:
+def import_map(staging: Path) -> str:
+    """An import map whose ``integrity`` section pins every JS module the page may import
+    (PyScript's chunks, MicroPython), so a tampered file on the server is refused by the browser."""
+    modules = sorted([*staging.glob("pyscript/*.js"), staging / "micropython/micropython.mjs"])
+    integrity = {f"./{path.relative_to(staging).as_posix()}": sri(path.read_bytes()) for path in modules}
+    return json.dumps({"imports": {}, "integrity": integrity}, indent=1, sort_keys=True)
+
+
+def content_security_policy(model_host: str, inline_script_hashes: tuple[str, ...] = ()) -> str:
     # 'wasm-unsafe-eval' lets WebAssembly compile without allowing JS eval; blob: workers are how
-    # PyScript starts workers and they inherit this policy (plain-URL workers would not).
+    # PyScript starts workers and they inherit this policy (plain-URL workers would not). The only
+    # inline script is the import map, allowed by its sha256.
     return "; ".join([
         "default-src 'none'",
-        "script-src 'self' 'wasm-unsafe-eval'",
+        " ".join(["script-src 'self' 'wasm-unsafe-eval'", *inline_script_hashes]),
         "worker-src 'self' blob:",
         f"connect-src 'self' {model_host}",
         "style-src 'self'",
@@ -293,8 +302,11 @@ def build(out_dir: Path, model_host: str = DEFAULT_MODEL_HOST, cache_dir: Path |
         emit("config/main.json", json.dumps({"interpreter": "./micropython/micropython.mjs"}, indent=2).encode())
         emit("config/wheels.json", json.dumps(wheel_urls, indent=2).encode())
         page = (ROOT / "index.html").read_text()
+        importmap = import_map(staging)
+        importmap_hash = "'sha256-" + base64.b64encode(hashlib.sha256(importmap.encode()).digest()).decode() + "'"
         replacements = {
-            "{{CSP}}": content_security_policy(model_host),
+            "{{CSP}}": content_security_policy(model_host, (importmap_hash,)),
+            "{{IMPORTMAP}}": importmap,
             "{{SRI_PYSCRIPT_SETUP_JS}}": sri((staging / "static/pyscript-setup.js").read_bytes()),
             "{{MODEL_HOST}}": model_host,
             "{{VERSION}}": app_wheel.name.split("-")[1],

@@ -39,6 +39,14 @@
     }
   }, timeoutMs);
 
+  // The PyScript loader (or a module it imports) failed to load, e.g. an integrity mismatch.
+  var loader = document.querySelector('script[type="module"][src$="pyscript-setup.js"]');
+  if (loader) {
+    loader.addEventListener("error", function () {
+      fail("The page's scripts failed to load or did not match their integrity hashes. Reload; if it persists, the site files are damaged.");
+    });
+  }
+
   // PyScript reports interpreter / script failures (e.g. a missing or tampered wheel) as
   // .py-error elements; turn the first one into the page's error state.
   new MutationObserver(function () {

@@ -1,5 +1,7 @@
 """Security and failure behaviour of the built page: CSP, file:// notice, broken runtime."""
 
+import base64
+import hashlib
 import json
 import re
 import shutil
@@ -19,7 +21,11 @@ def test_csp_meta_allows_only_own_origin_and_model_host(engine_page, built_site)
     csp = csp_directives(engine_page.page)  # engine_page booted under exactly this policy
     assert csp["default-src"] == ["'none'"]
     assert csp["connect-src"] == ["'self'", built_site.model_origin]
-    assert csp["script-src"] == ["'self'", "'wasm-unsafe-eval'"]
+    # the only inline script allowed is the import map, by its hash
+    assert csp["script-src"][:2] == ["'self'", "'wasm-unsafe-eval'"]
+    importmap = engine_page.page.locator('script[type="importmap"]').text_content()
+    digest = base64.b64encode(hashlib.sha256(importmap.encode()).digest()).decode()
+    assert csp["script-src"][2:] == [f"'sha256-{digest}'"]
     assert csp["worker-src"] == ["'self'", "blob:"]
     assert "'unsafe-eval'" not in " ".join(sum(csp.values(), []))
     assert engine_page.page.get_attribute("body", "data-engine-state") == "ready"
@@ -73,3 +79,27 @@ def test_missing_runtime_wheel_turns_into_a_visible_error(blank_page, built_site
     page.wait_for_selector("body[data-engine-state='error']", state="attached", timeout=120_000)
     status = page.inner_text("#engine-status")
     assert status.startswith("The engine failed to start"), status
+
+
+def test_import_map_pins_every_pyscript_module(built_site):
+    page = (built_site.dist / "index.html").read_text()
+    importmap = json.loads(page.split('<script type="importmap">')[1].split("</script>")[0])
+    modules = sorted(f"./pyscript/{p.name}" for p in (built_site.dist / "pyscript").glob("*.js"))
+    assert sorted(k for k in importmap["integrity"] if k.startswith("./pyscript/")) == modules
+    for url, expected in importmap["integrity"].items():
+        data = (built_site.dist / url[2:]).read_bytes()
+        assert expected == "sha384-" + base64.b64encode(hashlib.sha384(data).digest()).decode()
+
+
+def test_tampered_pyscript_chunk_is_refused_and_explained(blank_page, built_site, static_server, tmp_path):
+    broken = tmp_path / "dist"
+    shutil.copytree(built_site.dist, broken)
+    chunk = next(p for p in (broken / "pyscript").glob("core-*.js"))
+    chunk.write_bytes(chunk.read_bytes() + b"\n/* tampered */\n")
+    origin = static_server(broken)
+    blank_page.allow_console_error(r"[Ii]ntegrity|Failed to fetch dynamically imported module|core-")
+    page = blank_page.page
+    page.goto(origin + "/index.html")
+    page.wait_for_selector("body[data-engine-state='error']", state="attached", timeout=60_000)
+    assert "integrity" in page.inner_text("#engine-status")
+    assert any("ntegrity" in e for e in blank_page.console_errors), blank_page.console_errors
