@@ -401,3 +401,27 @@ int32_t vk_depthwise_conv2d(int32_t N, int32_t H, int32_t W, int32_t C, const fl
     }
     return VK_OK;
 }
+
+int32_t vk_scale_shift(int32_t rows, int32_t C, const float *x, const float *scale,
+                       const float *shift, float *y, int32_t activation) {
+    if (rows < 0 || C < 0) return VK_E_DIM;
+    if (activation != VK_ACT_LINEAR && activation != VK_ACT_RELU && activation != VK_ACT_RELU6)
+        return VK_E_ACTIVATION;
+    if (rows == 0 || C == 0) return VK_OK;
+    if (x == 0 || scale == 0 || shift == 0 || y == 0) return VK_E_NULL;
+    for (vk_index r = 0; r < rows; r++) {
+        const float *xr = x + r * C;
+        float *yr = y + r * C;
+        int32_t c = 0;
+        for (; c + 8 <= C; c += 8) {
+            vk_f32x4 a0 = vk_load(xr + c) * vk_load(scale + c) + vk_load(shift + c);
+            vk_f32x4 a1 = vk_load(xr + c + 4) * vk_load(scale + c + 4) + vk_load(shift + c + 4);
+            vk_store(yr + c, vk_activate(a0, activation));
+            vk_store(yr + c + 4, vk_activate(a1, activation));
+        }
+        for (; c + 4 <= C; c += 4)
+            vk_store(yr + c, vk_activate(vk_load(xr + c) * vk_load(scale + c) + vk_load(shift + c), activation));
+        for (; c < C; c++) yr[c] = vk_activate_scalar(xr[c] * scale[c] + shift[c], activation);
+    }
+    return VK_OK;
+}

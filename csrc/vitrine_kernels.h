@@ -21,7 +21,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever a signature or the packed layout changes; Python refuses a mismatching library. */
-#define VK_ABI_VERSION 2
+#define VK_ABI_VERSION 3
 
 /* The emscripten target hides symbols by default; the side module must export the API. */
 #define VK_API __attribute__((visibility("default")))
@@ -86,6 +86,11 @@ VK_API int32_t vk_depthwise_conv2d(int32_t N, int32_t H, int32_t W, int32_t C, c
                             int32_t stride_h, int32_t stride_w, int32_t dil_h, int32_t dil_w,
                             int32_t pad_top, int32_t pad_left, int32_t OH, int32_t OW, float *y,
                             int32_t activation);
+
+/* y[r, c] = act(x[r, c] * scale[c] + shift[c]) for r < rows, c < C (contiguous rows): folded
+ * batch-norm / Rescaling on the channel axis with a fused activation. y may equal x. */
+VK_API int32_t vk_scale_shift(int32_t rows, int32_t C, const float *x, const float *scale,
+                              const float *shift, float *y, int32_t activation);
 
 #ifdef __cplusplus
 }

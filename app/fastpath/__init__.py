@@ -201,39 +201,45 @@ def engine_gemm(a, b, out=None) -> np.ndarray:
         return np.matmul(a, b, out=out)
 
 
-def conv_kernels(fallbacks) -> dict:
-    """IR kernels ``conv2d`` / ``depthwise_conv2d`` running the SIMD im2col-free kernels.
+#: IR ops with a SIMD kernel that :func:`conv_kernels` can wrap.
+SIMD_OPS = ("conv2d", "depthwise_conv2d", "scale_shift")
 
-    ``fallbacks`` maps the same op names to the engine's own kernels (e.g. ``app.kernels.KERNELS``).
-    The returned functions have the IR signature (``kernel(x, kernel, bias=None, **attrs)``); when
-    the selected backend is not ``simd`` or the arguments are outside what the C kernels take
-    (not float32, depthwise multiplier > 1, ...), they call the fallback and count the reason in
-    ``backend_report()["fallbacks"]``. ``pads="same"/"valid"`` are resolved first. Plugging them into
-    the engine's registry is the engine's decision; this function only builds them."""
+
+def conv_kernels(fallbacks) -> dict:
+    """IR kernels running on the SIMD library, for each op of :data:`SIMD_OPS` in ``fallbacks``.
+
+    ``fallbacks`` maps op names to the engine's own kernels (e.g. ``app.kernels.KERNELS``); the
+    returned functions have the IR signature (``kernel(*inputs, **attrs)``). When the selected
+    backend is not ``simd`` or the arguments are outside what the C kernels take (not float32,
+    depthwise multiplier > 1, a fused activation other than linear/relu/relu6, ...), they call the
+    fallback and count the reason in ``backend_report()["fallbacks"]``. Convolution
+    ``pads="same"/"valid"`` are resolved first. Registering them is the engine's decision
+    (``app.kernels.install_fastpath_kernels``); this function only builds them."""
     from ..kernels._util import resolve_pads
 
     def wrap(op):
         fallback = fallbacks[op]
 
-        def kernel(x, weights, bias=None, **attrs):
+        def kernel(*inputs, **attrs):
             backend = current_backend()
             if not isinstance(backend, SimdKernelBackend):
-                return fallback(x, weights, bias, **attrs)
+                return fallback(*inputs, **attrs)
             try:
                 if isinstance(attrs.get("pads"), str):
+                    x, weights = inputs[0], inputs[1]
                     attrs = dict(attrs, pads=resolve_pads(attrs["pads"], x.shape[1], x.shape[2], weights.shape[:2],
                                                           attrs.get("strides", (1, 1)), attrs.get("dilations", (1, 1))))
-                return getattr(backend, op)(x, weights, bias, **attrs)
+                return getattr(backend, op)(*inputs, **attrs)
             except FastpathError as exc:
                 with _lock:
                     _fallbacks[str(exc)] += 1
-                return fallback(x, weights, bias, **attrs)
+                return fallback(*inputs, **attrs)
 
         kernel.__name__ = kernel.__qualname__ = f"simd_{op}"
         kernel.__doc__ = f"IR ``{op}`` on the SIMD kernels, falling back to {getattr(fallback, '__name__', fallback)!s}."
         return kernel
 
-    return {op: wrap(op) for op in ("conv2d", "depthwise_conv2d")}
+    return {op: wrap(op) for op in SIMD_OPS if op in fallbacks}
 
 
 def install():
@@ -263,6 +269,7 @@ __all__ = [
     "NumpyBackend",
     "OpenBlasBackend",
     "PackedWeights",
+    "SIMD_OPS",
     "SimdKernelBackend",
     "WASM_LIBRARY",
     "backend_name",

@@ -20,7 +20,7 @@ from ..errors import VitrineError
 ACTIVATIONS = {"linear": 0, "relu": 1, "relu6": 2}
 
 #: Must equal VK_ABI_VERSION in csrc/vitrine_kernels.h.
-KERNEL_ABI_VERSION = 2
+KERNEL_ABI_VERSION = 3
 
 _F32 = np.dtype(np.float32)
 _ITEM = _F32.itemsize
@@ -202,6 +202,7 @@ class SimdKernelBackend:
             "vk_sgemm": [i, i, i, p, i, p, i, p, p, i, i, p],
             "vk_depthwise_conv2d": [i, i, i, i, p, i, i, p, p, i, i, i, i, i, i, i, i, p, i],
             "vk_conv2d": [i, i, i, p, i, i, i, i, i, i, i, i, i, i, i, i, p, i, p, p, i, i, p],
+            "vk_scale_shift": [i, i, p, p, p, p, i],
         }
         for symbol, argtypes in signatures.items():
             try:
@@ -320,6 +321,33 @@ class SimdKernelBackend:
                                     zeros.ctypes.data),
                 f"conv2d x={x.shape} kernel={kernel.shape} group {g}",
             )
+        return y
+
+    def scale_shift(self, x, scale, shift, *, activation="linear"):
+        """``act(x * scale + shift)`` on the last axis: x float32 of any rank >= 1, scale / shift
+        float32 of shape (C,) or size 1 (broadcast), e.g. a folded batch-norm before a ReLU."""
+        if not isinstance(x, np.ndarray) or x.dtype != _F32 or x.ndim < 1:
+            raise FastpathError(f"scale_shift: x must be a float32 array with a channel axis, got {_describe(x)}")
+        channels = x.shape[-1]
+        params = []
+        for name, value in (("scale", scale), ("shift", shift)):
+            if not isinstance(value, np.ndarray) or value.dtype != _F32 or value.size not in (1, channels) or (
+                    value.size == channels and value.ndim > 1 and value.shape[-1] != channels):
+                raise FastpathError(
+                    f"scale_shift: {name} must be float32 with {channels} values on the last axis (or one value), "
+                    f"got {_describe(value)}"
+                )
+            params.append(np.ascontiguousarray(np.broadcast_to(value.reshape(-1), (channels,))))
+        if activation not in ACTIVATIONS:
+            raise FastpathError(f"scale_shift: activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        x = np.ascontiguousarray(x)
+        y = np.empty_like(x)
+        rows = x.size // channels if channels else 0
+        self._check(
+            self._lib.vk_scale_shift(rows, channels, x.ctypes.data, params[0].ctypes.data, params[1].ctypes.data,
+                                     y.ctypes.data, ACTIVATIONS[activation]),
+            f"scale_shift x={x.shape}",
+        )
         return y
 
 

@@ -251,4 +251,22 @@ def test_wasm_side_module_imports_no_libc(build_tool, tmp_path):
     assert sorted(imports) == [("env", "__memory_base"), ("env", "__stack_pointer"), ("env", "__table_base"),
                                ("env", "memory")]
     assert {"vk_abi_version", "vk_pack_b", "vk_sgemm", "vk_sgemm_packed", "vk_conv2d",
-            "vk_depthwise_conv2d", "vk_packed_b_floats"} <= set(exports)
+            "vk_depthwise_conv2d", "vk_packed_b_floats", "vk_scale_shift"} <= set(exports)
+
+
+def test_conv_kernels_wrap_scale_shift_when_the_engine_offers_it(native_library):
+    kernels = pytest.importorskip("app.kernels", reason="engine kernels (app/kernels) not present")
+    fastpath.select_backend(kernel_path=native_library)
+    wrapped = fastpath.conv_kernels(kernels.KERNELS)
+    assert set(wrapped) == set(fastpath.SIMD_OPS)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((1, 4, 4, 12)).astype(np.float32)
+    scale, shift = rng.standard_normal(12).astype(np.float32), rng.standard_normal(12).astype(np.float32)
+    np.testing.assert_array_equal(wrapped["scale_shift"](x, scale, shift, activation="relu"),
+                                  kernels.KERNELS["scale_shift"](x, scale, shift, activation="relu"))
+    # a fused activation the C kernel lacks goes to the engine kernel, counted
+    np.testing.assert_array_equal(wrapped["scale_shift"](x, scale, shift, activation="sigmoid"),
+                                  kernels.KERNELS["scale_shift"](x, scale, shift, activation="sigmoid"))
+    assert fastpath.backend_report()["fallbacks"] == {
+        "scale_shift: activation must be one of ['linear', 'relu', 'relu6'], got 'sigmoid'": 1
+    }

@@ -136,6 +136,20 @@ def run_conv2d(backend):
                             f"max error {float(np.max(np.abs(got - expected))):g}")
 
 
+def run_scale_shift(backend):
+    global checks
+    for shape in [(7,), (2, 5, 5, 3), (1, 3, 3, 9), (1, 7, 7, 33)]:
+        rng = np.random.default_rng(sum(shape))
+        x = (4 * rng.standard_normal(shape)).astype(np.float32)
+        scale = rng.standard_normal(shape[-1]).astype(np.float32)
+        shift = rng.standard_normal(shape[-1]).astype(np.float32)
+        got = backend.scale_shift(x, scale, shift, activation="relu6")
+        expected = np.clip(x.astype(np.float64) * scale + shift, 0, 6)
+        checks += 1
+        if not np.allclose(got, expected, rtol=3e-7, atol=1e-6):
+            failures.append(f"scale_shift {shape}: max error {float(np.max(np.abs(got - expected))):g}")
+
+
 def main():
     library = sys.argv[1]
     with open(library, "rb") as handle:
@@ -146,6 +160,7 @@ def main():
     run_gemm_grid(simd)
     run_depthwise(simd)
     run_conv2d(simd)
+    run_scale_shift(simd)
     try:
         blas = fastpath.select_backend(("openblas",))
     except fastpath.FastpathError as exc:
