@@ -655,7 +655,7 @@ def _gather(call):
     x, idx = call.inputs[:2]
     if call.o.get("batch_dims", 0):
         raise call.fail("GATHER with batch_dims is not supported")
-    return np.take(x, idx.astype(np.int64), axis=call.o.get("axis", 0))
+    return np.take(x, idx.astype(np.intp), axis=call.o.get("axis", 0))
 
 
 def _resize(call):
