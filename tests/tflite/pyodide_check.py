@@ -47,5 +47,38 @@ for case in cases:
     except Exception as exc:  # noqa: BLE001 - report every case, not just the first
         failures.append(f"{case}: {type(exc).__name__}: {exc}")
 
-print(json.dumps({"platform": sys.platform, "cases": len(cases), "failures": failures}))
+# Pretrained models, when tests/tflite/real_models.py already fetched them into .cache.
+import hashlib  # noqa: E402
+import time  # noqa: E402
+
+real_dir = REPO / ".cache" / "fixtures" / "tflite-real"
+expected_dir = FIXTURES / "real"
+timings = {}
+if real_dir.is_dir() and expected_dir.is_dir():
+    from app.tflite import load  # noqa: E402
+    for folder in sorted(expected_dir.iterdir()):
+        path = real_dir / f"{folder.name}.tflite"
+        if not path.exists():
+            continue
+        meta = json.loads((folder / "meta.json").read_text())
+        x = np.random.default_rng(meta["input_seed"]).uniform(
+            *meta["input_range"], tuple(meta["input_shape"])).astype(np.float32)
+        if hashlib.sha256(x.tobytes()).hexdigest() != meta["sha256_input"]:
+            failures.append(f"{folder.name}: input generator differs in Pyodide")
+            continue
+        want = np.load(folder / "io.npz")["output_0"]
+        for engine in ("interpreter", "auto"):
+            loaded = load(path.read_bytes(), folder.name, engine=engine)
+            if engine == "auto":
+                from app.model import Model  # noqa: E402
+                loaded = Model(loaded, format="tflite")
+            start = time.perf_counter()
+            got = loaded.predict(x)
+            timings[f"{folder.name}/{engine}"] = round(time.perf_counter() - start, 3)
+            got = got[0] if isinstance(got, list) else got
+            if np.abs(got - want).max() > 1e-4 * max(np.abs(want).max(), 1e-6):
+                failures.append(f"{folder.name} ({engine}) differs from LiteRT")
+
+print(json.dumps({"platform": sys.platform, "cases": len(cases), "real_seconds": timings,
+                  "failures": failures}))
 sys.exit(1 if failures else 0)
