@@ -41,14 +41,17 @@ def replace_kernel(op: str, fn: Callable | None) -> Callable:
     return previous
 
 
-def install_fastpath_kernels(ops=("conv2d", "depthwise_conv2d")) -> list[str]:
-    """Route ``ops`` (of those :mod:`app.fastpath` accelerates: conv2d, depthwise_conv2d on the
-    SIMD kernels) through it, with the numpy kernels as their fallback. Call after
-    ``fastpath.select_backend()``; returns the ops replaced. Undo with :func:`restore_kernels`."""
+def install_fastpath_kernels(ops=None) -> list[str]:
+    """Route ``ops`` (default: every op :mod:`app.fastpath` offers SIMD kernels for, e.g.
+    conv2d, depthwise_conv2d, scale_shift) through it, with the numpy kernels as their fallback.
+    Call after ``fastpath.select_backend()``; returns the ops replaced. Undo with
+    :func:`restore_kernels`."""
     from .. import fastpath
 
-    originals = {op: _ORIGINAL_KERNELS.get(op, KERNELS[op]) for op in ("conv2d", "depthwise_conv2d")}
+    offered = getattr(fastpath, "SIMD_OPS", ("conv2d", "depthwise_conv2d"))
+    originals = {op: _ORIGINAL_KERNELS.get(op, KERNELS[op]) for op in offered if op in KERNELS}
     fast = fastpath.conv_kernels(originals)
+    ops = sorted(fast) if ops is None else list(ops)
     unknown = sorted(set(ops) - set(fast))
     if unknown:
         raise KeyError(f"app.fastpath has no kernels for {unknown}; it has {sorted(fast)}")

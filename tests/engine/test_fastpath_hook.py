@@ -21,7 +21,8 @@ def fast_kernels():
     if not backend.name.startswith("simd"):
         pytest.skip(f"fastpath selected {backend.name!r}, not the SIMD kernels")
     numpy_conv = KERNELS["conv2d"]
-    assert install_fastpath_kernels() == ["conv2d", "depthwise_conv2d"]
+    installed = install_fastpath_kernels()
+    assert {"conv2d", "depthwise_conv2d"} <= set(installed)
     assert KERNELS["conv2d"] is not numpy_conv
     yield
     restore_kernels()
