@@ -1151,7 +1151,9 @@ class TfjsLoader:
                 tensors.append(self._lookup(entry[0], entry[1], entry[2], produced))
             flat = [t for t in tensors if isinstance(t, str)]
             first = tensors[0] if len(tensors) == 1 else tensors
-            return [first], kwargs, flat + [v for v in kwargs.values() if isinstance(v, str)] if not flat else flat
+            if not flat:  # e.g. 1.0 - x: the constant came first, the tensor is the y kwarg
+                flat = [v for v in kwargs.values() if isinstance(v, str)]
+            return [first], kwargs, flat
         except _NotYet:
             return None
 
