@@ -248,3 +248,23 @@ def test_sources_md_names_every_sample_and_the_clinical_disclaimer(expected):
     assert "NOT for clinical use" in text
     for name in [*expected["samples"], *expected["corrupt"]]:
         assert f"`{name}`" in text, name
+
+
+# -- the app's own engine against TensorFlow's recorded outputs ----------------------------------
+
+
+def test_app_engine_reproduces_tensorflow_on_the_demo_model(expected):
+    """End to end: Vitrine's loader + numpy kernels on the committed zip, fed the recorded
+    float32 inputs, must give TensorFlow's probabilities (the ones TF.js matched to 1e-4)."""
+    if "inputs_file" not in expected:
+        pytest.skip("expected.json records no inputs file")
+    app = pytest.importorskip("app", reason="the app package is not importable")
+    model = app.load_model(str(DEMO / "demo-model.zip"))
+    assert list(model.card.classes) == expected["model"]["classes"]
+    with np.load(DEMO / expected["inputs_file"]) as npz:
+        names = sorted(expected["samples"])
+        batch = np.concatenate([npz[name] for name in names])
+    got = np.asarray(model.predict(batch))
+    want = np.asarray([expected["samples"][name]["probabilities"] for name in names])
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
