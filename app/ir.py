@@ -34,6 +34,7 @@ Activations (unary, elementwise unless noted):
   clip(min, max), prelu(x, alpha)  (alpha broadcast; shared axes already expanded by the loader)
 
 Elementwise n-ary with numpy broadcasting: add, sub, mul, div, maximum, minimum, average, pow
+  (add also takes a fused activation="linear", as conv)
 Elementwise unary (TF ops recorded by Keras 2 TFOpLambda): neg, sqrt, square, abs
 Reductions: mean(axes, keepdims), sum(axes, keepdims), reduce_max(axes, keepdims),
   reduce_min(axes, keepdims), argmax(axis)

@@ -4,7 +4,7 @@
 * batch-norm -> ``scale_shift``; grouped conv with one channel per group -> depthwise;
 * zero ``pad`` folded into the following conv's pads;
 * ``scale_shift`` folded into the preceding conv / depthwise / dense / transposed conv;
-* a parameterless activation fused into the preceding conv / dense / scale_shift.
+* a parameterless activation fused into the preceding conv / dense / scale_shift / add.
 
 A rewrite only fires when the intermediate tensor has no other reader and is not a graph output,
 so results are unchanged up to float rounding. ``Graph.layer_outputs`` keeps every layer whose
@@ -202,7 +202,7 @@ class _Work:
 
     def fuse_activations(self):
         def make(producer: Node, node: Node):
-            if producer.op not in _LINEAR_OPS + ("scale_shift",) or producer.attrs.get("activation", "linear") != "linear":
+            if producer.op not in _LINEAR_OPS + ("scale_shift", "add") or producer.attrs.get("activation", "linear") != "linear":
                 return None
             if node.op not in FUSABLE_ACTIVATIONS or len(node.inputs) != 1 or not _default_attrs(node):
                 return None

@@ -7,13 +7,14 @@ from functools import reduce as _fold
 import numpy as np
 
 from . import register
+from .activations import apply_activation
 
 
 @register("add")
-def add(*xs):
-    if len(xs) == 2:
-        return xs[0] + xs[1]
-    return _fold(np.add, xs)
+def add(*xs, activation="linear"):
+    """Sum with numpy broadcasting, then an optional fused activation (ResNet's Add -> ReLU)."""
+    y = xs[0] + xs[1] if len(xs) == 2 else _fold(np.add, xs)
+    return y if activation == "linear" else apply_activation(y, activation)
 
 
 @register("sub")

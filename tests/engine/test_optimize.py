@@ -144,3 +144,12 @@ def test_pool_same_pads_become_explicit(op):
     assert fast.nodes[0].attrs["pads"] == (0, 1, 1, 1)
     x = rand(1, 6, 7, 1)
     np.testing.assert_allclose(run(fast, x)[0], run(graph, x)[0])
+
+
+def test_add_relu_fuses():
+    nodes = [Node("sum", "add", ("x", "x"), ("s",)), Node("act", "relu", ("s",), ("y",))]
+    graph = graph_of(nodes, {}, (3,), ["y"])
+    fast = optimize(graph)
+    assert [(n.op, n.attrs.get("activation")) for n in fast.nodes] == [("add", "relu")]
+    x = np.array([[-1.0, 0.5, 2.0]], np.float32)
+    np.testing.assert_array_equal(run(fast, x)[0], [[0.0, 1.0, 4.0]])
