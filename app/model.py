@@ -131,20 +131,49 @@ class Model:
     def run_until(self, x, layer: str | int):
         """Output of one original layer (by name or index in :attr:`layer_names`), computing only
         what it needs. An array, or a list when the layer has several outputs."""
-        names = self.layer_names
-        if isinstance(layer, (int, np.integer)):
-            if not -len(names) <= int(layer) < len(names):
-                raise ModelInputError(f"layer index {layer} is out of range (model has {len(names)} layers)")
-            layer = names[int(layer)]
-        tensors = self.source_graph.layer_outputs.get(layer)
-        if tensors is None:
-            close = [n for n in names if layer.lower() in n.lower()][:5]
-            raise ModelInputError(f"model {self.graph.name!r} has no layer {layer!r}"
-                                  + (f"; did you mean {close}?" if close else ""))
+        layer = self._layer_name(layer)
+        tensors = self.source_graph.layer_outputs[layer]
         feeds = self._feeds(x)
         env = self._get_source_plan().run(feeds, wanted=tensors)
         values = [np.asarray(env[t], dtype=np.float32) for t in tensors]
         return values[0] if len(values) == 1 else values
+
+    def run_from(self, layer: str | int, value, x=None):
+        """Model outputs when ``layer``'s output is replaced by ``value`` (e.g. a masked feature
+        map for Score-CAM or occlusion); only the layers after it run. ``x`` is needed too when
+        some output also depends on the input by another path. Returns like :meth:`predict`."""
+        name = self._layer_name(layer)
+        tensors = self.source_graph.layer_outputs[name]
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        if len(values) != len(tensors):
+            raise ModelInputError(f"layer {name!r} has {len(tensors)} output(s), received {len(values)} array(s)")
+        given = {}
+        for tensor, array in zip(tensors, values):
+            array = np.ascontiguousarray(array, dtype=np.float32)
+            expected = self._shapes.get(tensor) if self._shapes else None
+            if expected is not None and (array.ndim != len(expected) or any(
+                    e is not None and e != r for e, r in zip(expected[1:], array.shape[1:]))):
+                raise ModelInputError(f"layer {name!r}: expected shape {_fmt(expected)}, received {tuple(array.shape)}")
+            given[tensor] = array
+        feeds = self._feeds(x) if x is not None else []
+        try:
+            env = self._get_source_plan().run(feeds, given=given)
+        except KeyError as exc:
+            raise ModelInputError(f"the outputs also depend on the model input (tensor {exc.args[0]!r}) by a path "
+                                  f"that bypasses layer {name!r}; pass x as well") from None
+        return self._pack([env[t.name] for t in self.source_graph.outputs])
+
+    def _layer_name(self, layer: str | int) -> str:
+        names = self.layer_names
+        if isinstance(layer, (int, np.integer)):
+            if not -len(names) <= int(layer) < len(names):
+                raise ModelInputError(f"layer index {layer} is out of range (model has {len(names)} layers)")
+            return names[int(layer)]
+        if layer not in self.source_graph.layer_outputs:
+            close = [n for n in names if str(layer).lower() in n.lower()][:5]
+            raise ModelInputError(f"model {self.graph.name!r} has no layer {layer!r}"
+                                  + (f"; did you mean {close}?" if close else ""))
+        return layer
 
     def _get_source_plan(self) -> Plan:
         if self._source_plan is None:

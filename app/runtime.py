@@ -70,20 +70,29 @@ class Plan:
         self.producer = {out: i for i, node in enumerate(graph.nodes) for out in node.outputs}
 
     def run(self, inputs: list[np.ndarray], *, wanted: Iterable[str] | None = None,
-            trace: list | None = None, release: bool = True) -> dict[str, np.ndarray]:
+            trace: list | None = None, release: bool = True,
+            given: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         """Run the graph on ``inputs`` (one array per graph input, already validated).
 
         Returns the environment restricted to ``wanted`` tensor names (default: graph outputs).
         Stops as soon as every wanted tensor exists. With ``trace`` a list, appends a
-        :class:`TraceRow` per node output."""
+        :class:`TraceRow` per node output. ``given`` pins intermediate tensors to the arrays
+        passed: only nodes the wanted tensors still depend on run (``inputs`` may then be
+        empty when nothing needs them)."""
         graph = self.graph
         wanted = tuple(wanted) if wanted is not None else tuple(t.name for t in graph.outputs)
         env: dict[str, np.ndarray] = dict(graph.weights)
         for spec, array in zip(graph.inputs, inputs):
             env[spec.name] = array
+        needed = None
+        if given:
+            env.update(given)
+            needed = self._needed(wanted, set(given) | set(env))
         last = max((self.producer.get(name, -1) for name in wanted), default=-1)
         protected = set(wanted)
         for index in range(last + 1):
+            if needed is not None and index not in needed:
+                continue
             step = self.steps[index]
             node = step.node
             try:
@@ -106,6 +115,19 @@ class Plan:
                     if name not in protected:
                         env.pop(name, None)
         return {name: env[name] for name in wanted}
+
+
+    def _needed(self, wanted, available) -> set[int]:
+        """Indices of the nodes the ``wanted`` tensors depend on, stopping at ``available``."""
+        needed: set[int] = set()
+        stack = [name for name in wanted if name not in available]
+        while stack:
+            index = self.producer.get(stack.pop())
+            if index is None or index in needed:
+                continue
+            needed.add(index)
+            stack.extend(name for name in self.steps[index].node.inputs if name not in available)
+        return needed
 
 
 def _trace_row(index: int, node: Node, name: str, value: np.ndarray) -> TraceRow:

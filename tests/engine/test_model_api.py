@@ -204,3 +204,30 @@ def test_predict_in_chunks_matches_whole_batch():
         np.testing.assert_allclose(c, w, atol=1e-6)
     with pytest.raises(app.errors.ModelInputError, match=r"batch_size must be a positive int, received 0"):
         model.predict(x, batch_size=0)
+
+
+def test_run_from_a_layer_continues_the_model():
+    folder, arrays = fixture("k2_nested_application_head")
+    model = app.load_model(folder)
+    x = arrays["input_0"]
+    features = model.run_until(x, "gap")
+    np.testing.assert_allclose(model.run_from("gap", features), arrays["output_0"], atol=1e-4)
+    # zero features: the head is then just activation(bias) of the final Dense layer
+    layers = json.loads((folder / "model.json").read_text())["modelTopology"]["model_config"]["config"]["layers"]
+    probs = next(l for l in layers if l["name"] == "probs")["config"]
+    bias = model.source_graph.weights["probs/bias"]
+    expected = np.exp(bias - bias.max()) / np.exp(bias - bias.max()).sum() if probs["activation"] == "softmax" else bias
+    got = model.run_from("gap", np.zeros_like(features))
+    np.testing.assert_allclose(got, np.broadcast_to(expected, got.shape), rtol=1e-5, atol=1e-6)
+    with pytest.raises(app.errors.ModelInputError, match=r"layer 'gap': expected shape \(None, 10\), received \(2, 3\)"):
+        model.run_from("gap", np.zeros((2, 3), np.float32))
+
+
+def test_run_from_needs_x_when_a_path_bypasses_the_layer():
+    folder, arrays = fixture("k2_functional_classifier")
+    model = app.load_model(folder)
+    x = arrays["input_0"]
+    res_conv_a = model.run_until(x, "res_conv_a")
+    with pytest.raises(app.errors.ModelInputError, match=r"bypasses layer 'res_conv_a'; pass x as well"):
+        model.run_from("res_conv_a", res_conv_a)
+    np.testing.assert_allclose(model.run_from("res_conv_a", res_conv_a, x=x), arrays["output_0"], atol=1e-4)
