@@ -198,6 +198,25 @@ def build_app_wheel(work_dir: Path) -> Path:
     return wheels[0]
 
 
+def add_simd_kernels(wheel: Path, work_dir: Path) -> str:
+    """Build csrc/'s SIMD GEMM kernels as a wasm side module (tools/build_kernels.py, clang-16 +
+    wasm-ld-16) and put them into the app wheel, where app.fastpath finds them in Pyodide."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("vitrine_build_kernels", ROOT / "tools" / "build_kernels.py")
+    if spec is None or not (ROOT / "tools" / "build_kernels.py").exists():
+        raise BuildError("tools/build_kernels.py is missing; build with --no-kernels to ship without SIMD kernels")
+    kernels = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(kernels)
+    try:
+        library = kernels.build_kernels(work_dir / "kernels", "wasm")
+    except kernels.KernelBuildError as exc:
+        raise BuildError(f"SIMD kernels: {exc}\n  install clang-16 and lld-16 (./dev.sh does it), or build with "
+                         "--no-kernels (the engine then multiplies with numpy, several times slower)") from exc
+    kernels.add_library_to_wheel(wheel, library)
+    return kernels.WHEEL_ARCNAME
+
+
 def sri(data: bytes) -> str:
     return "sha384-" + base64.b64encode(hashlib.sha384(data).digest()).decode()
 
@@ -234,7 +253,8 @@ def validate_origin(origin: str) -> str:
     return origin
 
 
-def build(out_dir: Path, model_host: str = DEFAULT_MODEL_HOST, cache_dir: Path | None = None, use_cdn: bool = True) -> dict:
+def build(out_dir: Path, model_host: str = DEFAULT_MODEL_HOST, cache_dir: Path | None = None, use_cdn: bool = True,
+          kernels: bool = True) -> dict:
     """Assemble the static site into ``out_dir`` (replaced atomically); return the manifest."""
     model_host = validate_origin(model_host)
     cache_dir = cache_dir or ROOT / ".cache"
@@ -272,6 +292,7 @@ def build(out_dir: Path, model_host: str = DEFAULT_MODEL_HOST, cache_dir: Path |
             emit(f"wheels/{file_name}", fetch_pypi_wheel(cache_dir, file_name))
         with tempfile.TemporaryDirectory() as work:
             app_wheel = build_app_wheel(Path(work))
+            manifest["simd_kernels"] = add_simd_kernels(app_wheel, Path(work)) if kernels else None
             emit(f"wheels/{app_wheel.name}", app_wheel.read_bytes())
 
         # 4. PyScript (no source maps) and MicroPython.
@@ -368,6 +389,8 @@ def main(argv: list[str] | None = None) -> int:
     p_build.add_argument("--out", type=Path, default=ROOT / "dist")
     p_build.add_argument("--cache", type=Path, default=ROOT / ".cache")
     p_build.add_argument("--no-cdn", action="store_true", help="skip the Pyodide CDN (use cache / PyPI mirror)")
+    p_build.add_argument("--no-kernels", action="store_true",
+                         help="ship without the SIMD GEMM kernels (no clang-16 needed; engine uses numpy GEMM)")
     p_serve = sub.add_parser("serve", help="serve dist/ on http://127.0.0.1:PORT (builds when missing)")
     p_serve.add_argument("--port", type=int, default=8000)
     p_serve.add_argument("--host", default="127.0.0.1")
@@ -380,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "build":
-            build(args.out, args.model_host, args.cache, use_cdn=not args.no_cdn)
+            build(args.out, args.model_host, args.cache, use_cdn=not args.no_cdn, kernels=not args.no_kernels)
         elif args.command == "serve":
             if args.rebuild or not (args.out / "index.html").exists():
                 build(args.out)

@@ -3,7 +3,8 @@
 #   ./dev.sh serve [--port 8000]   build dist/ and serve it on http://127.0.0.1:8000
 #   ./dev.sh test  [pytest args]   build dist/ and run the whole test suite (browser tests included)
 # Installs what it needs on a fresh Debian/Ubuntu: a .venv with the pinned Python deps, the
-# pinned JS runtime (npm ci) and, for `test`, Debian's chromium when /usr/bin/chromium is missing.
+# pinned JS runtime (npm ci), clang-16/lld-16 for the SIMD kernels when missing and, for `test`,
+# Debian's chromium when /usr/bin/chromium is missing (apt needs root or sudo).
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")"
 
@@ -52,6 +53,13 @@ ensure_node_modules() {
   fi
 }
 
+ensure_kernel_toolchain() {
+  # build.py compiles csrc/'s SIMD kernels to wasm with clang-16 + wasm-ld-16
+  if ! command -v clang-16 >/dev/null 2>&1 || ! command -v wasm-ld-16 >/dev/null 2>&1; then
+    apt_install clang-16 lld-16
+  fi
+}
+
 ensure_chromium() {
   if [ ! -x /usr/bin/chromium ]; then apt_install chromium; fi
 }
@@ -62,12 +70,14 @@ case "$command" in
   serve)
     ensure_venv ""
     ensure_node_modules
+    ensure_kernel_toolchain
     "$VENV/bin/python" build.py build
     exec "$VENV/bin/python" build.py serve "$@"
     ;;
   test)
     ensure_venv "[test]"
     ensure_node_modules
+    ensure_kernel_toolchain
     ensure_chromium
     "$VENV/bin/python" build.py build
     set +e

@@ -114,7 +114,9 @@ class EngineService:
             "unload_model": self._unload_model,
             "predict": self._predict,
             "decode_image": self._decode_image,
+            "select_gemm_backend": self._select_gemm_backend,
         }
+        self._gemm_report: dict | None = None
 
     # ---------------------------------------------------------------- envelope
     def handle(self, request: Any, payload: bytes | None = None, progress: ProgressCallback | None = None) -> dict:
@@ -175,7 +177,9 @@ class EngineService:
             "pyodide": _pyodide_version(),
             "numpy": numpy.__version__,
             "pillow": PIL.__version__,
-            "gemm_backend": gemm_backend(),
+            # the app.fastpath backend once selected, else what plain numpy matmul uses
+            "gemm_backend": self._gemm_report["backend"] if self._gemm_report else f"numpy matmul ({gemm_backend()})",
+            "gemm_report": self._gemm_report,
             "optional_modules": {name: find_spec(name) is not None for name in ("pydicom", "nibabel")},
             "calls": sorted(self.calls),
             "models_loaded": len(self._models),
@@ -258,6 +262,23 @@ class EngineService:
         # patient-identifying DICOM attributes (image.phi) never leave the engine through here
         return {"name": name, "shape": list(image.pixels.shape), "dtype": str(image.pixels.dtype),
                 "metadata": image.metadata}
+
+    def _select_gemm_backend(self, args: dict, payload: bytes | None, progress: ProgressCallback) -> dict:
+        """Pick the fastest working GEMM backend (app.fastpath) and route the engine through it.
+
+        ``args.order``: backends to try, default app.fastpath.BACKEND_ORDER; payload: optional SIMD
+        kernel library bytes (otherwise the copy shipped inside the app wheel is used)."""
+        select_backend = _engine_function("app.fastpath", "select_backend", "select_gemm_backend")
+        install = _engine_function("app.fastpath", "install", "select_gemm_backend")
+        backend_report = _engine_function("app.fastpath", "backend_report", "select_gemm_backend")
+        order = args.get("order")
+        if order is not None and not (isinstance(order, list) and order and all(isinstance(k, str) for k in order)):
+            raise ServiceRequestError(f"call 'select_gemm_backend': 'order' must be a non-empty list of names, received {order!r}")
+        options = {} if order is None else {"order": tuple(order)}
+        select_backend(**options, kernel_bytes=payload)
+        install()
+        self._gemm_report = backend_report()
+        return self._gemm_report
 
     # ---------------------------------------------------------------- helpers
     def _model_handle(self, args: dict, call: str) -> str:

@@ -7,6 +7,7 @@ from pyscript import document, window, workers
 from pyscript.ffi import create_proxy
 
 BOOT_REQUEST = json.dumps({"call": "info", "id": "boot"})
+GEMM_REQUEST = json.dumps({"call": "select_gemm_backend", "id": "boot-gemm"})
 
 
 def set_engine_state(state, message):
@@ -51,6 +52,13 @@ async def start_engine():
         error = reply["error"]
         set_engine_state("error", "The engine failed to start: %s: %s" % (error["type"], error["message"]))
         return
+    # Route the engine's matrix products through the fastest working backend (SIMD kernels
+    # shipped in the app wheel, else numpy); a failure here is reported, not fatal.
+    gemm = json.loads(await engine.call(GEMM_REQUEST, None))
+    if gemm["ok"]:
+        reply["result"]["gemm_backend"] = gemm["result"]["backend"]
+    else:
+        window.console.warn("GEMM backend selection failed: " + gemm["error"]["message"])
     # One handle for the rest of the UI and for tests: window.vitrineEngine.call(json, bytes|null)
     window.vitrineEngine = engine
     document.body.setAttribute("data-engine-name", engine_name)

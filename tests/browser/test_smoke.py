@@ -44,6 +44,9 @@ def test_engine_boots_and_computes_numpy_and_pillow_results_for_the_page(site_pa
     info = site_page.engine_call({"call": "info", "id": "i"})["result"]
     assert info["in_pyodide"] is True and info["platform"] == "emscripten"
     assert (info["pyodide"], info["numpy"], info["pillow"], info["python"][:4]) == ("0.27.7", "2.0.2", "10.2.0", "3.12")
+    # the SIMD kernels built into the app wheel load in Pyodide and pass app.fastpath's self-test
+    assert info["gemm_backend"].startswith("simd"), info["gemm_report"]
+    assert info["gemm_backend"] in page.inner_text("#engine-info")
 
     # Offline: every request went to the site's own origin.
     foreign = [url for url in site_page.requests

@@ -50,7 +50,7 @@ def test_progress_events_carry_id_and_call(service):
     [
         ([1, 2], "request must be a JSON object, received list"),
         ({"args": {}}, "request needs a string 'call', received None"),
-        ({"call": "explode"}, "unknown call 'explode'; known calls: decode_image, info, load_model, ping, predict, selftest, unload_model"),
+        ({"call": "explode"}, "unknown call 'explode'; known calls: decode_image, info, load_model, ping, predict, select_gemm_backend, selftest, unload_model"),
         ({"call": "ping", "args": [1]}, "call 'ping': 'args' must be an object, received list"),
         ({"call": "selftest", "args": {"size": 4}}, "call 'selftest': missing argument 'seed'"),
         ({"call": "selftest", "args": {"seed": "1", "size": 4}}, "call 'selftest': argument 'seed' must be int, received str '1'"),
@@ -191,3 +191,41 @@ def test_decode_image_returns_shape_and_metadata(service):
 
     reply = service.handle({"call": "decode_image", "args": {"name": "scan.png"}}, b"\x00" * 16)
     assert reply["ok"] is False and reply["error"]["type"] == "ImageFormatError" and "scan.png" in reply["error"]["message"]
+
+
+# ---------------------------------------------------------------- wired to app.fastpath
+@pytest.fixture
+def restore_fastpath(monkeypatch):
+    fastpath = pytest.importorskip("app.fastpath", reason="app.fastpath is not in this tree yet")
+    # the selection is process-global: put back exactly what other tests saw
+    monkeypatch.setattr(fastpath, "_selected", fastpath._selected)
+    monkeypatch.setattr(fastpath, "_skipped", list(fastpath._skipped))
+    yield fastpath
+    fastpath.uninstall()
+
+
+def test_select_gemm_backend_numpy_only_is_reported_by_info(service, restore_fastpath):
+    reply = service.handle({"call": "select_gemm_backend", "args": {"order": ["numpy"]}})
+    assert reply["ok"], reply
+    assert reply["result"]["backend"].startswith("numpy") and reply["result"]["skipped"] == []
+    info = service.handle({"call": "info"})["result"]
+    assert info["gemm_backend"] == reply["result"]["backend"] and info["gemm_report"] == reply["result"]
+
+
+def test_select_gemm_backend_explains_skipped_backends(service, restore_fastpath):
+    reply = service.handle({"call": "select_gemm_backend", "args": {"order": ["simd", "numpy"]}}, b"not a library")
+    assert reply["ok"], reply
+    assert reply["result"]["backend"].startswith("numpy")
+    assert len(reply["result"]["skipped"]) == 1 and reply["result"]["skipped"][0].startswith("simd: ")
+
+
+@pytest.mark.parametrize("order", [[], "simd", [1]])
+def test_select_gemm_backend_rejects_a_bad_order(service, order):
+    reply = service.handle({"call": "select_gemm_backend", "args": {"order": order}})
+    assert reply["error"]["message"] == f"call 'select_gemm_backend': 'order' must be a non-empty list of names, received {order!r}"
+
+
+def test_select_gemm_backend_unknown_backend_is_a_vitrine_error(service, restore_fastpath):
+    reply = service.handle({"call": "select_gemm_backend", "args": {"order": ["gpu"]}})
+    assert reply["ok"] is False and reply["error"]["internal"] is False
+    assert "gpu" in reply["error"]["message"]
