@@ -55,9 +55,25 @@ def install_fastpath_kernels(ops=None) -> list[str]:
     unknown = sorted(set(ops) - set(fast))
     if unknown:
         raise KeyError(f"app.fastpath has no kernels for {unknown}; it has {sorted(fast)}")
+    supported = set(getattr(fastpath, "ACTIVATIONS", ("linear", "relu", "relu6")))
     for op in ops:
-        replace_kernel(op, fast[op])
+        replace_kernel(op, _split_activation(fast[op], supported))
     return sorted(ops)
+
+
+def _split_activation(fast: Callable, supported: set) -> Callable:
+    """Run a fused activation the fast kernel lacks (swish, gelu, ...) as a separate numpy step
+    instead of letting the whole op fall back to numpy."""
+    from .activations import apply_activation
+
+    def kernel(*inputs, activation="linear", **attrs):
+        if activation in supported:
+            return fast(*inputs, activation=activation, **attrs)
+        return apply_activation(fast(*inputs, activation="linear", **attrs), activation)
+
+    kernel.__name__ = getattr(fast, "__name__", "fast_kernel")
+    kernel.__doc__ = getattr(fast, "__doc__", None)
+    return kernel
 
 
 def restore_kernels() -> None:

@@ -33,7 +33,7 @@ def relu6(x):
 @register("sigmoid")
 def sigmoid(x):
     # tanh form is overflow-free and as accurate as 1/(1+exp(-x)) in float32
-    return (0.5 * np.tanh(0.5 * x) + 0.5).astype(x.dtype, copy=False)
+    return _sigmoid_into(x, np.empty_like(x))
 
 
 @register("tanh")
@@ -78,7 +78,7 @@ def gelu(x, approximate=False):
 
 @register("swish", "silu")
 def swish(x):
-    return x * sigmoid(x)
+    return x * _sigmoid_into(x, np.empty_like(x))
 
 
 @register("hard_sigmoid")
@@ -159,14 +159,29 @@ FUSABLE_ACTIVATIONS = frozenset(
 )
 
 
+def _sigmoid_into(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    np.multiply(x, np.float32(0.5), out=out)
+    np.tanh(out, out=out)
+    out *= np.float32(0.5)
+    out += np.float32(0.5)
+    return out
+
+
 def apply_activation(y: np.ndarray, name: str) -> np.ndarray:
-    """Apply a fused activation to a freshly allocated ``y`` (in place for the cheap ones)."""
+    """Apply a fused activation to a freshly allocated float32 ``y`` (in place where it saves
+    temporaries: they dominate in Pyodide, where numpy's loops are not vectorised)."""
     if name == "linear":
         return y
     if name == "relu":
         return np.maximum(y, 0, out=y)
     if name == "relu6":
         return np.clip(y, 0, 6, out=y)
+    if name in ("swish", "silu"):
+        gate = _sigmoid_into(y, np.empty_like(y))
+        y *= gate
+        return y
+    if name == "sigmoid":
+        return _sigmoid_into(y, y)
     return _UNARY[name](y)
 
 
