@@ -1,0 +1,284 @@
+"""Grad-CAM and segmentation fixtures for ``app.explain`` (run ONLY inside /opt/tfenv).
+
+    /opt/tfenv/bin/python tools/make_gradcam_fixtures.py            # all cases (~1 min)
+    /opt/tfenv/bin/python tools/make_gradcam_fixtures.py --only small_cnn
+
+Each case in ``tests/fixtures/gradcam/<case>/`` holds what the tensorflowjs 4.22 converter wrote
+(``model.json`` + shards, Keras 2 = tf_keras export) and ``io.npz``:
+
+* Grad-CAM cases: ``input`` (N,H,W,C float32), ``class_index`` (N,) int64 (the top class unless
+  the case names one), ``layer`` (0-d str), ``logits`` (N,K), ``output`` (N,K, model output),
+  ``heatmap`` (N,h,w: TensorFlow's Grad-CAM at the layer's resolution), ``heatmap_upsampled``
+  (N,H,W). Reference = the Keras Grad-CAM example, per image: a ``GradientTape`` over
+  ``Model(inputs, [layer.output, logits])``; class score = the class's logit (the final Dense's
+  pre-activation ``x @ kernel + bias`` when the Dense carries softmax/sigmoid, else the input of
+  the final Activation layer); alpha_k = mean over H,W of d score / d A; map = ReLU(sum_k alpha_k
+  A_k) / max. Upsampling: ``tf.image.resize(map, (H, W), method="bilinear")`` (TF2: half-pixel
+  centers, no antialias), applied to the normalised map.
+* Segmentation cases: ``input``, ``output`` (N,H,W,C probabilities), ``masks`` (N,H,W) int64 =
+  argmax over classes (single sigmoid channel: ``p > 0.5``). Inputs are drawn from successive
+  seeds until every pixel's top-2 margin (or |p - 0.5|) is at least ``MIN_MARGIN``, so the masks
+  are free of near-ties and must match exactly.
+
+``meta.json`` records versions, seeds, the layer, the class indices and the chosen margins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _tfjs_fixture_lib as lib  # noqa: E402  (imports TensorFlow, stubs optional modules)
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+OUT_ROOT = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "gradcam"
+MIN_MARGIN = 2e-5  # >> the engine-vs-TF probability error (~1e-6), so masks must agree exactly
+K = lib.keras_module("2")
+L = K.layers
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    description: str
+    build: Callable
+    layer: str | None = None          # Grad-CAM target layer (None: segmentation case)
+    class_index: int | None = None    # None: the top class of each image
+    input_range: tuple | None = None
+
+
+def _small_cnn():
+    x = inputs = L.Input((20, 28, 3))
+    x = L.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(x)
+    x = L.MaxPooling2D(2, name="pool1")(x)
+    x = L.Conv2D(12, 3, padding="same", activation="relu", name="last_conv")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    outputs = L.Dense(5, activation="softmax", name="predictions")(x)
+    return K.Model(inputs, outputs, name="small_cnn")
+
+
+def _bn_dropout_head():
+    x = inputs = L.Input((24, 24, 3))
+    x = L.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="conv1")(x)
+    x = L.Conv2D(16, 3, padding="valid", activation="relu", name="conv2")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    x = L.BatchNormalization(name="head_bn")(x)
+    x = L.Dropout(0.5, name="head_dropout")(x)
+    x = L.Dense(10, activation="relu", name="fc")(x)
+    outputs = L.Dense(4, activation="softmax", name="predictions")(x)
+    return K.Model(inputs, outputs, name="bn_dropout_head")
+
+
+def _densenet_concat():
+    x = inputs = L.Input((16, 16, 3))
+    x = L.Conv2D(8, 3, padding="same", name="stem_conv")(x)
+    stem = L.Activation("relu", name="stem_relu")(x)
+    y = L.BatchNormalization(name="block_bn1")(stem)
+    y = L.Activation("relu", name="block_relu1")(y)
+    y = L.Conv2D(8, 1, use_bias=False, name="block_conv1")(y)
+    y = L.BatchNormalization(name="block_bn2")(y)
+    y = L.Activation("relu", name="block_relu2")(y)
+    y = L.Conv2D(4, 3, padding="same", use_bias=False, name="block_conv2")(y)
+    x = L.Concatenate(name="block_concat")([stem, y])
+    x = L.BatchNormalization(name="transition_bn")(x)
+    x = L.Activation("relu", name="transition_relu")(x)
+    x = L.Conv2D(6, 1, name="transition_conv")(x)
+    x = L.AveragePooling2D(2, name="transition_pool")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    outputs = L.Dense(3, activation="softmax", name="predictions")(x)
+    return K.Model(inputs, outputs, name="densenet_concat")
+
+
+def _residual_add():
+    x = inputs = L.Input((18, 18, 3))
+    stem = L.Conv2D(8, 3, padding="same", activation="relu", name="stem_conv")(x)
+    y = L.Conv2D(12, 3, strides=2, padding="same", name="res_conv1")(stem)
+    y = L.BatchNormalization(name="res_bn1")(y)
+    y = L.Activation("relu", name="res_relu1")(y)
+    y = L.Conv2D(12, 3, padding="same", name="res_conv2")(y)
+    shortcut = L.Conv2D(12, 1, strides=2, name="res_shortcut")(stem)
+    x = L.Add(name="res_add")([y, shortcut])
+    x = L.Activation("relu", name="res_out")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    outputs = L.Dense(4, activation="softmax", name="predictions")(x)
+    return K.Model(inputs, outputs, name="residual_add")
+
+
+def _multilabel_sigmoid():
+    x = inputs = L.Input((16, 20, 1))
+    x = L.Conv2D(6, 3, padding="same", activation="relu", name="conv1")(x)
+    x = L.Conv2D(8, 3, padding="same", activation="relu", name="conv2")(x)
+    x = L.MaxPooling2D(2, name="pool")(x)
+    x = L.Flatten(name="flatten")(x)
+    outputs = L.Dense(3, activation="sigmoid", name="labels")(x)
+    return K.Model(inputs, outputs, name="multilabel_sigmoid")
+
+
+def _fused_activation_target():
+    x = inputs = L.Input((16, 16, 3))
+    x = L.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(x)
+    x = L.Conv2D(10, 3, padding="same", use_bias=False, name="conv2")(x)
+    x = L.BatchNormalization(name="conv2_bn")(x)
+    x = L.Activation("relu", name="conv2_relu")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    x = L.Dense(3, name="logits")(x)
+    outputs = L.Activation("softmax", name="probabilities")(x)
+    return K.Model(inputs, outputs, name="fused_activation_target")
+
+
+def _tiny_unet(classes: int, activation: str):
+    def block(x, filters, name):
+        x = L.Conv2D(filters, 3, padding="same", name=f"{name}_conv")(x)
+        x = L.BatchNormalization(name=f"{name}_bn")(x)
+        return L.Activation("relu", name=f"{name}_relu")(x)
+
+    def build():
+        inputs = L.Input((32, 32, 3))
+        e1 = block(inputs, 8, "enc1")
+        e2 = block(L.MaxPooling2D(2, name="pool1")(e1), 12, "enc2")
+        b = block(L.MaxPooling2D(2, name="pool2")(e2), 16, "bottleneck")
+        d2 = L.UpSampling2D(2, name="up2")(b)
+        d2 = block(L.Concatenate(name="skip2")([d2, e2]), 12, "dec2")
+        d1 = L.Conv2DTranspose(8, 2, strides=2, name="up1")(d2)
+        d1 = block(L.Concatenate(name="skip1")([d1, e1]), 8, "dec1")
+        outputs = L.Conv2D(classes, 1, activation=activation, name="mask")(d1)
+        return K.Model(inputs, outputs, name=f"tiny_unet_{classes}")
+
+    return build
+
+
+CASES = [
+    Case("small_cnn", "Conv-Pool-Conv-GAP-Dense(softmax); non-square input", _small_cnn, layer="last_conv"),
+    Case("bn_dropout_head", "GAP -> BatchNorm -> Dropout -> Dense(relu) -> Dense(softmax); target = a valid conv",
+         _bn_dropout_head, layer="conv2"),
+    Case("densenet_concat", "target before a DenseNet-style block: BN-ReLU-Conv1x1-BN-ReLU-Conv3x3, Concatenate, "
+         "transition BN-ReLU-Conv1x1-AvgPool, GAP, Dense(softmax)", _densenet_concat, layer="stem_relu"),
+    Case("residual_add", "target feeds a residual block (stride-2 convs, BN, Add, ReLU) then GAP-Dense",
+         _residual_add, layer="stem_conv"),
+    Case("multilabel_sigmoid", "MaxPool-Flatten-Dense(sigmoid), explicit class 1", _multilabel_sigmoid,
+         layer="conv2", class_index=1),
+    Case("fused_activation_target", "target = Activation after Conv+BN (folded and fused by app.optimize), "
+         "separate softmax Activation layer", _fused_activation_target, layer="conv2_relu"),
+    Case("unet_softmax", "tiny U-Net (MaxPool, UpSampling2D, Conv2DTranspose, Concatenate), 4-class softmax",
+         _tiny_unet(4, "softmax")),
+    Case("unet_sigmoid", "tiny U-Net, single sigmoid channel (threshold 0.5)", _tiny_unet(1, "sigmoid")),
+]
+
+
+def _seed_for(name: str) -> int:
+    return zlib.crc32(f"gradcam_{name}".encode())
+
+
+def _logit_function(model):
+    """(input of the classifier's last layer -> logits) and that input tensor, following the
+    Keras Grad-CAM example: the pre-activation of a softmax/sigmoid Dense, or the input of a
+    final Activation layer."""
+    last = model.layers[-1]
+    if isinstance(last, L.Dense):
+        kernel, bias = last.kernel, last.bias
+        return last.input, (lambda pen: tf.matmul(pen, kernel) + bias)
+    if isinstance(last, L.Activation):
+        return last.input, (lambda pen: pen)
+    raise ValueError(f"no logit rule for final layer {last.name} ({type(last).__name__})")
+
+
+def _gradcam(model, layer_name, x, class_index):
+    penultimate, to_logits = _logit_function(model)
+    grad_model = K.Model(model.inputs, [model.get_layer(layer_name).output, penultimate])
+    maps, upsampled, logits, chosen = [], [], [], []
+    for image in x:
+        with tf.GradientTape() as tape:
+            features, pen = grad_model(image[None], training=False)
+            image_logits = to_logits(pen)
+            index = int(tf.argmax(image_logits[0])) if class_index is None else class_index
+            score = image_logits[:, index]
+        grads = tape.gradient(score, features)
+        weights = tf.reduce_mean(grads, axis=(0, 1, 2))
+        heat = tf.maximum(tf.reduce_sum(features[0] * weights, axis=-1), 0.0)
+        peak = float(tf.reduce_max(heat))
+        if peak <= 0:
+            raise RuntimeError(f"{model.name}: all-zero Grad-CAM map for class {index}: choose another input")
+        heat = heat / peak
+        maps.append(heat.numpy())
+        upsampled.append(tf.image.resize(heat[None, :, :, None], x.shape[1:3], method="bilinear")[0, :, :, 0].numpy())
+        logits.append(image_logits[0].numpy())
+        chosen.append(index)
+    return (np.stack(maps).astype(np.float32), np.stack(upsampled).astype(np.float32),
+            np.stack(logits).astype(np.float32), np.asarray(chosen, dtype=np.int64))
+
+
+def _masks_with_margin(model, seed: int):
+    """Inputs (from successive seeds) whose every pixel is a clear decision, their outputs, masks."""
+    for attempt in range(200):
+        x = lib.make_inputs(model, seed + attempt, batch=2)[0]
+        probabilities = lib.predict(model, [x])[0]
+        if probabilities.shape[-1] == 1:
+            margin = float(np.min(np.abs(probabilities - 0.5)))
+            masks = (probabilities[..., 0] > 0.5).astype(np.int64)
+        else:
+            top2 = np.sort(probabilities, axis=-1)[..., -2:]
+            margin = float(np.min(top2[..., 1] - top2[..., 0]))
+            masks = np.argmax(probabilities, axis=-1).astype(np.int64)
+        counts = np.bincount(masks.ravel(), minlength=max(2, probabilities.shape[-1]))
+        if margin >= MIN_MARGIN and np.count_nonzero(counts) >= 2:
+            return x, probabilities, masks, margin, seed + attempt
+    raise RuntimeError(f"{model.name}: no input without near-ties in 200 seeds")
+
+
+def generate(case: Case, out_root: Path) -> Path:
+    K.backend.clear_session()
+    model = case.build()
+    seed = _seed_for(case.name)
+    lib.seed_weights(model, seed)
+    case_dir = out_root / case.name
+    lib.convert(model, "2", case_dir)
+    meta = lib.base_meta("2", "gradcam" if case.layer else "segmentation", case.description)
+    meta["seed"] = seed
+    if case.layer is None:
+        x, probabilities, masks, margin, input_seed = _masks_with_margin(model, seed + 1)
+        arrays = {"input": x, "output": probabilities, "masks": masks}
+        meta["min_top2_margin"] = margin
+        meta["input_generation"] = f"numpy.random.default_rng({input_seed}).standard_normal((2, *input_shape))"
+        meta["reference"] = "TensorFlow model(x, training=False); masks = argmax (sigmoid: p > 0.5)"
+    else:
+        x = lib.make_inputs(model, seed + 1, batch=2)[0]
+        heat, upsampled, logits, chosen = _gradcam(model, case.layer, x, case.class_index)
+        output = lib.predict(model, [x])[0]
+        arrays = {"input": x, "class_index": chosen, "layer": np.array(case.layer), "logits": logits,
+                  "output": output, "heatmap": heat, "heatmap_upsampled": upsampled}
+        meta.update(layer=case.layer, class_index=chosen.tolist(),
+                    class_index_rule="top logit per image" if case.class_index is None else "given",
+                    heatmap_shape=list(heat.shape),
+                    input_generation=f"numpy.random.default_rng({seed + 1}).standard_normal((2, *input_shape))",
+                    reference="Keras Grad-CAM example per image (GradientTape, logit score, spatial-mean "
+                              "weights, ReLU, / max); tf.image.resize bilinear (half-pixel centers)")
+    np.savez_compressed(case_dir / "io.npz", **arrays)
+    (case_dir / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return case_dir
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=OUT_ROOT)
+    parser.add_argument("--only", action="append", default=[], help="case name; repeatable")
+    args = parser.parse_args(argv)
+    cases = [c for c in CASES if not args.only or c.name in args.only]
+    if not cases:
+        parser.error(f"no case matches --only {args.only}; cases: {[c.name for c in CASES]}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    for case in cases:
+        case_dir = generate(case, args.out)
+        size = sum(p.stat().st_size for p in case_dir.iterdir())
+        print(f"{case.name}: {size} bytes", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
