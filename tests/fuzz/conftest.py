@@ -21,3 +21,12 @@ def bounded_address_space():
         yield
     finally:
         resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One line with the settings and how often each already-reported bug was met again."""
+    from fuzz_harness import EXAMPLE_SECONDS, FUZZ_EXAMPLES, known_bug_hits
+
+    hits = ", ".join(f"{name} x{count}" for name, count in sorted(known_bug_hits.items())) or "none"
+    terminalreporter.write_line(f"fuzz: {FUZZ_EXAMPLES} examples per target, {EXAMPLE_SECONDS} s per example; "
+                                f"known bugs met again: {hits}")
