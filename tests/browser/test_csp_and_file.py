@@ -67,11 +67,18 @@ def test_served_page_hides_the_file_notice(engine_page):
     assert engine_page.page.is_hidden("#file-notice")
 
 
-def test_missing_runtime_wheel_turns_into_a_visible_error(blank_page, built_site, static_server, tmp_path):
+@pytest.mark.parametrize("damage", ["missing", "tampered"])
+def test_broken_runtime_wheel_turns_into_a_visible_error(blank_page, built_site, static_server, tmp_path, damage):
     broken = tmp_path / "dist"
     shutil.copytree(built_site.dist, broken)
     lock = json.loads((broken / "pyodide" / "pyodide-lock.json").read_text())
-    (broken / "pyodide" / lock["packages"]["numpy"]["file_name"]).unlink()
+    wheel = broken / "pyodide" / lock["packages"]["numpy"]["file_name"]
+    if damage == "missing":
+        wheel.unlink()
+    else:  # same size, one flipped byte: only Pyodide's sha256 check (from the lock) can notice
+        data = bytearray(wheel.read_bytes())
+        data[-100] ^= 0x01
+        wheel.write_bytes(bytes(data))
     origin = static_server(broken)
     blank_page.allow_console_error(r".")  # the failure itself is logged; we assert on the page
     page = blank_page.page
@@ -103,3 +110,25 @@ def test_tampered_pyscript_chunk_is_refused_and_explained(blank_page, built_site
     page.wait_for_selector("body[data-engine-state='error']", state="attached", timeout=60_000)
     assert "integrity" in page.inner_text("#engine-status")
     assert any("ntegrity" in e for e in blank_page.console_errors), blank_page.console_errors
+
+
+def test_boot_timeout_says_so_instead_of_spinning(blank_page, built_site, static_server, tmp_path):
+    impatient = tmp_path / "dist"
+    shutil.copytree(built_site.dist, impatient)
+    page_file = impatient / "index.html"
+    page_file.write_text(page_file.read_text().replace('data-boot-timeout-ms="90000"', 'data-boot-timeout-ms="1"'))
+    origin = static_server(impatient)
+    page = blank_page.page
+    page.goto(origin + "/index.html")
+    page.wait_for_selector("body[data-engine-state='error']", state="attached", timeout=30_000)
+    assert page.inner_text("#engine-status").startswith("The engine did not start within 0 s.")
+
+
+def test_browser_without_wasm_simd_is_told_in_words(blank_page, built_site):
+    page = blank_page.page
+    # Pretend WebAssembly SIMD is unsupported (init scripts run before the page's own scripts).
+    page.add_init_script("WebAssembly.validate = () => false;")
+    blank_page.allow_console_error(r".")  # PyScript may still try to start; the page must say why it cannot
+    page.goto(built_site.url)
+    page.wait_for_selector("body[data-engine-state='error']", state="attached", timeout=30_000)
+    assert "lacks WebAssembly SIMD" in page.inner_text("#engine-status")
