@@ -153,10 +153,16 @@ def _gelu(grad, x, y, approximate=False):
     return grad * (cdf + x * np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi))
 
 
+def _softmax_vjp(grad, x, y, axis=-1):
+    return y * (grad - np.sum(grad * y, axis=axis, keepdims=True))
+
+
+ACTIVATION_VJPS["softmax"] = _softmax_vjp  # also a fused activation (a Dense carrying softmax)
+
+
 @register("softmax")
 def _softmax(grad, inputs, output, needs, axis=-1):
-    y = _f64(output)
-    return [y * (grad - np.sum(grad * y, axis=axis, keepdims=True))]
+    return [_softmax_vjp(grad, None, _f64(output), axis)]
 
 
 # ---- linear layers ---------------------------------------------------------------------------

@@ -1,0 +1,180 @@
+"""Grad-CAM vs TensorFlow GradientTape fixtures (tools/make_gradcam_fixtures.py) and every
+validation path of app.explain.gradcam."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import app
+from app.errors import ModelInputError, UnsupportedLayerError, VitrineError
+from app.explain import compute_gradcam, gradcam, spatial_layers
+from app.ir import Graph, Node, TensorSpec
+from app.model import Model
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "gradcam"
+GRADCAM_CASES = ["small_cnn", "bn_dropout_head", "densenet_concat", "residual_add", "multilabel_sigmoid",
+                 "fused_activation_target"]
+ATOL = 1e-3
+
+
+def _case(name):
+    with np.load(FIXTURES / name / "io.npz") as io:
+        arrays = {key: io[key] for key in io.files}
+    return arrays, json.loads((FIXTURES / name / "meta.json").read_text())
+
+
+@pytest.mark.parametrize("optimize", [True, False], ids=["optimized", "unoptimized"])
+@pytest.mark.parametrize("name", GRADCAM_CASES)
+def test_matches_tensorflow(name, optimize):
+    io, meta = _case(name)
+    model = app.load_model(str(FIXTURES / name), optimize=optimize)
+    class_index = None if meta["class_index_rule"] == "top logit per image" else io["class_index"]
+    result = compute_gradcam(model, io["input"], class_index=class_index, layer=str(io["layer"]))
+    np.testing.assert_array_equal(result.class_index, io["class_index"])
+    np.testing.assert_allclose(result.logits, io["logits"], atol=1e-4)
+    np.testing.assert_allclose(result.layer_heatmap, io["heatmap"], atol=ATOL)
+    np.testing.assert_allclose(result.heatmap, io["heatmap_upsampled"], atol=ATOL)
+    assert result.heatmap.dtype == np.float32 and result.heatmap.shape == io["input"].shape[:3]
+    low = gradcam(model, io["input"], class_index=class_index, layer=str(io["layer"]), upsample=False)
+    np.testing.assert_allclose(low, io["heatmap"], atol=ATOL)
+
+
+@pytest.mark.parametrize("name", ["small_cnn", "bn_dropout_head", "fused_activation_target"])
+def test_default_layer_is_the_last_spatial_one(name):
+    # in these cases the fixture's layer is the last one with a spatial output
+    io, _ = _case(name)
+    model = app.load_model(str(FIXTURES / name))
+    result = compute_gradcam(model, io["input"])
+    assert result.layer == str(io["layer"])
+    np.testing.assert_allclose(result.heatmap, io["heatmap_upsampled"], atol=ATOL)
+
+
+def test_spatial_layers_lists_original_names_including_folded_ones():
+    model = app.load_model(str(FIXTURES / "fused_activation_target"))
+    # conv2 and conv2_bn were folded / fused away in model.graph, but stay addressable
+    assert spatial_layers(model) == ["conv1", "conv2", "conv2_bn", "conv2_relu"]
+    assert "conv2_bn" not in model.graph.layer_outputs
+
+
+def test_single_class_index_applies_to_every_image():
+    io, _ = _case("small_cnn")
+    model = app.load_model(str(FIXTURES / "small_cnn"))
+    both = compute_gradcam(model, io["input"], class_index=1)
+    np.testing.assert_array_equal(both.class_index, [1, 1])
+    one = compute_gradcam(model, io["input"][1:], class_index=[1])
+    np.testing.assert_allclose(both.heatmap[1], one.heatmap[0], atol=1e-6)
+
+
+# ---- negative paths ----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def small():
+    io, _ = _case("small_cnn")
+    return app.load_model(str(FIXTURES / "small_cnn")), io["input"]
+
+
+def test_unknown_layer_lists_spatial_layers(small):
+    model, x = small
+    with pytest.raises(ModelInputError, match=r"has no layer 'conv9'; spatial layers: conv1, pool1, last_conv"):
+        gradcam(model, x, layer="conv9")
+
+
+def test_non_spatial_layer(small):
+    model, x = small
+    with pytest.raises(ModelInputError, match=r"layer 'gap' .* is not spatial \(output shape \(None, 12\); .*"
+                                              r"spatial layers: conv1, pool1, last_conv"):
+        gradcam(model, x, layer="gap")
+
+
+@pytest.mark.parametrize("bad", [5, -1, [0, 7]])
+def test_class_index_out_of_range(small, bad):
+    model, x = small
+    with pytest.raises(ModelInputError, match=r"class index (5|-1|7) is out of range: the model has 5 classes \(0..4\)"):
+        gradcam(model, x, class_index=bad)
+
+
+@pytest.mark.parametrize("bad", [[0, 1, 2], 1.5, "cat"])
+def test_class_index_of_wrong_form(small, bad):
+    model, x = small
+    with pytest.raises(ModelInputError, match=r"class_index must be None, an int or 2 ints"):
+        gradcam(model, x, class_index=bad)
+
+
+def test_layer_must_be_a_name(small):
+    model, x = small
+    with pytest.raises(ModelInputError, match=r"layer must be a layer name \(str\), received 3"):
+        gradcam(model, x, layer=3)
+
+
+def test_bad_input_shape_is_the_engines_error(small):
+    model, x = small
+    with pytest.raises(ModelInputError, match=r"expected shape \(None, 20, 28, 3\).*add a batch axis"):
+        gradcam(model, x[0])
+
+
+def _graph_with_head(op: str, attrs: dict) -> Graph:
+    rng = np.random.default_rng(0)
+    weights = {"k": rng.standard_normal((3, 3, 2, 4)).astype(np.float32),
+               "d": rng.standard_normal((4, 3)).astype(np.float32)}
+    nodes = [Node("conv", "conv2d", ("x", "k"), ("conv",), {"strides": (1, 1), "dilations": (1, 1),
+                                                           "pads": (1, 1, 1, 1), "activation": "relu"}),
+             Node("odd_layer", op, ("conv",), ("odd",), attrs),
+             Node("gap", "global_avg_pool", ("odd",), ("gap",)),
+             Node("fc", "dense", ("gap", "d"), ("fc",)),
+             Node("probs", "softmax", ("fc",), ("probs",), {"axis": -1})]
+    return Graph(nodes=nodes, inputs=[TensorSpec("x", (None, 6, 6, 2))], outputs=[TensorSpec("probs", (None, 3))],
+                 weights=weights, name="handmade",
+                 layer_outputs={"conv": ("conv",), "odd_layer": ("odd",), "gap": ("gap",), "fc": ("probs",)})
+
+
+def test_unsupported_op_in_the_head_names_the_layer():
+    model = Model(_graph_with_head("resize", {"size": (12, 12), "method": "bilinear"}), optimize=False)
+    x = np.random.default_rng(1).standard_normal((1, 6, 6, 2)).astype(np.float32)
+    with pytest.raises(UnsupportedLayerError, match=r"Grad-CAM cannot go back through layer 'odd_layer' \(resize\) "
+                                                    r"between 'conv' and the class score: op 'resize' has no gradient; "
+                                                    r"the backward pass supports: .*global_avg_pool"):
+        gradcam(model, x, layer="conv")
+    # a target after the unsupported layer needs no gradient through it
+    assert gradcam(model, x, layer="odd_layer").shape == (1, 6, 6)
+
+
+def test_segmentation_model_is_refused():
+    io, _ = _case("unet_softmax")
+    model = app.load_model(str(FIXTURES / "unet_softmax"))
+    with pytest.raises(ModelInputError, match=r"Grad-CAM explains classifiers .* shape \(None, 32, 32, 4\) "
+                                              r"\(for a segmentation model use app.explain.segment\)"):
+        gradcam(model, io["input"])
+
+
+def test_errors_are_vitrine_errors():
+    assert issubclass(ModelInputError, VitrineError) and issubclass(UnsupportedLayerError, VitrineError)
+
+
+# ---- big model ---------------------------------------------------------------------------------
+
+BIG = Path(__file__).resolve().parents[2] / ".cache" / "fixtures" / "gradcam_big" / "k2_densenet121"
+
+
+@pytest.mark.slow
+def test_densenet121_matches_tensorflow():
+    if not (BIG / "io.npz").is_file():
+        pytest.skip(f"{BIG} is absent: run /opt/tfenv/bin/python tools/make_gradcam_fixtures.py --big "
+                    f"(needs .cache/fixtures/big/k2_densenet121 from tools/make_big_fixtures.py)")
+    io, meta = _case_at(BIG)
+    model = app.load_model(meta["model_dir"])
+    result = compute_gradcam(model, io["input"], layer=str(io["layer"]))
+    np.testing.assert_array_equal(result.class_index, io["class_index"])
+    np.testing.assert_allclose(result.layer_heatmap, io["heatmap"], atol=ATOL)
+    np.testing.assert_allclose(result.heatmap, io["heatmap_upsampled"], atol=ATOL)
+    default = compute_gradcam(model, io["input"])
+    assert default.layer == str(io["layer"])
+
+
+def _case_at(path: Path):
+    with np.load(path / "io.npz") as io:
+        arrays = {key: io[key] for key in io.files}
+    return arrays, json.loads((path / "meta.json").read_text())
