@@ -19,6 +19,9 @@ from .errors import ArchiveError
 DEFAULT_MAX_TOTAL_BYTES = 1 << 30  # 1 GiB uncompressed: EfficientNetB7 float32 is ~260 MB
 DEFAULT_MAX_ENTRIES = 10_000
 _CHUNK = 1 << 20
+# Compression methods zipfile decompresses with a bounded output per read.
+_BOUNDED_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+_METHOD_NAMES = {zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "lzma", 9: "deflate64", 93: "zstandard"}
 _DRIVE = re.compile(r"^[A-Za-z]:")
 # Errors the stdlib raises on corrupt / truncated / exotic archives.
 _ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, OSError, ValueError,
@@ -72,6 +75,13 @@ def read_zip(data: bytes, name: str, *, max_total_bytes: int = DEFAULT_MAX_TOTAL
             continue
         if info.flag_bits & 0x1:
             raise ArchiveError(f"{name}: member {info.filename!r} is encrypted")
+        if info.compress_type not in _BOUNDED_METHODS:
+            # zipfile inflates bzip2 / lzma chunks without an output bound, so a lying header
+            # could expand gigabytes before any check runs: refuse them up front.
+            method = _METHOD_NAMES.get(info.compress_type, f"method {info.compress_type}")
+            raise ArchiveError(f"{name}: member {info.filename!r} is compressed with {method}, whose decompression "
+                               "cannot be size-limited (zip bomb risk); only stored and deflate members are accepted "
+                               "(re-create the zip with standard deflate compression)")
         if member in files:
             raise ArchiveError(f"{name}: member {info.filename!r} appears twice")
         chunks = []

@@ -61,7 +61,13 @@ def decode_weights(manifest: Any, files: Mapping[str, bytes], base_dir: str,
             raise ModelFormatError(_shard_size_message(model_file, group_index, shards, len(buffer), needed))
         for name, shape, stored, quantization, offset, count in layout:
             raw = np.frombuffer(buffer, dtype=_NUMPY_DTYPES[stored], count=count, offset=offset)
-            decoded.append((name, _dequantize(raw, stored, quantization).reshape(shape)))
+            array = _dequantize(raw, stored, quantization).reshape(shape)
+            finite = np.isfinite(array)
+            if not finite.all():
+                bad = int(array.size - np.count_nonzero(finite))
+                raise ModelFormatError(f"{model_file}: weight {name!r} has {bad} NaN or infinite value(s) out of "
+                                       f"{array.size}; every prediction would be NaN (damaged or badly trained model)")
+            decoded.append((name, array))
     return decoded
 
 

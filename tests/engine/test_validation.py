@@ -338,3 +338,23 @@ def test_truncated_zip_via_load_model_is_archive_error(tmp_path):
     path.write_bytes(make_zip(files)[:200])
     with pytest.raises(ArchiveError, match=r"model.zip: corrupt or truncated"):
         app.load_model(path)
+
+
+@pytest.mark.parametrize("method,label", [(zipfile.ZIP_BZIP2, "bzip2"), (zipfile.ZIP_LZMA, "lzma")])
+def test_zip_members_with_unbounded_decompressors_are_refused(method, label):
+    data = make_zip({"model.json": b"{}"}, compression=method)
+    with pytest.raises(ArchiveError, match=rf"odd.zip: member 'model.json' is compressed with {label}, whose decompression cannot be size-limited \(zip bomb risk\); only stored and deflate"):
+        read_zip(data, "odd.zip")
+
+
+def test_stored_members_are_read():
+    assert read_zip(make_zip({"a.bin": b"\x01\x02"}, compression=zipfile.ZIP_STORED), "s.zip") == {"a.bin": b"\x01\x02"}
+
+
+def test_non_finite_weights_are_refused():
+    kernel = np.ones((48, 2))
+    kernel[3, 1] = np.nan
+    kernel[7, 0] = np.inf
+    files = keras2_model([FLAT, DENSE], [("fc/kernel", kernel), ("fc/bias", np.zeros(2))])
+    with pytest.raises(ModelFormatError, match=r"weight 'fc/kernel' has 2 NaN or infinite value\(s\) out of 96"):
+        app.load_model(files)
