@@ -264,11 +264,41 @@ def generate(case: Case, out_root: Path) -> Path:
     return case_dir
 
 
+REPO = Path(__file__).resolve().parent.parent
+BIG_MODEL = REPO / ".cache" / "fixtures" / "big" / "k2_densenet121"
+BIG_OUT = REPO / ".cache" / "fixtures" / "gradcam_big" / "k2_densenet121"
+BIG_LAYER = "relu"  # DenseNet121's last spatial layer (final BN -> ReLU, 7x7x1024)
+
+
+def generate_big() -> Path:
+    """Grad-CAM reference for the cached DenseNet121 (tools/make_big_fixtures.py), not committed:
+    the model is rebuilt in tf_keras from its model.json + shards, inputs are its io.npz inputs."""
+    if not (BIG_MODEL / "model.json").is_file():
+        raise SystemExit(f"{BIG_MODEL} is missing: run tools/make_big_fixtures.py --only k2_densenet121 first")
+    K.backend.clear_session()
+    model = lib.load_tfjs_into_tf_keras(BIG_MODEL)
+    with np.load(BIG_MODEL / "io.npz") as data:
+        x = data["input_0"]
+    heat, upsampled, logits, chosen = _gradcam(model, BIG_LAYER, x, None)
+    BIG_OUT.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(BIG_OUT / "io.npz", input=x, class_index=chosen, layer=np.array(BIG_LAYER), logits=logits,
+                        heatmap=heat, heatmap_upsampled=upsampled)
+    meta = lib.base_meta("2", "gradcam", "DenseNet121 (weights=None, seeded), Grad-CAM at its last spatial layer")
+    meta.update(model_dir=str(BIG_MODEL), layer=BIG_LAYER, class_index=chosen.tolist())
+    (BIG_OUT / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return BIG_OUT
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=OUT_ROOT)
     parser.add_argument("--only", action="append", default=[], help="case name; repeatable")
+    parser.add_argument("--big", action="store_true",
+                        help=f"only the uncommitted DenseNet121 reference in {BIG_OUT.relative_to(REPO)}")
     args = parser.parse_args(argv)
+    if args.big:
+        print(f"wrote {generate_big()}")
+        return 0
     cases = [c for c in CASES if not args.only or c.name in args.only]
     if not cases:
         parser.error(f"no case matches --only {args.only}; cases: {[c.name for c in CASES]}")
