@@ -20,16 +20,17 @@ from ..ir import Graph
 CARD_FILE_NAME = "model-card.json"
 
 
-def load_model(source, *, optimize: bool = True, **options):
+def load_model(source, *, name: str | None = None, optimize: bool = True, **options):
     """Load a model; returns :class:`app.model.Model` (TF.js) or the TFLite model object.
 
-    ``source``: see the module docstring. ``optimize=False`` runs the graph exactly as the loader
-    built it (no batch-norm folding / activation fusion), for debugging."""
+    ``source``: see the module docstring. ``name`` labels bytes / mapping sources in error
+    messages (e.g. the file name the user chose). ``optimize=False`` runs the graph exactly as
+    the loader built it (no batch-norm folding / activation fusion), for debugging."""
     from ..model import Model
 
     if options:
         raise TypeError(f"load_model() got unexpected keyword arguments {sorted(options)}")
-    files, origin = _collect(source)
+    files, origin = _collect(source, name)
     if isinstance(files, bytes):  # a TFLite flatbuffer
         return _load_tflite(files, origin)
     model_json = _find_model_json(files, origin)
@@ -48,23 +49,26 @@ def load_model(source, *, optimize: bool = True, **options):
     return Model(graph, card=card, source=origin, format="tfjs-layers", optimize=optimize)
 
 
-def _collect(source):
-    """-> (mapping name -> bytes, origin label) or (tflite bytes, origin label)."""
+def _collect(source, label=None):
+    """-> (mapping name -> bytes, origin label) or (tflite bytes, origin label). ``label`` names
+    in-memory sources in messages (e.g. the file name the user picked)."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         if data[4:8] == b"TFL3":
-            return data, "<tflite bytes>"
+            return data, label or "<tflite bytes>"
         if is_zip(data):
-            return read_zip(data, "<zip bytes>"), "<zip bytes>"
-        raise ModelFormatError(f"<bytes>: neither a zip archive nor a TFLite model (starts with {data[:8]!r})")
+            return read_zip(data, label or "<zip bytes>"), label or "<zip bytes>"
+        raise ModelFormatError(f"{label or '<bytes>'}: neither a zip archive nor a TFLite model "
+                               f"(starts with {data[:8]!r})")
     if isinstance(source, Mapping):
+        label = label or "<files>"
         files = {}
         for name, data in source.items():
             if not isinstance(name, str) or not isinstance(data, (bytes, bytearray, memoryview)):
-                raise ModelFormatError(f"<files>: expected a mapping of file name -> bytes, got {type(name).__name__} -> "
+                raise ModelFormatError(f"{label}: expected a mapping of file name -> bytes, got {type(name).__name__} -> "
                                        f"{type(data).__name__}")
             files[posixpath.normpath(name.replace("\\", "/")).lstrip("/")] = bytes(data)
-        return files, "<files>"
+        return files, label
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if path.is_dir():

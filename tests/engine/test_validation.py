@@ -358,3 +358,14 @@ def test_non_finite_weights_are_refused():
     files = keras2_model([FLAT, DENSE], [("fc/kernel", kernel), ("fc/bias", np.zeros(2))])
     with pytest.raises(ModelFormatError, match=r"weight 'fc/kernel' has 2 NaN or infinite value\(s\) out of 96"):
         app.load_model(files)
+
+
+def test_name_labels_in_memory_sources_in_errors():
+    with pytest.raises(ArchiveError, match=r"^chest-xray\.zip: corrupt or truncated"):
+        app.load_model(make_zip({"model.json": b"{}" * 500})[:60], name="chest-xray.zip")
+    with pytest.raises(ModelFormatError, match=r"^my-upload: neither a zip archive nor a TFLite model"):
+        app.load_model(b"not a model", name="my-upload")
+    files = keras2_model([FLAT, DENSE], DENSE_WEIGHTS)
+    del files["group1-shard1of1.bin"]
+    with pytest.raises(ModelFormatError, match=r"^densenet\.zip:model\.json: weight shard"):
+        app.load_model(files, name="densenet.zip")
