@@ -6,8 +6,10 @@
 // DIR (--index-url) holds Pyodide's core files (from the npm package pyodide@0.27.7) plus the
 // wheels named in its pyodide-lock.json; prepare it with tools/pyodide_node/prepare_assets.py.
 // The repository is mounted read-only-in-spirit at /repo (NODEFS) and put first on sys.path, so
-// the script imports the same `app` package the tests use. stdout/stderr pass through; the exit
-// code is the script's SystemExit code (0 on normal completion, 1 on an uncaught Python error).
+// the script imports the same `app` package the tests use. --packages takes Pyodide package names
+// and/or paths of wheels (e.g. a built app wheel). stdout/stderr pass through; the exit code is
+// the script's SystemExit code (0 on normal completion, 1 on an uncaught Python error, whose
+// traceback is printed).
 import { pathToFileURL } from "node:url";
 import path from "node:path";
 import fs from "node:fs";
