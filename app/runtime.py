@@ -1,6 +1,6 @@
 """Executes a :class:`app.ir.Graph` with the kernels of :mod:`app.kernels`.
 
-Planning (once per graph): look up every node's kernel, freeze its attributes into keyword
+Planning (once per graph): check every node has a kernel, freeze its attributes into keyword
 arguments and compute when each intermediate tensor can be released. Running: a flat loop
 ``outputs = kernel(*inputs, **attrs)``; no validation, no dispatch on op names.
 """
@@ -8,7 +8,7 @@ arguments and compute when each intermediate tensor can be released. Running: a 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 
@@ -20,7 +20,6 @@ from .kernels import KERNELS
 @dataclass(frozen=True)
 class _Step:
     node: Node
-    kernel: Callable
     kwargs: dict
     release: tuple[str, ...]  # tensors whose last reader is this step
 
@@ -64,7 +63,7 @@ class Plan:
             if name not in keep:
                 releases.setdefault(index, []).append(name)
         self.steps = [
-            _Step(node, KERNELS[node.op], dict(node.attrs), tuple(releases.get(i, ())))
+            _Step(node, dict(node.attrs), tuple(releases.get(i, ())))
             for i, node in enumerate(graph.nodes)
         ]
         self.producer = {out: i for i, node in enumerate(graph.nodes) for out in node.outputs}
