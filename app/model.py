@@ -67,6 +67,11 @@ class Model:
 
     # ---- running ------------------------------------------------------------------------------
 
+    def check_input(self, x) -> list[np.ndarray]:
+        """Validate ``x`` as :meth:`predict` does (count, dtype, shape, batch) and return one
+        C-contiguous float32 array per graph input; raises :class:`ModelInputError`."""
+        return self._feeds(x)
+
     def _feeds(self, x) -> list[np.ndarray]:
         arrays = list(x) if isinstance(x, (list, tuple)) else [x]
         specs = self.graph.inputs

@@ -369,3 +369,10 @@ def test_name_labels_in_memory_sources_in_errors():
     del files["group1-shard1of1.bin"]
     with pytest.raises(ModelFormatError, match=r"^densenet\.zip:model\.json: weight shard"):
         app.load_model(files, name="densenet.zip")
+
+
+def test_check_input_is_predicts_validation(small_model):
+    (feed,) = small_model.check_input(np.ones((2, 4, 4, 3), np.float64))
+    assert feed.dtype == np.float32 and feed.flags.c_contiguous and feed.shape == (2, 4, 4, 3)
+    with pytest.raises(ModelInputError, match=r"expected shape \(None, 4, 4, 3\), received \(2, 4, 4\)"):
+        small_model.check_input(np.ones((2, 4, 4), np.float32))
