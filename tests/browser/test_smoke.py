@@ -48,7 +48,10 @@ def test_engine_boots_and_computes_numpy_and_pillow_results_for_the_page(site_pa
     assert info["gemm_backend"].startswith("simd"), info["gemm_report"]
     assert info["gemm_backend"] in page.inner_text("#engine-info")
 
-    # Offline: every request went to the site's own origin.
+    # Offline: every request went to the site's own origin. The worker's own fetches are in the
+    # record too (so this covers the engine, not only the page).
+    assert built_site.origin + "/pyodide/pyodide.asm.wasm" in site_page.requests
+    assert any(url.startswith(built_site.origin + "/wheels/vitrine-") for url in site_page.requests)
     foreign = [url for url in site_page.requests
                if urlsplit(url).scheme in ("http", "https") and not url.startswith(built_site.origin + "/")]
     assert foreign == []
