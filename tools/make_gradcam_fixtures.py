@@ -9,7 +9,8 @@ Each case in ``tests/fixtures/gradcam/<case>/`` holds what the tensorflowjs 4.22
 * Grad-CAM cases: ``input`` (N,H,W,C float32), ``class_index`` (N,) int64 (the top class unless
   the case names one), ``layer`` (0-d str), ``logits`` (N,K), ``output`` (N,K, model output),
   ``heatmap`` (N,h,w: TensorFlow's Grad-CAM at the layer's resolution), ``heatmap_upsampled``
-  (N,H,W). Reference = the Keras Grad-CAM example, per image: a ``GradientTape`` over
+  (N,H,W); ``runner_up_class`` / ``runner_up_heatmap`` / ``runner_up_heatmap_upsampled`` the
+  same for each image's second-highest logit. Reference = the Keras Grad-CAM example, per image: a ``GradientTape`` over
   ``Model(inputs, [layer.output, logits])``; class score = the class's logit (the final Dense's
   pre-activation ``x @ kernel + bias`` when the Dense carries softmax/sigmoid, else the input of
   the final Activation layer); alpha_k = mean over H,W of d score / d A; map = ReLU(sum_k alpha_k
@@ -189,7 +190,8 @@ def _logit_function(model):
     raise ValueError(f"no logit rule for final layer {last.name} ({type(last).__name__})")
 
 
-def _gradcam(model, layer_name, x, class_index):
+def _gradcam(model, layer_name, x, class_index, allow_zero=False):
+    """Per-image Grad-CAM; ``class_index`` None = top logit, an int, or one int per image."""
     penultimate, to_logits = _logit_function(model)
     grad_model = K.Model(model.inputs, [model.get_layer(layer_name).output, penultimate])
     maps, upsampled, logits, chosen = [], [], [], []
@@ -197,14 +199,19 @@ def _gradcam(model, layer_name, x, class_index):
         with tf.GradientTape() as tape:
             features, pen = grad_model(image[None], training=False)
             image_logits = to_logits(pen)
-            index = int(tf.argmax(image_logits[0])) if class_index is None else class_index
+            if class_index is None:
+                index = int(tf.argmax(image_logits[0]))
+            else:
+                index = int(class_index[len(chosen)]) if np.ndim(class_index) else int(class_index)
             score = image_logits[:, index]
         grads = tape.gradient(score, features)
         weights = tf.reduce_mean(grads, axis=(0, 1, 2))
         heat = tf.maximum(tf.reduce_sum(features[0] * weights, axis=-1), 0.0)
         peak = float(tf.reduce_max(heat))
         if peak <= 0:
-            raise RuntimeError(f"{model.name}: all-zero Grad-CAM map for class {index}: choose another input")
+            if not allow_zero:
+                raise RuntimeError(f"{model.name}: all-zero Grad-CAM map for class {index}: choose another input")
+            peak = 1.0  # TF would divide 0 by 0; the contract is "an all-zero map stays zero"
         heat = heat / peak
         maps.append(heat.numpy())
         upsampled.append(tf.image.resize(heat[None, :, :, None], x.shape[1:3], method="bilinear")[0, :, :, 0].numpy())
@@ -251,8 +258,14 @@ def generate(case: Case, out_root: Path) -> Path:
         x = lib.make_inputs(model, seed + 1, batch=2)[0]
         heat, upsampled, logits, chosen = _gradcam(model, case.layer, x, case.class_index)
         output = lib.predict(model, [x])[0]
+        # a second, non-top class per image (the runner-up logit) checks class selection and, when
+        # its map is all zero, the zero-map rule
+        runner_up = np.argsort(logits, axis=1)[:, -2]
+        heat2, upsampled2, _, _ = _gradcam(model, case.layer, x, runner_up, allow_zero=True)
         arrays = {"input": x, "class_index": chosen, "layer": np.array(case.layer), "logits": logits,
-                  "output": output, "heatmap": heat, "heatmap_upsampled": upsampled}
+                  "output": output, "heatmap": heat, "heatmap_upsampled": upsampled,
+                  "runner_up_class": runner_up, "runner_up_heatmap": heat2,
+                  "runner_up_heatmap_upsampled": upsampled2}
         meta.update(layer=case.layer, class_index=chosen.tolist(),
                     class_index_rule="top logit per image" if case.class_index is None else "given",
                     heatmap_shape=list(heat.shape),

@@ -96,7 +96,7 @@ def compute_gradcam(model, x, class_index=None, layer: str | None = None, upsamp
     env = Plan(graph).run(feeds, wanted=sorted(wanted))
     logits = np.asarray(env[score_tensor], dtype=np.float64)
     if stripped is not None:
-        logits = _pre_activation(stripped, env)
+        logits = _pre_activation(stripped, env, graph.weights)
     if logits.ndim != 2:
         raise ModelInputError(f"model {graph.name!r}: Grad-CAM explains classifiers whose output is (N, classes); "
                               f"the class scores have shape {logits.shape}")
@@ -164,11 +164,11 @@ def _class_score(graph: Graph, producers: dict[str, Node]) -> tuple[str, Node | 
     return tensor, None
 
 
-def _pre_activation(node: Node, env) -> np.ndarray:
+def _pre_activation(node: Node, env, weights) -> np.ndarray:
     from ..kernels import KERNELS
 
-    graph_inputs = [env[name] for name in node.inputs]
-    return np.asarray(KERNELS[node.op](*graph_inputs, **{**node.attrs, "activation": "linear"}), dtype=np.float64)
+    arrays = [env[name] if name in env else weights[name] for name in node.inputs]
+    return np.asarray(KERNELS[node.op](*arrays, **{**node.attrs, "activation": "linear"}), dtype=np.float64)
 
 
 def _ancestors(tensor: str, producers: dict[str, Node], stripped: Node | None) -> set[str]:

@@ -43,6 +43,15 @@ def test_matches_tensorflow(name, optimize):
     np.testing.assert_allclose(low, io["heatmap"], atol=ATOL)
 
 
+@pytest.mark.parametrize("name", GRADCAM_CASES)
+def test_runner_up_class_matches_tensorflow(name):
+    io, _ = _case(name)
+    model = app.load_model(str(FIXTURES / name))
+    result = compute_gradcam(model, io["input"], class_index=io["runner_up_class"], layer=str(io["layer"]))
+    np.testing.assert_allclose(result.layer_heatmap, io["runner_up_heatmap"], atol=ATOL)
+    np.testing.assert_allclose(result.heatmap, io["runner_up_heatmap_upsampled"], atol=ATOL)
+
+
 @pytest.mark.parametrize("name", ["small_cnn", "bn_dropout_head", "fused_activation_target"])
 def test_default_layer_is_the_last_spatial_one(name):
     # in these cases the fixture's layer is the last one with a spatial output
@@ -140,6 +149,36 @@ def test_unsupported_op_in_the_head_names_the_layer():
         gradcam(model, x, layer="conv")
     # a target after the unsupported layer needs no gradient through it
     assert gradcam(model, x, layer="odd_layer").shape == (1, 6, 6)
+
+
+def test_layer_that_does_not_lead_to_the_score():
+    graph = _graph_with_head("relu", {})
+    side = Node("side", "relu", ("conv",), ("side",))
+    graph = Graph(nodes=[*graph.nodes, side], inputs=graph.inputs, outputs=graph.outputs, weights=graph.weights,
+                  name=graph.name, layer_outputs={**graph.layer_outputs, "side": ("side",)})
+    model = Model(graph, optimize=False)
+    x = np.random.default_rng(1).standard_normal((1, 6, 6, 2)).astype(np.float32)
+    with pytest.raises(ModelInputError, match=r"layer 'side' of model 'handmade' does not lead to the class scores; "
+                                              r"spatial layers: conv, odd_layer"):
+        gradcam(model, x, layer="side")
+
+
+def test_fused_sigmoid_on_the_last_dense_is_skipped_for_the_logit():
+    # a loader may hand over a dense that carries its sigmoid: the score is still the pre-activation,
+    # so it must equal the same model with a separate sigmoid node
+    separate = _graph_with_head("relu", {})
+    nodes = list(separate.nodes[:-2]) + [Node("fc", "dense", ("gap", "d"), ("fc",), {"activation": "sigmoid"})]
+    fused = Graph(nodes=nodes, inputs=separate.inputs, outputs=[TensorSpec("fc", (None, 3))],
+                  weights=separate.weights, name="fused", layer_outputs={"conv": ("conv",), "odd_layer": ("odd",)})
+    separate = Graph(nodes=[*separate.nodes[:-1], Node("probs", "sigmoid", ("fc",), ("probs",))],
+                     inputs=separate.inputs, outputs=separate.outputs, weights=separate.weights, name="separate",
+                     layer_outputs=separate.layer_outputs)
+    x = np.random.default_rng(2).standard_normal((2, 6, 6, 2)).astype(np.float32)
+    a = compute_gradcam(Model(fused, optimize=False), x, class_index=[0, 2], layer="conv")
+    b = compute_gradcam(Model(separate, optimize=False), x, class_index=[0, 2], layer="conv")
+    np.testing.assert_allclose(a.logits, b.logits, atol=1e-6)
+    np.testing.assert_allclose(a.heatmap, b.heatmap, atol=1e-6)
+    assert a.heatmap.max() > 0
 
 
 def test_segmentation_model_is_refused():
