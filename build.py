@@ -206,7 +206,7 @@ def read_node_package(relative: str, expected_version: str) -> Path:
 
 def build_app_wheel(work_dir: Path) -> Path:
     out = work_dir / "app-wheel"
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-cache-dir", "-q", "-w", str(out), str(ROOT)])
+    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(ROOT)])
     wheels = sorted(out.glob("vitrine-*.whl"))
     if len(wheels) != 1:
         raise BuildError(f"pip wheel produced {[w.name for w in wheels]}, expected exactly one vitrine-*.whl")
