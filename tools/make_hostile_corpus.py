@@ -465,13 +465,16 @@ def add_models(corpus: Corpus, good: dict[str, bytes]) -> None:
          f"{first['name']} shape {first['shape']} -> last dim + 1 (shard bytes no longer match)", "ModelFormatError",
          r"shape|bytes|size|expected")
 
-    def permute_first(o):
-        w = weights(o)[0]
+    kernel_index, kernel = next((i, w) for i, w in enumerate(weights(model_json))
+                                if len(w["shape"]) >= 2 and w["shape"] != list(reversed(w["shape"])))
+
+    def permute_kernel(o):
+        w = weights(o)[kernel_index]
         w["shape"] = list(reversed(w["shape"]))
 
-    pack(edit(permute_first), "model_weight_shape_permuted.zip",
-         f"{first['name']} shape reversed (same byte count, wrong for the layer)", "ModelFormatError",
-         r"shape|expected")
+    pack(edit(permute_kernel), "model_weight_shape_permuted.zip",
+         f"{kernel['name']} shape {kernel['shape']} -> {list(reversed(kernel['shape']))} (same byte count, "
+         "wrong for the layer)", "ModelFormatError", r"shape|expected")
 
     nan_shard = bytearray(shard)
     struct.pack_into("<4f", nan_shard, 0, float("nan"), float("inf"), float("-inf"), float("nan"))
