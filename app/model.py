@@ -29,14 +29,15 @@ class Model:
         self.format = format
         self.card = card
         try:
-            self._shapes = infer_shapes(graph) or probe_shapes(graph)
+            static_shapes = infer_shapes(graph)
+            self._shapes = static_shapes or probe_shapes(graph)
         except (ValueError, TypeError, IndexError, OverflowError) as exc:
             # the layers do not fit together (e.g. a kernel expecting other channels than it gets)
             notes = "; ".join(getattr(exc, "__notes__", []))
             raise ModelFormatError(f"{source or graph.name}: the model's layers do not fit its input shape: "
                                    f"{exc} ({notes})") from exc
         self.source_graph = annotate_outputs(graph, self._shapes)
-        self.graph = optimize_graph(self.source_graph) if optimize else self.source_graph
+        self.graph = optimize_graph(self.source_graph, static_shapes) if optimize else self.source_graph
         self._plan = Plan(self.graph)
         self._source_plan: Plan | None = None
 

@@ -33,9 +33,10 @@ def annotate_outputs(graph: Graph, shapes=None) -> Graph:
     return _rebuild(graph, graph.nodes, graph.weights, outputs=outputs)
 
 
-def optimize(graph: Graph) -> Graph:
-    """Return an equivalent, faster graph (see module docstring)."""
-    shapes = infer_shapes(graph)
+def optimize(graph: Graph, shapes=None) -> Graph:
+    """Return an equivalent, faster graph (see module docstring). ``shapes``: the graph's
+    :func:`app.runtime.infer_shapes` result if the caller already has it."""
+    shapes = infer_shapes(graph) if shapes is None else shapes
     static = shapes is not None
     work = _Work(graph, shapes if static else probe_shapes(graph))  # probes still give ranks
     if static:
