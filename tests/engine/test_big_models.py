@@ -15,10 +15,10 @@ BIG = Path(__file__).resolve().parents[2] / ".cache" / "fixtures" / "big"
 
 KNOWN_GAPS: dict[str, str] = {
     "k2_mobilenetv3small": (
-        "the fixture's weightsManifest has no BatchNormalization weights at all (layer 'Conv' and "
-        "'Conv/BatchNorm' collide as HDF5 groups, and the tensorflowjs 4.22 Keras-2 conversion drops "
-        "the nested group); the loader correctly refuses it: \"layer 'Conv/BatchNorm' ... expects "
-        "weights [...] but the manifest has none\". TF.js itself cannot load it either."),
+        "the fixture's weightsManifest (written by tensorflowjs 4.22's Keras-2 h5 conversion) has no "
+        "BatchNormalization weights at all -- probably because layer 'Conv' and 'Conv/BatchNorm' share "
+        "an HDF5 group path; the loader correctly refuses it: \"layer 'Conv/BatchNorm' ... expects "
+        "weights [...] but the manifest has none\"."),
 }
 
 
