@@ -20,6 +20,9 @@ Run inside the pinned TensorFlow env (``bash tools/demo_env.sh`` creates it)::
     /opt/demoenv/bin/python tools/make_demo_model.py            # everything (about 2-4 min)
     /opt/demoenv/bin/python tools/make_demo_model.py --check-tfjs   # also compare with TF.js in Node
 
+``VITRINE_DEMO_OUT=/some/dir`` writes the outputs there instead (e.g. to check that a rebuild is
+byte-identical); ``--skip-cv`` skips the 3-fold held-out-source evaluation (3 of 4 trainings).
+
 ``--check-tfjs`` installs ``@tensorflow/tfjs`` (pinned) into a scratch folder under /tmp with
 npm and runs the converted model on the same inputs with TF.js's CPU backend.
 """
