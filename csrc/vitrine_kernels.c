@@ -37,24 +37,33 @@ VK_INLINE void vk_store(float *p, vk_f32x4 v) { __builtin_memcpy(p, &v, sizeof v
 
 VK_INLINE vk_f32x4 vk_splat(float x) { return (vk_f32x4){x, x, x, x}; }
 
-/* relu keeps NaN (like numpy.maximum): zero only lanes that compare < 0. */
-VK_INLINE vk_f32x4 vk_activate(vk_f32x4 v, int32_t activation) {
-    if (activation == VK_ACT_LINEAR) return v;
+/* max(v, 0) keeping NaN (like numpy.maximum): zero only lanes that compare < 0. */
+VK_INLINE vk_f32x4 vk_relu(vk_f32x4 v) {
     vk_i32x4 negative = v < vk_splat(0.0f);
-    v = (vk_f32x4)((vk_i32x4)v & ~negative);
-    if (activation == VK_ACT_RELU6) {
-        vk_i32x4 above = v > vk_splat(6.0f);
-        v = (vk_f32x4)(((vk_i32x4)v & ~above) | ((vk_i32x4)vk_splat(6.0f) & above));
+    return (vk_f32x4)((vk_i32x4)v & ~negative);
+}
+
+/* min(v, 6) keeping NaN. */
+VK_INLINE vk_f32x4 vk_min6(vk_f32x4 v) {
+    vk_i32x4 above = v > vk_splat(6.0f);
+    return (vk_f32x4)(((vk_i32x4)v & ~above) | ((vk_i32x4)vk_splat(6.0f) & above));
+}
+
+VK_INLINE vk_f32x4 vk_activate(vk_f32x4 v, int32_t activation) {
+    switch (activation) {
+    case VK_ACT_RELU: return vk_relu(v);
+    case VK_ACT_RELU6: return vk_min6(vk_relu(v));
+    case VK_ACT_HARD_SWISH: return v * (vk_min6(vk_relu(v + vk_splat(3.0f))) * vk_splat(1.0f / 6.0f));
+    default: return v;
     }
-    return v;
 }
 
 VK_INLINE float vk_activate_scalar(float v, int32_t activation) {
-    if (activation == VK_ACT_LINEAR) return v;
-    if (v < 0.0f) v = 0.0f;
-    if (activation == VK_ACT_RELU6 && v > 6.0f) v = 6.0f;
-    return v;
+    vk_f32x4 lanes = vk_activate(vk_splat(v), activation);
+    return lanes[0];
 }
+
+VK_INLINE int vk_bad_activation(int32_t activation) { return activation < 0 || activation >= VK_ACT_COUNT; }
 
 int32_t vk_abi_version(void) { return VK_ABI_VERSION; }
 
@@ -153,8 +162,7 @@ int32_t vk_sgemm_packed(int32_t M, int32_t N, int32_t K, const float *A, int32_t
                         int32_t activation) {
     if (M < 0 || N < 0 || K < 0) return VK_E_DIM;
     if (lda < K || ldc < N) return VK_E_LD;
-    if (activation != VK_ACT_LINEAR && activation != VK_ACT_RELU && activation != VK_ACT_RELU6)
-        return VK_E_ACTIVATION;
+    if (vk_bad_activation(activation)) return VK_E_ACTIVATION;
     if (M == 0 || N == 0) return VK_OK;
     if (C == 0 || (K > 0 && (A == 0 || packed_b == 0))) return VK_E_NULL;
 
@@ -280,8 +288,7 @@ int32_t vk_conv2d(int32_t N, int32_t H, int32_t W, const float *x, int32_t x_pix
         return VK_E_DIM;
     if (stride_h < 1 || stride_w < 1 || dil_h < 1 || dil_w < 1) return VK_E_STRIDE;
     if (x_pixel_stride < Cin || y_pixel_stride < Cout) return VK_E_LD;
-    if (activation != VK_ACT_LINEAR && activation != VK_ACT_RELU && activation != VK_ACT_RELU6)
-        return VK_E_ACTIVATION;
+    if (vk_bad_activation(activation)) return VK_E_ACTIVATION;
     if (N == 0 || Cout == 0 || OH == 0 || OW == 0) return VK_OK;
     if (x == 0 || packed_w == 0 || y == 0 || zeros == 0) return VK_E_NULL;
 
@@ -335,8 +342,7 @@ int32_t vk_depthwise_conv2d(int32_t N, int32_t H, int32_t W, int32_t C, const fl
                             int32_t activation) {
     if (N < 0 || H < 0 || W < 0 || C < 0 || OH < 0 || OW < 0 || KH < 1 || KW < 1) return VK_E_DIM;
     if (stride_h < 1 || stride_w < 1 || dil_h < 1 || dil_w < 1) return VK_E_STRIDE;
-    if (activation != VK_ACT_LINEAR && activation != VK_ACT_RELU && activation != VK_ACT_RELU6)
-        return VK_E_ACTIVATION;
+    if (vk_bad_activation(activation)) return VK_E_ACTIVATION;
     if (N == 0 || C == 0 || OH == 0 || OW == 0) return VK_OK;
     if (x == 0 || weights == 0 || y == 0) return VK_E_NULL;
 
@@ -405,8 +411,7 @@ int32_t vk_depthwise_conv2d(int32_t N, int32_t H, int32_t W, int32_t C, const fl
 int32_t vk_scale_shift(int32_t rows, int32_t C, const float *x, const float *scale,
                        const float *shift, float *y, int32_t activation) {
     if (rows < 0 || C < 0) return VK_E_DIM;
-    if (activation != VK_ACT_LINEAR && activation != VK_ACT_RELU && activation != VK_ACT_RELU6)
-        return VK_E_ACTIVATION;
+    if (vk_bad_activation(activation)) return VK_E_ACTIVATION;
     if (rows == 0 || C == 0) return VK_OK;
     if (x == 0 || scale == 0 || shift == 0 || y == 0) return VK_E_NULL;
     for (vk_index r = 0; r < rows; r++) {

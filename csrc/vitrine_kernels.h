@@ -21,7 +21,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever a signature or the packed layout changes; Python refuses a mismatching library. */
-#define VK_ABI_VERSION 3
+#define VK_ABI_VERSION 4
 
 /* The emscripten target hides symbols by default; the side module must export the API. */
 #define VK_API __attribute__((visibility("default")))
@@ -34,6 +34,8 @@ extern "C" {
 #define VK_ACT_LINEAR 0
 #define VK_ACT_RELU 1
 #define VK_ACT_RELU6 2
+#define VK_ACT_HARD_SWISH 3 /* x * (clip(x + 3, 0, 6) * (1/6)), the rounding order of Keras / app.kernels */
+#define VK_ACT_COUNT 4
 
 /* Status codes. */
 #define VK_OK 0

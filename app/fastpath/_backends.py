@@ -17,10 +17,10 @@ import numpy as np
 from ..errors import VitrineError
 
 #: Fused activations every backend supports, with their code in the C ABI (vitrine_kernels.h).
-ACTIVATIONS = {"linear": 0, "relu": 1, "relu6": 2}
+ACTIVATIONS = {"linear": 0, "relu": 1, "relu6": 2, "hard_swish": 3, "hard_silu": 3}
 
 #: Must equal VK_ABI_VERSION in csrc/vitrine_kernels.h.
-KERNEL_ABI_VERSION = 3
+KERNEL_ABI_VERSION = 4
 
 _F32 = np.dtype(np.float32)
 _ITEM = _F32.itemsize
@@ -123,6 +123,8 @@ def _apply_bias_activation(args: GemmArgs) -> None:
     elif args.activation == ACTIVATIONS["relu6"]:
         np.maximum(out, 0.0, out=out)
         np.minimum(out, 6.0, out=out)
+    elif args.activation == ACTIVATIONS["hard_swish"]:
+        out *= np.clip(out + np.float32(3), 0, 6) * np.float32(1.0 / 6.0)
 
 
 class NumpyBackend:

@@ -39,7 +39,11 @@ def naive_conv2d(x, kernel, bias, strides, dilations, pads, groups, activation):
         y = np.maximum(y, 0)
     elif activation == "relu6":
         y = np.clip(y, 0, 6)
-    return y, (kh * kw * cin_g + 2) * EPS32 * magnitude + 1e-30
+    tolerance = (kh * kw * cin_g + 2) * EPS32 * magnitude + 1e-30
+    if activation == "hard_swish":  # slope of z*clip(z+3,0,6)/6 is at most 1.5, plus its own roundings
+        tolerance = np.where(np.abs(y) < 3, 1.5, 1.0) * tolerance + 4 * EPS32 * np.abs(y * np.clip(y + 3, 0, 6) / 6)
+        y = y * np.clip(y + 3, 0, 6) / 6
+    return y, tolerance
 
 
 CASES = [
@@ -57,7 +61,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("activation", ["linear", "relu", "relu6"])
+@pytest.mark.parametrize("activation", ["linear", "relu", "relu6", "hard_swish"])
 @pytest.mark.parametrize("case", CASES)
 def test_conv2d_matches_naive_loop(simd_backend, case, activation):
     n, h, w, cin, kh, kw, cout, strides, dilations, pads, groups = case
@@ -92,7 +96,7 @@ GOOD_K = np.ones((3, 3, 4, 6), np.float32)
         (dict(groups=3), r"groups must be a positive divisor of the 4 input channels, got 3"),
         (dict(groups=2, kernel=np.ones((3, 3, 2, 5), np.float32)), r"5 output channels are not divisible by groups=2"),
         (dict(bias=np.ones(5, np.float32)), r"conv2d: bias must be a float32 array of shape \(6,\)"),
-        (dict(activation="swish"), r"conv2d: activation must be one of \['linear', 'relu', 'relu6'\], got 'swish'"),
+        (dict(activation="swish"), r"conv2d: activation must be one of \['hard_silu', 'hard_swish', 'linear', 'relu', 'relu6'\], got 'swish'"),
         (dict(pads="same"), r"conv2d: pads must be explicit \(top, bottom, left, right\), got 'same'"),
         (dict(dilations=(1, 0)), r"strides/dilations must be >= 1 and pads >= 0, got strides=\(1, 1\), dilations=\(1, 0\)"),
         (dict(pads=(0, 0, 0, 0), kernel=np.ones((6, 1, 4, 6), np.float32)), r"kernel 6x1 with pads \(0, 0, 0, 0\) does not fit input 5x5"),

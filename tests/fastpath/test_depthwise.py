@@ -35,7 +35,11 @@ def naive_depthwise(x, kernel, bias, strides, dilations, pads, activation):
         y = np.maximum(y, 0)
     elif activation == "relu6":
         y = np.clip(y, 0, 6)
-    return y, (kh * kw + 2) * EPS32 * magnitude + 1e-30
+    tolerance = (kh * kw + 2) * EPS32 * magnitude + 1e-30
+    if activation == "hard_swish":  # slope of z*clip(z+3,0,6)/6 is at most 1.5, plus its own roundings
+        tolerance = np.where(np.abs(y) < 3, 1.5, 1.0) * tolerance + 4 * EPS32 * np.abs(y * np.clip(y + 3, 0, 6) / 6)
+        y = y * np.clip(y + 3, 0, 6) / 6
+    return y, tolerance
 
 
 CASES = [
@@ -52,7 +56,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("activation", ["linear", "relu", "relu6"])
+@pytest.mark.parametrize("activation", ["linear", "relu", "relu6", "hard_swish"])
 @pytest.mark.parametrize("case", CASES)
 def test_depthwise_matches_naive_loop(simd_backend, case, activation):
     n, h, w, c, kh, kw, strides, dilations, pads = case
@@ -86,7 +90,7 @@ GOOD_K = np.ones((3, 3, 3, 1), np.float32)
         (dict(kernel=np.ones((3, 3, 3, 2), np.float32)), r"kernel must be float32 \[KH, KW, 3, 1\] \(multiplier 1\)"),
         (dict(kernel=np.ones((3, 3, 4, 1), np.float32)), r"kernel must be float32 \[KH, KW, 3, 1\]"),
         (dict(bias=np.ones(4, np.float32)), r"bias must be a float32 array of shape \(3,\)"),
-        (dict(activation="tanh"), r"activation must be one of \['linear', 'relu', 'relu6'\], got 'tanh'"),
+        (dict(activation="tanh"), r"activation must be one of \['hard_silu', 'hard_swish', 'linear', 'relu', 'relu6'\], got 'tanh'"),
         (dict(strides=(0, 1)), r"strides/dilations must be >= 1 and pads >= 0, got strides=\(0, 1\)"),
         (dict(pads=(-1, 0, 0, 0)), r"pads >= 0, got .*pads=\(-1, 0, 0, 0\)"),
         (dict(pads="valid"), r"pads must be explicit \(top, bottom, left, right\), got 'valid'"),

@@ -14,10 +14,12 @@ def reference(x, scale, shift, activation):
         y = np.maximum(y, 0)
     elif activation == "relu6":
         y = np.clip(y, 0, 6)
+    elif activation == "hard_swish":
+        y = y * np.clip(y + 3, 0, 6) / 6
     return y
 
 
-@pytest.mark.parametrize("activation", ["linear", "relu", "relu6"])
+@pytest.mark.parametrize("activation", ["linear", "relu", "relu6", "hard_swish"])
 @pytest.mark.parametrize("shape", [(1,), (7,), (3, 4), (2, 5, 5, 3), (1, 4, 4, 8), (1, 3, 3, 9), (2, 2, 2, 17), (1, 7, 7, 33)])
 def test_scale_shift_matches_numpy(simd_backend, shape, activation):
     rng = np.random.default_rng(sum(shape))
@@ -26,8 +28,9 @@ def test_scale_shift_matches_numpy(simd_backend, shape, activation):
     shift = rng.standard_normal(shape[-1]).astype(np.float32)
     got = simd_backend.scale_shift(x, scale, shift, activation=activation)
     assert got.shape == x.shape and got.dtype == np.float32
-    # one float32 rounding of the product and one of the sum
-    np.testing.assert_allclose(got, reference(x, scale, shift, activation), rtol=3e-7, atol=1e-6)
+    # one float32 rounding of the product and one of the sum (hard_swish: four more)
+    rtol = 2e-6 if activation == "hard_swish" else 3e-7
+    np.testing.assert_allclose(got, reference(x, scale, shift, activation), rtol=rtol, atol=1e-6)
 
 
 def test_scalar_and_keepdims_parameters_broadcast(simd_backend):
@@ -52,7 +55,7 @@ def test_input_is_not_modified_and_nan_survives_relu(simd_backend):
         (dict(scale=np.ones(2, np.float32)), r"scale must be float32 with 3 values on the last axis \(or one value\), got float32 array of shape \(2,\)"),
         (dict(scale=np.ones((3, 1), np.float32)), r"scale must be float32 with 3 values on the last axis"),
         (dict(shift=np.ones(3)), r"shift must be float32 with 3 values on the last axis \(or one value\), got float64"),
-        (dict(activation="elu"), r"activation must be one of \['linear', 'relu', 'relu6'\], got 'elu'"),
+        (dict(activation="elu"), r"activation must be one of \['hard_silu', 'hard_swish', 'linear', 'relu', 'relu6'\], got 'elu'"),
     ],
 )
 def test_scale_shift_invalid_arguments(simd_backend, kwargs, message):

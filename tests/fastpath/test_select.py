@@ -268,5 +268,5 @@ def test_conv_kernels_wrap_scale_shift_when_the_engine_offers_it(native_library)
     np.testing.assert_array_equal(wrapped["scale_shift"](x, scale, shift, activation="sigmoid"),
                                   kernels.KERNELS["scale_shift"](x, scale, shift, activation="sigmoid"))
     assert fastpath.backend_report()["fallbacks"] == {
-        "scale_shift: activation must be one of ['linear', 'relu', 'relu6'], got 'sigmoid'": 1
+        "scale_shift: activation must be one of ['hard_silu', 'hard_swish', 'linear', 'relu', 'relu6'], got 'sigmoid'": 1
     }

@@ -24,6 +24,11 @@ def reference(a, b, bias=None, activation="linear"):
     elif activation == "relu6":
         exact = np.clip(exact, 0.0, 6.0)
     tolerance = (a.shape[1] + 2) * EPS32 * magnitude + 1e-30
+    if activation == "hard_swish":
+        # d/dz [z * clip(z+3, 0, 6) / 6] is (2z+3)/6 on (-3, 3), 1 above, 0 below; plus its own 4 roundings
+        slope = np.where(np.abs(exact) < 3, 1.5, 1.0)
+        exact = exact * np.clip(exact + 3, 0, 6) / 6
+        tolerance = slope * tolerance + 4 * EPS32 * np.abs(exact) + 1e-30
     return exact, tolerance
 
 
@@ -86,7 +91,7 @@ def test_large_and_conv_shapes(backend, m, k, n):
     assert_close(backend.sgemm(a, b, bias, "linear"), a, b, bias)
 
 
-@pytest.mark.parametrize("activation", ["linear", "relu", "relu6"])
+@pytest.mark.parametrize("activation", ["linear", "relu", "relu6", "hard_swish"])
 @pytest.mark.parametrize("with_bias", [False, True])
 @pytest.mark.parametrize("m,k,n", [(1, 1, 1), (5, 9, 7), (33, 65, 17), (130, 300, 70)])
 def test_bias_and_activation(backend, m, k, n, with_bias, activation):
@@ -167,7 +172,7 @@ GOOD_B = np.ones((4, 5), np.float32)
         (dict(a=[[1.0]]), r"a must be a 2-D float32 array, got list"),
         (dict(b=GOOD_B.astype(np.float16)), r"b must be a 2-D float32 array, got float16"),
         (dict(b=np.ones((5, 5), np.float32)), r"inner dimensions differ: a is \(3, 4\), b is \(5, 5\)"),
-        (dict(activation="gelu"), r"activation must be one of \['linear', 'relu', 'relu6'\], got 'gelu'"),
+        (dict(activation="gelu"), r"activation must be one of \['hard_silu', 'hard_swish', 'linear', 'relu', 'relu6'\], got 'gelu'"),
         (dict(bias=np.ones(4, np.float32)), r"bias must be a float32 array of shape \(5,\), got float32 array of shape \(4,\)"),
         (dict(bias=np.ones(5, np.float64)), r"bias must be a float32 array of shape \(5,\), got float64"),
         (dict(out=np.empty((3, 4), np.float32)), r"out must be a float32 array of shape \(3, 5\)"),

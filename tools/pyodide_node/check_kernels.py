@@ -33,6 +33,10 @@ def check(label, got, a, b, bias=None, activation="linear"):
     elif activation == "relu6":
         exact = np.clip(exact, 0.0, 6.0)
     tolerance = (a.shape[1] + 2) * EPS32 * magnitude + 1e-30
+    if activation == "hard_swish":  # slope of z*clip(z+3,0,6)/6 is at most 1.5, plus its own roundings
+        slope = np.where(np.abs(exact) < 3, 1.5, 1.0)
+        exact = exact * np.clip(exact + 3, 0, 6) / 6
+        tolerance = slope * tolerance + 4 * EPS32 * np.abs(exact) + 1e-30
     if got.shape != exact.shape or got.dtype != np.float32:
         failures.append(f"{label}: got {got.dtype}{got.shape}, expected float32{exact.shape}")
     elif exact.size and not (np.abs(got - exact) <= tolerance).all():
@@ -58,7 +62,7 @@ def run_gemm_grid(backend):
         a, b, bias = operands(m, k, n, m + k + n)
         check(f"{backend.name} large {m}x{k}x{n}", backend.sgemm(a, b, bias), a, b, bias)
     for (m, k, n), with_bias, activation in itertools.product([(1, 1, 1), (5, 9, 7), (33, 65, 17), (130, 300, 70)],
-                                                             [False, True], ["linear", "relu", "relu6"]):
+                                                             [False, True], ["linear", "relu", "relu6", "hard_swish"]):
         a, b, bias = operands(m, k, n, 3)
         a *= 2.0
         bias = bias if with_bias else None
