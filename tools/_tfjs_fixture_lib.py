@@ -44,6 +44,7 @@ for _optional in ("tensorflow_decision_forests", "tensorflow_hub", "jax", "jax.e
 import tensorflowjs  # noqa: E402
 from tensorflowjs import read_weights  # noqa: E402
 from tensorflowjs.converters import converter as tfjs_converter  # noqa: E402
+from tensorflowjs.converters import keras_h5_conversion as conversion  # noqa: E402
 
 tf.config.experimental.enable_op_determinism()
 
@@ -145,6 +146,9 @@ def convert(model, keras_major: str, out_dir: Path, quantization_dtype_map=None,
                 saved, output_dir=str(out_dir), quantization_dtype_map=quantization_dtype_map,
                 split_weights_by_layer=split_weights_by_layer,
                 weight_shard_size_bytes=weight_shard_size_bytes)
+            note = _repair_dropped_keras2_weights(model, saved, out_dir, quantization_dtype_map,
+                                                  weight_shard_size_bytes,
+                                                  split_weights_by_layer)
         else:
             saved = os.path.join(tmp, "model.keras")
             model.save(saved)
@@ -152,7 +156,40 @@ def convert(model, keras_major: str, out_dir: Path, quantization_dtype_map=None,
                 saved, output_dir=str(out_dir), quantization_dtype_map=quantization_dtype_map,
                 split_weights_by_layer=split_weights_by_layer,
                 weight_shard_size_bytes=weight_shard_size_bytes)
+            note = None
     normalize_model_json(out_dir)
+    return note
+
+
+def _repair_dropped_keras2_weights(model, h5_path, out_dir, quantization_dtype_map,
+                                   weight_shard_size_bytes, split_weights_by_layer):
+    """tensorflowjs 4.22 walks the top-level h5 groups and stops at a group that has
+    ``weight_names``: when a layer name is a path prefix of another (tf_keras MobileNetV3: "Conv"
+    and "Conv/BatchNorm"), the nested layer's weights are silently dropped from the manifest.
+    Then re-write the weights with the converter's own ``write_artifacts`` from the model's
+    variables (same names the converter uses: variable name without ":0"). Returns a note for
+    meta.json, or None when the converter's output was complete."""
+    manifest = json.loads((out_dir / "model.json").read_text())["weightsManifest"]
+    written = {w["name"] for group in manifest for w in group["weights"]}
+    expected = [(v.name[:-2] if v.name.endswith(":0") else v.name, v) for v in model.weights]
+    missing = [name for name, _ in expected if name not in written]
+    if not missing:
+        return None
+    topology, _ = conversion.h5_merged_saved_model_to_tfjs_format(h5_path)
+    by_layer: dict[str, list] = {}
+    for layer in _all_layers(model):
+        for v in layer.weights:
+            name = v.name[:-2] if v.name.endswith(":0") else v.name
+            by_layer.setdefault(layer.name, []).append({"name": name, "data": v.numpy()})
+    groups = list(by_layer.values()) if split_weights_by_layer else [
+        [entry for entries in by_layer.values() for entry in entries]]
+    shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    conversion.write_artifacts(topology, groups, str(out_dir), quantization_dtype_map,
+                               weight_shard_size_bytes=weight_shard_size_bytes)
+    return (f"tensorflowjs {TFJS_VERSION} dropped {len(missing)} weights (e.g. {missing[:3]}) "
+            f"because layer names nest as h5 paths; weights re-written with "
+            f"keras_h5_conversion.write_artifacts from the model variables")
 
 
 def _renumber_shared_object_ids(node, mapping: dict) -> None:

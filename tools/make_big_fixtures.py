@@ -193,8 +193,10 @@ def generate(case: BigCase, out_root: Path, batch: int) -> Path:
     calibration = lib.make_inputs(model, seed + 2, batch=4, input_range=case.input_range)
     calibrate(model, case.keras, calibration, seed + 3)
     case_dir = out_root / case.name
-    lib.convert(model, case.keras, case_dir)
+    note = lib.convert(model, case.keras, case_dir)
     meta = lib.base_meta(case.keras, case.kind, case.description)
+    if note:
+        meta["converter_workaround"] = note
     if case.name == "k2_webipred_densenet121":
         meta["webipred"] = _keep_original_topology(case_dir)
     inputs = lib.make_inputs(model, seed + 1, batch=batch, input_range=case.input_range)

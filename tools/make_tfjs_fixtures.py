@@ -315,6 +315,20 @@ def _functional_classifier(K):
     return K.Model(x, y, name="functional_classifier")
 
 
+@case("slash_layer_names", "Layer names that nest as paths ('Conv', 'Conv/BatchNorm', "
+      "'Conv/relu', 'head/fc') as in tf_keras MobileNetV3/DenseNet; tensorflowjs 4.22 drops the "
+      "'Conv/BatchNorm' weights here, so the weights are re-written (meta converter_workaround)",
+      kerases=("2",))
+def _slash_names(K):
+    x = K.Input((8, 8, 3), name="image")
+    y = K.layers.Conv2D(6, 3, padding="same", use_bias=False, name="Conv")(x)
+    y = K.layers.BatchNormalization(name="Conv/BatchNorm")(y)
+    y = K.layers.ReLU(name="Conv/relu")(y)
+    y = K.layers.GlobalAveragePooling2D(name="head/pool")(y)
+    y = K.layers.Dense(4, name="head/fc")(y)
+    return K.Model(x, y, name="slash_layer_names")
+
+
 @case("logits_classifier", "Small CNN classifier ending in a linear Dense(6) (logits, no "
       "softmax); Conv2D -> BN -> ReLU6 -> AveragePooling -> Flatten -> Dense", kind="logits")
 def _logits_classifier(K):
@@ -532,11 +546,13 @@ def generate(case_obj: Case, keras_major: str, out_root: Path) -> Path:
     model = case_obj.build(K)
     lib.seed_weights(model, _seed_for(name))
     case_dir = out_root / name
-    lib.convert(model, keras_major, case_dir, **case_obj.convert_kwargs)
+    note = lib.convert(model, keras_major, case_dir, **case_obj.convert_kwargs)
     if case_obj.raw_keras3_config:
         lib.replace_topology_with_raw_config(model, case_dir)
     inputs = lib.make_inputs(model, _seed_for(name) + 1, batch=2, input_range=case_obj.input_range)
     meta = lib.base_meta(keras_major, case_obj.kind, case_obj.description)
+    if note:
+        meta["converter_workaround"] = note
     if case_obj.quantized:
         float_outputs = lib.predict(model, inputs)
         reference = lib.dequantized_reference_model(model, keras_major, case_dir)
