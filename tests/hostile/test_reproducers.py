@@ -48,3 +48,21 @@ def test_dicom_meta_length_not_multiple_of_4():
         assert "meta_len.dcm" in str(exc)
     else:
         pytest.fail("a corrupt file meta group was decoded without error")
+
+
+@pytest.mark.xfail(strict=True, raises=TypeError, reason=(
+    "app/imaging/nifti.py (imaging owner): a degenerate affine (sform_code 2, srow_x/y/z all zero) makes "
+    "nibabel.aff2axcodes return None labels and ''.join(...) for the 'orientation' metadata raises "
+    "TypeError: sequence item 0: expected str instance, NoneType found"))
+def test_nifti_degenerate_affine():
+    import struct
+
+    pytest.importorskip("nibabel")
+    from app.imaging import decode_image
+
+    data = bytearray((CORPUS / "good" / "resampled_anat_moved.nii").read_bytes())
+    assert struct.unpack(">i", data[:4])[0] == 348  # the seed is big-endian
+    struct.pack_into(">h", data, 254, 2)  # sform_code
+    struct.pack_into(">12f", data, 280, *([0.0] * 12))  # srow_x, srow_y, srow_z
+    with pytest.raises(ImageFormatError, match="zero_affine.nii"):
+        decode_image(bytes(data), "zero_affine.nii")
