@@ -416,8 +416,6 @@ def many_entries_zip(count: int) -> bytes:
 # ------------------------------------------------------------------------------------- model.json
 
 def add_models(corpus: Corpus, good: dict[str, bytes]) -> None:
-    import numpy as np
-
     model_json = json.loads((TFJS_SEED / "model.json").read_text())
     shard = (TFJS_SEED / "group1-shard1of1.bin").read_bytes()
     src = "tests/fixtures/tfjs/k2_functional_classifier"
@@ -545,7 +543,6 @@ def add_models(corpus: Corpus, good: dict[str, bytes]) -> None:
     card_extra = [("model-card.json", b'{"name": "x", "classes": "not a list"}')]
     pack(model_json, "model_bad_card.zip", "valid model + model-card.json whose classes is a string",
          "ModelFormatError", r"model-card\.json|classes", extra=card_extra)
-    del np
 
 
 # ------------------------------------------------------------------------------------- tflite
