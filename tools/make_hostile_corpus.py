@@ -220,6 +220,20 @@ def add_images(corpus: Corpus, good: dict[str, bytes]) -> None:
         bomb = b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", body) + png_chunk(b"IEND", b"")
         corpus.add(f"png_bomb_{width}x{height}.png", bomb, entry="image", made_from="(PNG chunks)",
                    how=f"IHDR declares {label}; IDAT holds 64 zero rows", error="ImageFormatError", reason=BOMB)
+    # BMP and TIFF headers declaring 50000 x 50000 with a few bytes of pixels
+    bmp_info = struct.pack("<IiiHHIIiiII", 40, 50000, 50000, 1, 24, 0, 0, 2835, 2835, 0, 0)
+    bmp = b"BM" + struct.pack("<IHHI", 14 + 40 + 64, 0, 0, 14 + 40) + bmp_info + bytes(64)
+    corpus.add("bmp_bomb_50000x50000.bmp", bmp, entry="image", made_from="(BMP header)",
+               how="BITMAPINFOHEADER declares 50000x50000 24-bit; 64 bytes of pixels", error="ImageFormatError",
+               reason=BOMB)
+    tags = [(256, 4, 50000), (257, 4, 50000), (258, 3, 8), (259, 3, 1), (262, 3, 1), (273, 4, 8 + 2 + 10 * 12 + 4),
+            (277, 3, 1), (278, 4, 50000), (279, 4, 2_500_000_000 & 0xFFFFFFFF), (284, 3, 1)]
+    ifd = struct.pack("<H", len(tags)) + b"".join(struct.pack("<HHII", tag, kind, 1, value) if kind == 4 else
+                                                  struct.pack("<HHIHH", tag, kind, 1, value, 0)
+                                                  for tag, kind, value in tags) + struct.pack("<I", 0)
+    corpus.add("tiff_bomb_50000x50000.tif", b"II*\x00" + struct.pack("<I", 8) + ifd + bytes(64), entry="image",
+               made_from="(TIFF IFD)", how="one strip, ImageWidth = ImageLength = 50000 8-bit gray; 64 bytes of pixels",
+               error="ImageFormatError", reason=BOMB)
     # A complete, valid 1-bit 12000 x 12000 PNG (144 M pixels) that deflates to a few KB.
     width = height = 12000
     compressor = zlib.compressobj(9)
