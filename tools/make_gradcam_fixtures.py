@@ -278,28 +278,74 @@ def generate(case: Case, out_root: Path) -> Path:
 
 
 REPO = Path(__file__).resolve().parent.parent
-BIG_MODEL = REPO / ".cache" / "fixtures" / "big" / "k2_densenet121"
-BIG_OUT = REPO / ".cache" / "fixtures" / "gradcam_big" / "k2_densenet121"
-BIG_LAYER = "relu"  # DenseNet121's last spatial layer (final BN -> ReLU, 7x7x1024)
+BIG_ROOT = REPO / ".cache" / "fixtures" / "big"
+BIG_OUT_ROOT = REPO / ".cache" / "fixtures" / "gradcam_big"
+# big case (tools/make_big_fixtures.py) -> a "deep" target whose backward pass crosses a whole
+# block of the real architecture; the default target (last spatial layer) is always added.
+BIG_DEEP_LAYERS = {
+    "k2_densenet121": "conv5_block15_concat",      # dense block 16 (BN-ReLU-Conv-BN-ReLU-Conv-Concat), final BN-ReLU
+    "k2_webipred_densenet121": "conv5_block15_concat",  # + WebIPred's Dense-Dropout-Dense-Activation head
+    "k2_resnet50": "conv5_block2_out",             # a bottleneck block with Add
+    "k2_mobilenetv2": "block_16_project_BN",       # Conv_1, BN, ReLU(6)
+    "k2_efficientnetb0": "block7a_project_bn",     # top_conv, BN, swish, GAP, Dropout
+}
 
 
-def generate_big() -> Path:
-    """Grad-CAM reference for the cached DenseNet121 (tools/make_big_fixtures.py), not committed:
-    the model is rebuilt in tf_keras from its model.json + shards, inputs are its io.npz inputs."""
-    if not (BIG_MODEL / "model.json").is_file():
-        raise SystemExit(f"{BIG_MODEL} is missing: run tools/make_big_fixtures.py --only k2_densenet121 first")
-    K.backend.clear_session()
-    model = lib.load_tfjs_into_tf_keras(BIG_MODEL)
-    with np.load(BIG_MODEL / "io.npz") as data:
-        x = data["input_0"]
-    heat, upsampled, logits, chosen = _gradcam(model, BIG_LAYER, x, None)
-    BIG_OUT.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(BIG_OUT / "io.npz", input=x, class_index=chosen, layer=np.array(BIG_LAYER), logits=logits,
-                        heatmap=heat, heatmap_upsampled=upsampled)
-    meta = lib.base_meta("2", "gradcam", "DenseNet121 (weights=None, seeded), Grad-CAM at its last spatial layer")
-    meta.update(model_dir=str(BIG_MODEL), layer=BIG_LAYER, class_index=chosen.tolist())
-    (BIG_OUT / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    return BIG_OUT
+def _last_spatial_layer(model) -> str:
+    for layer in reversed(model.layers):
+        shape = layer.output.shape
+        if len(shape) == 4 and shape[1] > 1 and shape[2] > 1:
+            return layer.name
+    raise ValueError(f"{model.name}: no spatial layer")
+
+
+def _activations_and_gradients(model, layer_name, x, classes):
+    """The layer's output A and d logit[class] / d A per image (TensorFlow GradientTape)."""
+    penultimate, to_logits = _logit_function(model)
+    grad_model = K.Model(model.inputs, [model.get_layer(layer_name).output, penultimate])
+    values, grads = [], []
+    for image, index in zip(x, classes):
+        with tf.GradientTape() as tape:
+            features, pen = grad_model(image[None], training=False)
+            score = to_logits(pen)[:, int(index)]
+        grads.append(tape.gradient(score, features)[0].numpy())
+        values.append(features[0].numpy())
+    return np.stack(values).astype(np.float32), np.stack(grads).astype(np.float32)
+
+
+def generate_big(names) -> list[Path]:
+    """Grad-CAM references for cached big models (tools/make_big_fixtures.py), not committed:
+    each model is rebuilt in tf_keras from its model.json + shards, inputs are its io.npz inputs."""
+    written = []
+    for name in names:
+        model_dir = BIG_ROOT / name
+        if not (model_dir / "model.json").is_file():
+            print(f"skip {name}: {model_dir} is missing (run tools/make_big_fixtures.py --only {name})")
+            continue
+        K.backend.clear_session()
+        model = lib.load_tfjs_into_tf_keras(model_dir)
+        with np.load(model_dir / "io.npz") as data:
+            x = data["input_0"]
+        arrays = {"input": x}
+        layers = {"default": _last_spatial_layer(model), "deep": BIG_DEEP_LAYERS[name]}
+        for role, layer in layers.items():
+            heat, upsampled, logits, chosen = _gradcam(model, layer, x, None)
+            arrays.update({f"{role}_layer": np.array(layer), f"{role}_heatmap": heat,
+                           f"{role}_heatmap_upsampled": upsampled, "class_index": chosen, "logits": logits})
+        # the deep layer's own activations and gradients: they let a test check the backward pass
+        # alone, from TensorFlow's activations (seeded random weights put many ReLU inputs near 0,
+        # so float32 forward differences flip ReLU masks and move an end-to-end deep map ~1e-3)
+        arrays["deep_activations"], arrays["deep_gradients"] = _activations_and_gradients(
+            model, layers["deep"], x, arrays["class_index"])
+        out = BIG_OUT_ROOT / name
+        out.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(out / "io.npz", **arrays)
+        meta = lib.base_meta("2", "gradcam", f"Grad-CAM of the cached big case {name} (top class per image)")
+        meta.update(model_dir=str(model_dir.relative_to(REPO)), layers=layers, class_index=arrays["class_index"].tolist())
+        (out / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        print(f"{name}: layers {layers}, classes {meta['class_index']}", flush=True)
+        written.append(out)
+    return written
 
 
 def main(argv=None) -> int:
@@ -307,10 +353,11 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=OUT_ROOT)
     parser.add_argument("--only", action="append", default=[], help="case name; repeatable")
     parser.add_argument("--big", action="store_true",
-                        help=f"only the uncommitted DenseNet121 reference in {BIG_OUT.relative_to(REPO)}")
+                        help=f"only the uncommitted references for cached big models in "
+                             f"{BIG_OUT_ROOT.relative_to(REPO)} (--only selects among {sorted(BIG_DEEP_LAYERS)})")
     args = parser.parse_args(argv)
     if args.big:
-        print(f"wrote {generate_big()}")
+        generate_big([n for n in BIG_DEEP_LAYERS if not args.only or n in args.only])
         return 0
     cases = [c for c in CASES if not args.only or c.name in args.only]
     if not cases:

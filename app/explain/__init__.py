@@ -11,13 +11,13 @@ Pure numpy + Pillow: runs under CPython and in Pyodide alike. See docs/explain.m
 """
 
 from .backward import VJPS, supported_ops
-from .gradcam import GradCam, compute_gradcam, gradcam, spatial_layers, upsample_heatmap
+from .gradcam import GradCam, compute_gradcam, gradcam, layer_gradients, spatial_layers, upsample_heatmap
 from .overlay import blend_heatmap, heatmap_overlay_png, jet, png_bytes
 from .segment import (ClassArea, blend_mask, class_areas, mask_overlay_png, mask_png, masks_from_output, palette,
                       segment)
 
 __all__ = [
-    "gradcam", "compute_gradcam", "GradCam", "spatial_layers", "upsample_heatmap", "VJPS", "supported_ops",
+    "gradcam", "compute_gradcam", "GradCam", "layer_gradients", "spatial_layers", "upsample_heatmap", "VJPS", "supported_ops",
     "jet", "blend_heatmap", "heatmap_overlay_png", "png_bytes",
     "segment", "masks_from_output", "class_areas", "ClassArea", "palette", "mask_png", "blend_mask",
     "mask_overlay_png",

@@ -68,14 +68,58 @@ def gradcam(model, x, class_index=None, layer: str | None = None, upsample: bool
 
 def compute_gradcam(model, x, class_index=None, layer: str | None = None, upsample: bool = True) -> GradCam:
     """:func:`gradcam` with the details (layer used, classes, logits, layer-resolution map)."""
+    feeds = model.check_input(x)  # the engine's own validation (count, dtype, shape, batch axis)
+    head = _prepare(model, layer)
+    env = Plan(head.graph).run(feeds, wanted=head.wanted)
+    logits, classes, gradient = _backward(head, env, class_index)
+    activations = np.asarray(env[head.target], dtype=np.float64)
+    weights = gradient.mean(axis=(1, 2))  # alpha_k per image
+    maps = np.maximum(np.einsum("nhwc,nc->nhw", activations, weights), 0.0)
+    peaks = maps.max(axis=(1, 2), keepdims=True)
+    maps = np.divide(maps, peaks, out=np.zeros_like(maps), where=peaks > 0).astype(np.float32)
+    heatmap = upsample_heatmap(maps, feeds[0].shape[1:3]) if upsample else maps
+    return GradCam(heatmap=heatmap, layer_heatmap=maps, layer=head.layer, class_index=classes,
+                   logits=logits.astype(np.float32))
+
+
+def layer_gradients(model, layer: str, value, class_index=None, x=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Class logits, explained classes and d logit / d layer output when ``layer``'s output is
+    ``value`` (N, h, w, C): only the layers after it run (``x`` is needed too when the head also
+    reads the model input by another path). Grad-CAM's backward pass on its own, e.g. to check it
+    against a framework's gradient at the framework's own activations."""
+    head = _prepare(model, layer)
+    value = np.ascontiguousarray(value, dtype=np.float32)
+    feeds = model.check_input(x) if x is not None else []
+    try:
+        env = Plan(head.graph).run(feeds, wanted=head.wanted, given={head.target: value})
+    except KeyError as exc:
+        raise ModelInputError(f"the class scores also depend on the model input (tensor {exc.args[0]!r}) by a path "
+                              f"that bypasses layer {head.layer!r}; pass x as well") from None
+    logits, classes, gradient = _backward(head, env, class_index)
+    return logits.astype(np.float32), classes, gradient
+
+
+@dataclass(frozen=True)
+class _Head:
+    """What lies between the target layer and the class score, prepared once per call."""
+
+    graph: Graph
+    layer: str
+    target: str                # tensor name of the layer's output
+    score: str                 # tensor holding the class scores (logits, or a fused activation's output)
+    stripped: Node | None      # node whose fused softmax/sigmoid the score skips
+    nodes: tuple[Node, ...]    # head nodes in execution order
+    wanted: tuple[str, ...]    # tensors the backward pass reads
+
+
+def _prepare(model, layer) -> _Head:
     graph: Graph = model.source_graph
-    feeds = model._feeds(x)  # the engine's own input validation (shapes, dtype, batch axis)
     if len(graph.outputs) != 1:
         raise ModelInputError(f"model {graph.name!r}: Grad-CAM needs a single-output classifier; this model "
                               f"has {len(graph.outputs)} outputs")
     producers = {out: node for node in graph.nodes for out in node.outputs}
     score_tensor, stripped = _class_score(graph, producers)
-    ancestors = _ancestors(score_tensor, producers, stripped)
+    ancestors = _ancestors(score_tensor, producers)
     shapes = _static_shapes(model, graph)
     score_shape = shapes.get(score_tensor) if shapes else None
     if score_shape is not None and len(score_shape) != 2:
@@ -83,49 +127,44 @@ def compute_gradcam(model, x, class_index=None, layer: str | None = None, upsamp
                               f"this model's class scores have shape {_fmt(score_shape)} (for a segmentation "
                               f"model use app.explain.segment)")
     layer_name, target = _resolve_layer(graph, layer, ancestors, shapes)
-    head = _head_nodes(graph, target, score_tensor, ancestors, stripped)
-    for node in head:
+    nodes = _head_nodes(graph, target, ancestors)
+    for node in nodes:
         reason = unsupported_reason(node)
         if reason is not None:
             raise UnsupportedLayerError(
                 f"model {graph.name!r}: Grad-CAM cannot go back through layer {node.name!r} ({node.op}) between "
                 f"{layer_name!r} and the class score: {reason}; the backward pass supports: "
                 f"{', '.join(supported_ops())}")
+    wanted = {target, score_tensor} | {t for n in nodes for t in (*n.inputs, *n.outputs) if t not in graph.weights}
+    return _Head(graph, layer_name, target, score_tensor, stripped, tuple(nodes), tuple(sorted(wanted)))
 
-    wanted = {target, score_tensor} | {t for n in head for t in (*n.inputs, *n.outputs) if t not in graph.weights}
-    env = Plan(graph).run(feeds, wanted=sorted(wanted))
-    logits = np.asarray(env[score_tensor], dtype=np.float64)
-    if stripped is not None:
-        logits = _pre_activation(stripped, env, graph.weights)
+
+def _backward(head: _Head, env, class_index) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(logits, classes, d score / d target) from a forward environment holding ``head.wanted``."""
+    graph = head.graph
+    logits = np.asarray(env[head.score], dtype=np.float64)
+    if head.stripped is not None:
+        logits = _pre_activation(head.stripped, env, graph.weights)
     if logits.ndim != 2:
         raise ModelInputError(f"model {graph.name!r}: Grad-CAM explains classifiers whose output is (N, classes); "
                               f"the class scores have shape {logits.shape}")
     classes = _class_indices(class_index, logits)
-
     seed = np.zeros_like(logits)
     seed[np.arange(len(classes)), classes] = 1.0
-    grads: dict[str, np.ndarray] = {score_tensor: seed}
-    reach = _descendants(graph, target)
-    for node in reversed(head):
+    grads: dict[str, np.ndarray] = {head.score: seed}
+    reach = _descendants(graph, head.target)
+    for node in reversed(head.nodes):
         grad = grads.pop(node.outputs[0], None)
         if grad is None:
             continue
         inputs = [env[name] if name in env else graph.weights[name] for name in node.inputs]
         needs = [name in reach for name in node.inputs]
-        parts = node_vjp(node, grad, inputs, env[node.outputs[0]], needs, skip_activation=node is stripped)
+        parts = node_vjp(node, grad, inputs, env[node.outputs[0]], needs, skip_activation=node is head.stripped)
         for name, part, need in zip(node.inputs, parts, needs):
             if need and part is not None:
                 grads[name] = grads[name] + part if name in grads else np.array(part, dtype=np.float64)
-
-    activations = np.asarray(env[target], dtype=np.float64)
-    gradient = grads.get(target, np.zeros_like(activations))
-    weights = gradient.mean(axis=(1, 2))  # alpha_k per image
-    maps = np.maximum(np.einsum("nhwc,nc->nhw", activations, weights), 0.0)
-    peaks = maps.max(axis=(1, 2), keepdims=True)
-    maps = np.divide(maps, peaks, out=np.zeros_like(maps), where=peaks > 0).astype(np.float32)
-    heatmap = upsample_heatmap(maps, feeds[0].shape[1:3]) if upsample else maps
-    return GradCam(heatmap=heatmap, layer_heatmap=maps, layer=layer_name, class_index=classes,
-                   logits=logits.astype(np.float32))
+    activations = env[head.target]
+    return logits, classes, grads.get(head.target, np.zeros(np.shape(activations)))
 
 
 def upsample_heatmap(maps: np.ndarray, size: Sequence[int]) -> np.ndarray:
@@ -143,7 +182,7 @@ def spatial_layers(model) -> list[str]:
     graph: Graph = model.source_graph
     producers = {out: node for node in graph.nodes for out in node.outputs}
     score_tensor, stripped = _class_score(graph, producers)
-    return _spatial_candidates(graph, _ancestors(score_tensor, producers, stripped), _static_shapes(model, graph))
+    return _spatial_candidates(graph, _ancestors(score_tensor, producers), _static_shapes(model, graph))
 
 
 # ---- helpers ---------------------------------------------------------------------------------
@@ -171,7 +210,7 @@ def _pre_activation(node: Node, env, weights) -> np.ndarray:
     return np.asarray(KERNELS[node.op](*arrays, **{**node.attrs, "activation": "linear"}), dtype=np.float64)
 
 
-def _ancestors(tensor: str, producers: dict[str, Node], stripped: Node | None) -> set[str]:
+def _ancestors(tensor: str, producers: dict[str, Node]) -> set[str]:
     seen = {tensor}
     stack = [tensor]
     while stack:
@@ -193,7 +232,7 @@ def _descendants(graph: Graph, tensor: str) -> set[str]:
     return reach
 
 
-def _head_nodes(graph: Graph, target: str, score: str, ancestors: set[str], stripped: Node | None) -> list[Node]:
+def _head_nodes(graph: Graph, target: str, ancestors: set[str]) -> list[Node]:
     """Nodes between the target tensor and the class score, in execution order."""
     reach = _descendants(graph, target)
     return [node for node in graph.nodes
