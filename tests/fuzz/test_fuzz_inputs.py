@@ -20,7 +20,7 @@ from app.archive import read_zip
 from app.errors import VitrineError
 from app.imaging import PreprocessSpec, decode_image, preprocess
 from app.modelcard import load_card
-from fuzz_harness import FUZZ_SETTINGS, GOOD, is_known_bug, mutations, time_limit
+from fuzz_harness import FUZZ_SETTINGS, GOOD, is_known_bug, is_known_internal_error, mutations, time_limit
 
 SPEC = PreprocessSpec(size=(24, 24), channels=3)
 
@@ -272,3 +272,44 @@ def test_harness_stops_a_hang():
 def test_harness_bounds_memory():
     with pytest.raises(MemoryError):
         np.ones(8 << 30, dtype=np.uint8)  # 8 GiB > the 3 GiB the fixture allows on top
+
+
+# ------------------------------------------------------------------------------------- the worker service
+
+def test_fuzz_service_requests():
+    """Arbitrary requests (real call names, junk arguments, real or mutated payloads) to one
+    EngineService holding a good model: every reply is a reply (handle never raises), no failure
+    is an ``InternalError``, and the good model answers the same afterwards."""
+    from app.service import EngineService
+
+    service = EngineService()
+    model_zip = _seed("model.zip")
+    loaded = service.handle({"call": "load_model", "args": {"name": "model.zip"}}, model_zip)
+    handle = loaded["result"]["model"]
+    probe = np.full((1, 24, 24, 3), 100.0, np.float32)
+    probe_request = {"call": "predict", "args": {"model": handle, "shape": [1, 24, 24, 3]}}
+    reference = service.handle(probe_request, probe.tobytes())["result"]
+    payloads = st.one_of(st.none(), st.binary(max_size=64), mutations(_seed("camera.png")), mutations(model_zip),
+                         st.just(probe.tobytes()))
+    arguments = st.dictionaries(st.sampled_from(["name", "model", "shape", "seed", "size", "echo"]),
+                                st.one_of(JSON_VALUES, st.just(handle), st.lists(st.integers(-2, 2**64), max_size=5)),
+                                max_size=4)
+
+    # select_gemm_backend swaps the process-wide GEMM (other tests would see it; results change in the
+    # last bits by design); resolve_model goes to the network
+    calls = sorted(set(service.calls) - {"select_gemm_backend", "resolve_model"}) + ["nope"]
+
+    @FUZZ_SETTINGS
+    @given(st.sampled_from(calls), arguments, payloads)
+    def run(call, args, payload):
+        if call in ("unload_model", "selftest"):  # keep the probe model; selftest args are range-checked
+            args = {k: v for k, v in args.items() if k != "model"} if call == "unload_model" else args
+        with time_limit():
+            reply = service.handle({"call": call, "id": 1, "args": args}, payload)
+        assert reply["ok"] or reply["error"]["internal"] is False or is_known_internal_error(reply["error"]), (
+            reply["error"])
+        for extra in [h for h in list(service._models) if h != handle]:  # drop models the fuzzer loaded
+            service.handle({"call": "unload_model", "args": {"model": extra}})
+
+    run()
+    assert service.handle(probe_request, probe.tobytes())["result"] == reference
