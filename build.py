@@ -3,6 +3,7 @@
 
     python build.py build [--model-host ORIGIN] [--out dist] [--cache .cache]
     python build.py serve [--port 8000] [--out dist]          (builds first when dist/ is missing)
+    python build.py bench [--json FILE] [...]                  (runs bench/inference.py)
     python build.py bench startup [...]                        (runs bench/startup.py)
 
 ``dist/`` is a complete offline site: the page, PyScript + MicroPython (main thread), the Pyodide
@@ -411,9 +412,13 @@ def main(argv: list[str] | None = None) -> int:
     p_serve.add_argument("--host", default="127.0.0.1")
     p_serve.add_argument("--out", type=Path, default=ROOT / "dist")
     p_serve.add_argument("--rebuild", action="store_true", help="build even when dist/ exists")
-    p_bench = sub.add_parser("bench", help="run a benchmark from bench/ (e.g. `bench startup`)")
-    p_bench.add_argument("name")
+    p_bench = sub.add_parser("bench", help="run a benchmark from bench/: `bench [--json F]` = the inference "
+                             "benchmark (bench/inference.py), `bench startup [...]` = bench/startup.py")
+    p_bench.add_argument("name", help="inference (default when the first argument is an option) or startup")
     p_bench.add_argument("rest", nargs=argparse.REMAINDER)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"] and (len(argv) == 1 or (argv[1].startswith("-") and argv[1] not in ("-h", "--help"))):
+        argv.insert(1, "inference")  # `bench [options]` without a name runs bench/inference.py
     args = parser.parse_args(argv)
 
     try:
