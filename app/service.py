@@ -37,7 +37,7 @@ from importlib.util import find_spec
 from typing import Any, Callable, Mapping
 
 from . import IN_PYODIDE, __version__
-from .errors import VitrineError
+from .errors import ModelFormatError, VitrineError
 
 API_VERSION = 1
 
@@ -82,10 +82,15 @@ def error_payload(exc: BaseException) -> dict:
     """The protocol's error object for ``exc`` (see the module docstring)."""
     if isinstance(exc, VitrineError):
         error = {"type": type(exc).__name__, "message": str(exc), "internal": False}
-        for attribute in ("file", "filename", "layer", "record"):
+        for attribute in ("file", "filename", "layer", "record", "group"):
             value = getattr(exc, attribute, None)
             if isinstance(value, (str, int)):
                 error["file" if attribute == "filename" else attribute] = value
+        # lists the UI offers as choices: the files of a record (no runnable / ambiguous model)
+        for attribute in ("candidates", "files"):
+            value = getattr(exc, attribute, None)
+            if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+                error[attribute] = list(value)
         return error
     return {
         "type": "InternalError",
@@ -103,8 +108,14 @@ class EngineService:
     dict``; :meth:`handle` validates the envelope, dispatches and wraps errors.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, transport: Any = None) -> None:
+        # transport: an app.http.Transport for Zenodo metadata (the worker glue passes a browser
+        # one); None means app.http.UrllibTransport (CPython)
+        self._transport = transport
         self._models: dict[str, Any] = {}
+        self._cards: dict[str, Any] = {}
+        self._model_info: dict[str, dict] = {}
+        self._catalog = None
         self._next_model_number = 1
         self.calls: dict[str, Callable[[dict, bytes | None, ProgressCallback], dict]] = {
             "ping": self._ping,
@@ -115,6 +126,14 @@ class EngineService:
             "predict": self._predict,
             "decode_image": self._decode_image,
             "select_gemm_backend": self._select_gemm_backend,
+            # the clinician's workflow (docs/worker-api.md, "Workflow calls")
+            "catalog": self._catalog_call,
+            "resolve_model": self._resolve_model,
+            "open_model": self._open_model,
+            "inspect_image": self._inspect_image,
+            "classify": self._classify,
+            "export_results": self._export_results,
+            "chart": self._chart,
         }
         self._gemm_report: dict | None = None
 
@@ -280,6 +299,213 @@ class EngineService:
         self._gemm_report = backend_report()
         return self._gemm_report
 
+    # ---------------------------------------------------------------- workflow calls
+    def _catalog_call(self, args: dict, payload: bytes | None, progress: ProgressCallback) -> dict:
+        """The shipped model catalog, flattened for the UI's search and filters."""
+        from .catalog import FORMATS, load_catalog
+
+        if self._catalog is None:
+            self._catalog = load_catalog()
+        entries = []
+        for entry in self._catalog:
+            entries.append({"id": entry.id, "name": entry.name, "format": entry.format,
+                            "zenodo_record": entry.zenodo_record, "discipline": entry.discipline,
+                            "modality": entry.modality, "search": entry.search_text(),
+                            "card": None if entry.card is None else entry.card.to_json()})
+        return {"entries": entries, "disciplines": self._catalog.disciplines(),
+                "modalities": self._catalog.modalities(), "formats": list(FORMATS)}
+
+    def _resolve_model(self, args: dict, payload: bytes | None, progress: ProgressCallback) -> dict:
+        """A DOI / Zenodo URL / record id / catalog id -> the one file to download (metadata only)."""
+        from .catalog import load_catalog
+        from .sources import resolve
+        from .zenodo import DEFAULT_ZENODO_URL, ZenodoClient, file_content_url
+
+        reference = _require(args, "resolve_model", "reference", str).strip()
+        zenodo_url = args.get("zenodo_url") or DEFAULT_ZENODO_URL
+        chosen = args.get("file")
+        if not reference:
+            raise ServiceRequestError("call 'resolve_model': the model reference is empty; enter a DOI, Zenodo URL or record id")
+        if self._catalog is None:
+            self._catalog = load_catalog()
+        notices: list[str] = []
+        client = ZenodoClient(zenodo_url=str(zenodo_url), transport=self._transport, max_retries=2,
+                              max_wait_seconds=10.0, on_notice=lambda m: (notices.append(m), progress({"stage": "notice", "message": m})))
+        progress({"stage": "resolving", "reference": reference})
+        resolved = resolve(reference, zenodo_url=str(zenodo_url), catalog=self._catalog,
+                           file=chosen if isinstance(chosen, str) and chosen else None, client=client)
+        if resolved.kind != "zenodo":
+            raise ServiceRequestError(f"{reference!r} names a local file; in the browser, add local models with the file picker")
+        record, file = resolved.record, resolved.file
+        return {"reference": reference, "record": record.id, "title": record.title, "version": record.version,
+                "doi": record.doi, "file": file.key, "size": file.size, "md5": file.md5,
+                "url": file.url or file_content_url(resolved.zenodo_url, record.id, file.key),
+                "source_label": resolved.source_label, "catalog_id": resolved.catalog_id,
+                "card": None if resolved.card is None else resolved.card.to_json(),
+                "notices": [*resolved.notices, *notices]}
+
+    def _open_model(self, args: dict, payload: bytes | None, progress: ProgressCallback) -> dict:
+        """Unpack (zip or .tflite), load and describe a model whose bytes are the payload.
+
+        ``source`` (optional): the ``resolve_model`` result it was downloaded for; its md5 is
+        checked again here and it fills the card's source and the export provenance."""
+        from dataclasses import replace
+
+        from .modelcard import ModelCard
+        from .sources import unpack
+        from .zenodo import verify_md5
+
+        name = _require(args, "open_model", "name", str)
+        source = args.get("source") or {}
+        if not isinstance(source, dict):
+            raise ServiceRequestError(f"call 'open_model': 'source' must be an object, received {type(source).__name__}")
+        if payload is None:
+            raise ServiceRequestError(f"call 'open_model': model {name!r} needs its bytes as the payload")
+        md5 = hashlib.md5(payload).hexdigest()
+        if source.get("md5"):
+            verify_md5(payload, str(source["md5"]), name=name, digest=md5)
+        progress({"stage": "parsing", "file": name})
+        package = unpack(payload, name)
+        if package.format == "tflite":
+            _engine_function("app.tflite", "install_alias", "open_model")()
+        load_model = _engine_function("app.loaders", "load_model", "open_model")
+        model = load_model(package.engine_input, name=name)
+        card = package.card or getattr(model, "card", None)
+        if card is None and source.get("card"):
+            card = ModelCard.from_json(source["card"], filename=f"catalog card of {name}")
+        card = _complete_card(card, model, name)
+        if source.get("record"):
+            card = card.with_source(zenodo_id=int(source["record"]), doi=source.get("doi"), md5=md5,
+                                    version=source.get("version"), file=source.get("file"))
+        else:
+            card = card.with_source(md5=md5, file=name)
+        handle = f"m{self._next_model_number}"
+        self._next_model_number += 1
+        self._models[handle] = model
+        self._cards[handle] = card
+        self._model_info[handle] = {"name": card.name, "md5": md5,
+                                    "source": source.get("source_label") or f"local file {name}"}
+        progress({"stage": "ready", "file": name})
+        return {"model": handle, "name": card.name, "file": name, "format": package.format, "md5": md5,
+                "bytes": len(payload), "source": self._model_info[handle]["source"],
+                "card": card.to_json(), "summary": _model_summary(model),
+                "has_card": package.card is not None or bool(source.get("card"))}
+
+    def _inspect_image(self, args: dict, payload: bytes | None, progress: ProgressCallback) -> dict:
+        """Validate one image at once: decode it, return its facts and a PNG thumbnail (base64).
+
+        Patient-identifying DICOM attributes are returned only with ``show_phi: true``."""
+        import base64
+
+        from .imaging import make_thumbnail
+
+        name = _require(args, "inspect_image", "name", str)
+        image = self._decode(name, payload, "inspect_image")
+        result = {"name": name, "shape": list(image.pixels.shape), "dtype": str(image.pixels.dtype),
+                  "metadata": image.metadata,
+                  "thumbnail_png": base64.b64encode(make_thumbnail(image, max_side=int(args.get("max_side", 128)))).decode("ascii")}
+        if args.get("show_phi") is True:
+            result["phi"] = dict(image.phi)
+        return result
+
+    def _classify(self, args: dict, payload: bytes | None, progress: ProgressCallback) -> dict:
+        """Decode, preprocess exactly as the model card says, predict: class probabilities."""
+        import time
+
+        import numpy as np
+
+        from .imaging import PreprocessSpec, preprocess
+        from .results import predicted_classes
+
+        handle = self._model_handle(args, "classify")
+        name = _require(args, "classify", "name", str)
+        started = time.perf_counter()
+        image = self._decode(name, payload, "classify")
+        card = self._cards[handle]
+        tensor = preprocess(image, PreprocessSpec.from_card(card))
+        outputs = self._models[handle].predict(tensor)
+        if isinstance(outputs, (list, tuple)):
+            outputs = outputs[0]
+        probabilities = np.asarray(outputs, dtype=np.float64).reshape(-1)
+        if probabilities.size != len(card.classes):
+            raise ModelFormatError(f"the model gave {probabilities.size} outputs for {name} but its card lists "
+                                   f"{len(card.classes)} classes ({', '.join(card.classes)})")
+        if not np.all(np.isfinite(probabilities)):
+            raise ModelFormatError(f"the model produced non-finite outputs for {name}")
+        values = probabilities.tolist()
+        return {"name": name, "model": handle, "probabilities": values,
+                "predicted": predicted_classes(values, card, threshold=args.get("threshold")),
+                "ms": round((time.perf_counter() - started) * 1000, 1)}
+
+    def _export_results(self, args: dict, payload: bytes | None, progress: ProgressCallback) -> dict:
+        """CSV or JSON text of a run (app.results columns), with a file name for the download."""
+        import datetime as dt
+
+        from .results import to_csv, to_json
+
+        card, info = self._card_and_info(args, "export_results")
+        fmt = _require(args, "export_results", "format", str)
+        results = _require(args, "export_results", "results", list)
+        if fmt not in ("csv", "json"):
+            raise ServiceRequestError(f"call 'export_results': format must be 'csv' or 'json', received {fmt!r}")
+        for i, item in enumerate(results):
+            if not isinstance(item, dict) or not isinstance(item.get("file"), str):
+                raise ServiceRequestError(f"call 'export_results': results[{i}] needs a string 'file'")
+        threshold = args.get("threshold")
+        if isinstance(args.get("date"), str):
+            info["date"] = args["date"]
+        writer = to_csv if fmt == "csv" else to_json
+        text = writer(results, card, info, threshold=threshold)
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+        return {"filename": f"vitrine-results-{stamp}.{fmt}", "mime": "text/csv" if fmt == "csv" else "application/json",
+                "text": text}
+
+    def _chart(self, args: dict, payload: bytes | None, progress: ProgressCallback) -> dict:
+        """SVG chart text (app.charts): ``kind`` "bars" (one image) or "grouped" (a batch)."""
+        from . import charts
+
+        card, _ = self._card_and_info(args, "chart")
+        kind = _require(args, "chart", "kind", str)
+        if kind == "bars":
+            probabilities = _require(args, "chart", "probabilities", list)
+            threshold = args.get("threshold", card.threshold)
+            svg = charts.probability_bars(card.classes, probabilities, order=str(args.get("order", "default")),
+                                          multi_label=card.multi_label, threshold=float(threshold),
+                                          title=f"Class probabilities for {args.get('name', 'the image')}")
+        elif kind == "grouped":
+            images = _require(args, "chart", "images", list)
+            svg = charts.grouped_bars(card.classes, [(str(i.get("file")), i.get("probabilities")) for i in images])
+        else:
+            raise ServiceRequestError(f"call 'chart': kind must be 'bars' or 'grouped', received {kind!r}")
+        return {"svg": svg}
+
+    def _card_and_info(self, args: dict, call: str):
+        """The card and provenance of a loaded model (``model`` handle), or of an earlier run whose
+        model is no longer loaded (``card``: card JSON, ``model_info``: name / source / md5)."""
+        from .modelcard import ModelCard
+
+        if "model" in args:
+            handle = self._model_handle(args, call)
+            return self._cards[handle], dict(self._model_info[handle])
+        card_json = _require(args, call, "card", dict)
+        info = args.get("model_info") or {}
+        if not isinstance(info, dict):
+            raise ServiceRequestError(f"call {call!r}: 'model_info' must be an object")
+        return ModelCard.from_json(card_json, filename=f"{call} card"), dict(info)
+
+    def _decode(self, name: str, payload: bytes | None, call: str):
+        from .imaging.decode import is_dicom, is_nifti
+
+        if payload is None:
+            raise ServiceRequestError(f"call {call!r}: image {name!r} needs its bytes as the payload")
+        lower = name.lower()
+        if (is_dicom(payload) or lower.endswith(".dcm")) and find_spec("pydicom") is None:
+            raise OptionalPackagesNeededError(f"{name}: DICOM needs the optional medical packages (pydicom)", "medical", name)
+        if (is_nifti(payload) or lower.endswith((".nii", ".nii.gz"))) and find_spec("nibabel") is None:
+            raise OptionalPackagesNeededError(f"{name}: NIfTI needs the optional medical packages (nibabel)", "medical", name)
+        decode_image = _engine_function("app.imaging", "decode_image", call)
+        return decode_image(payload, name)
+
     # ---------------------------------------------------------------- helpers
     def _model_handle(self, args: dict, call: str) -> str:
         handle = _require(args, call, "model", str)
@@ -287,6 +513,37 @@ class EngineService:
             loaded = ", ".join(sorted(self._models)) or "none"
             raise ServiceRequestError(f"call {call!r}: no loaded model {handle!r} (loaded: {loaded})")
         return handle
+
+
+class OptionalPackagesNeededError(VitrineError):
+    """The file needs an optional wheel group (``group``, e.g. "medical") the worker has not
+    installed yet; the UI installs it (worker export ``load_optional``) and retries."""
+
+    def __init__(self, message: str, group: str, file: str):
+        super().__init__(message)
+        self.group = group
+        self.file = file
+
+
+def _complete_card(card: Any, model: Any, name: str):
+    """The card with what it leaves open (input size, channels) taken from the model's input
+    shape; a model without a card gets numbered classes from its output shape."""
+    from dataclasses import replace
+
+    from .modelcard import ModelCard
+
+    summary = _model_summary(model)
+    input_shape = (summary.get("inputs") or [{}])[0].get("shape") or []
+    output_shape = (summary.get("outputs") or [{}])[0].get("shape") or []
+    if card is None:
+        if not output_shape or not output_shape[-1]:
+            raise ModelFormatError(f"{name} has no model card and its output shape does not tell the number of classes")
+        card = ModelCard(name=name, classes=tuple(f"class {i}" for i in range(int(output_shape[-1]))))
+    if card.input_size is None and len(input_shape) == 4 and all(input_shape[1:3]):
+        card = replace(card, input_size=(int(input_shape[1]), int(input_shape[2])))
+    if card.channels is None and len(input_shape) == 4 and input_shape[3] in (1, 3):
+        card = replace(card, channels=int(input_shape[3]))
+    return card
 
 
 def _model_summary(model: Any) -> dict:

@@ -1,79 +1,189 @@
-# Main-thread UI (MicroPython via PyScript). Kept light: it talks to the engine worker only
+# Main-thread UI (MicroPython via PyScript). Kept light: it talks to the engine workers only
 # through the JSON protocol in docs/worker-api.md and never imports numpy / the app package.
+# Decoding, preprocessing, prediction, charts (SVG text) and export files are made in the workers;
+# this file only moves bytes and text between the page and them. See docs/ui.md.
 import asyncio
 import json
 
 from pyscript import document, window, workers
-from pyscript.ffi import create_proxy
+from pyscript.ffi import create_proxy, to_js
 
 BOOT_REQUEST = json.dumps({"call": "info", "id": "boot"})
 GEMM_REQUEST = json.dumps({"call": "select_gemm_backend", "id": "boot-gemm"})
+DEMO_URL = "./static/demo/demo-model.zip"
+ENGINE_SRC = "./workers/engine.py"
+ENGINE_CONFIG = "./config/engine.json"
+MAX_POOL = 4
+MEDICAL_SUFFIXES = (".dcm", ".dicom", ".nii", ".nii.gz")
+
+# name of the primary engine worker; each restart boots a fresh worker under a new name because
+# PyScript resolves a worker name only once
+engine_name = "engine"
+engine = None          # the primary worker (catalog, downloads, charts, exports)
+pool = []              # [{"name", "engine", "busy"}]: workers that classify images
+engine_info = {}
+_proxies = []          # keep event-handler proxies alive
+_next_id = [0]
+
+state = {
+    "model": None,        # {"handle", "name", "card", "md5", "source", "bytes"(JS Uint8Array or None)}
+    "loading": None,      # id of the model request in flight
+    "images": [],         # [{"id", "name", "file", "status", "error", "thumb", "meta", "li"}]
+    "runs": [],           # session history, memory only
+    "current_run": None,
+    "cancel": False,
+    "running": False,
+    "sort": (None, False),
+    "medical_loaded": False,
+    "pending_choice": None,
+    "download_id": None,
+}
 
 
-def set_engine_state(state, message):
-    document.body.setAttribute("data-engine-state", state)
-    document.getElementById("engine-status").textContent = message
+def el(element_id):
+    return document.getElementById(element_id)
 
 
-def show_engine_info(info):
-    rows = document.getElementById("engine-info")
-    for label, key in (("Python", "python"), ("Pyodide", "pyodide"), ("numpy", "numpy"),
-                       ("Pillow", "pillow"), ("Matrix backend", "gemm_backend"), ("Vitrine", "vitrine")):
-        term = document.createElement("dt")
-        term.textContent = label
-        value = document.createElement("dd")
-        value.textContent = str(info.get(key))
-        rows.append(term)
-        rows.append(value)
+def make(tag, text=None, cls=None):
+    node = document.createElement(tag)
+    if text is not None:
+        node.textContent = text
+    if cls:
+        node.className = cls
+    return node
+
+
+def on(node, event, handler):
+    proxy = create_proxy(handler)
+    _proxies.append(proxy)
+    node.addEventListener(event, proxy)
+
+
+def spawn(coroutine_function, *args):
+    """Event handler that starts a coroutine (DOM events cannot await)."""
+    def handler(event):
+        asyncio.create_task(coroutine_function(event, *args))
+    return handler
+
+
+def new_id(prefix):
+    _next_id[0] += 1
+    return "%s-%d" % (prefix, _next_id[0])
+
+
+def clear(node):
+    while node.firstChild:
+        node.removeChild(node.firstChild)
+
+
+def show(node, visible=True):
+    node.hidden = not visible
+
+
+def set_engine_state(state_name, message):
+    document.body.setAttribute("data-engine-state", state_name)
+    el("engine-status").textContent = message
+
+
+def fmt_bytes(n):
+    if n is None:
+        return "?"
+    if n >= 1048576:
+        return "%.1f MB" % (n / 1048576)
+    if n >= 1024:
+        return "%.0f KB" % (n / 1024)
+    return "%d B" % n
+
+
+def percent(p):
+    if 0 < p < 0.0005:
+        return "< 0.1 %"
+    return "%.1f %%" % (p * 100)
+
+
+def error_text(error):
+    text = error.get("message", "unknown error")
+    if error.get("internal") and error.get("detail"):
+        text += " (" + error["detail"] + ")"
+    return text
+
+
+# ---------------------------------------------------------------------------- engine calls
+progress_handlers = {}
 
 
 def on_progress(event_json):
-    # Progress events from long engine calls (see docs/worker-api.md); the UI shows the latest.
+    # Progress events from long engine calls (docs/worker-api.md): routed by request id.
     event = json.loads(event_json)
-    stage = event.get("stage", "")
-    if "done" in event and "total" in event:
-        stage = "%s %s/%s" % (stage, event["done"], event["total"])
-    document.getElementById("engine-status").textContent = "Working: " + stage
+    handler = progress_handlers.get(event.get("id"))
+    if handler is not None:
+        handler(event)
 
 
-ENGINE_SRC = "./workers/engine.py"
-ENGINE_CONFIG = "./config/engine.json"
-# name of the live engine worker; each restart boots a fresh worker under a new name because
-# PyScript resolves a worker name only once
-engine_name = "engine"
+async def call(name, args=None, payload=None, worker=None, request_id=None):
+    request = {"call": name, "id": request_id or new_id(name), "args": args or {}}
+    target = worker or engine
+    reply = await target.call(json.dumps(request), payload)
+    return json.loads(reply)
+
+
+async def file_bytes(file):
+    return window.Uint8Array.new(await file.arrayBuffer())
+
+
+# ---------------------------------------------------------------------------- engine boot / pool
+def show_engine_info(info):
+    rows = el("engine-info")
+    clear(rows)
+    for label, key in (("Python", "python"), ("Pyodide", "pyodide"), ("numpy", "numpy"),
+                       ("Pillow", "pillow"), ("Matrix backend", "gemm_backend"), ("Vitrine", "vitrine"),
+                       ("Workers in pool", "workers")):
+        rows.append(make("dt", label))
+        value = make("dd", str(info.get(key)))
+        if key == "workers":
+            value.id = "pool-size"
+        rows.append(value)
 
 
 async def start_engine():
     """Wait for the named engine worker, check it answers, publish it as window.vitrineEngine."""
-    engine = await workers[engine_name]
-    engine.on_progress = on_progress
-    reply = json.loads(await engine.call(BOOT_REQUEST, None))
+    global engine, engine_info
+    worker = await workers[engine_name]
+    worker.on_progress = on_progress
+    reply = json.loads(await worker.call(BOOT_REQUEST, None))
     if not reply["ok"]:
         error = reply["error"]
         set_engine_state("error", "The engine failed to start: %s: %s" % (error["type"], error["message"]))
-        return
+        return False
     # Route the engine's matrix products through the fastest working backend (SIMD kernels
     # shipped in the app wheel, else numpy); a failure here is reported, not fatal.
-    gemm = json.loads(await engine.call(GEMM_REQUEST, None))
+    gemm = json.loads(await worker.call(GEMM_REQUEST, None))
     if gemm["ok"]:
         reply["result"]["gemm_backend"] = gemm["result"]["backend"]
     else:
         window.console.warn("GEMM backend selection failed: " + gemm["error"]["message"])
+    engine = worker
+    engine_info = reply["result"]
+    pool.clear()
+    pool.append({"name": engine_name, "engine": worker, "busy": False})
+    engine_info["workers"] = len(pool)
     # One handle for the rest of the UI and for tests: window.vitrineEngine.call(json, bytes|null)
-    window.vitrineEngine = engine
+    window.vitrineEngine = worker
     document.body.setAttribute("data-engine-name", engine_name)
-    if not document.getElementById("engine-info").hasChildNodes():
-        show_engine_info(reply["result"])
+    document.body.setAttribute("data-pool-size", str(len(pool)))
+    show_engine_info(engine_info)
     document.body.setAttribute("data-engine-ready-ms", str(window.performance.now()))
     set_engine_state("ready", "Engine ready. Nothing you add leaves this computer.")
+    return True
 
 
 async def restart_engine(reason="Cancelled"):
     """Hard cancel (docs/worker-api.md): terminate the engine worker, whatever it is running, and
     boot a fresh one. Loaded models are lost; replies still pending from the old worker never come."""
-    global engine_name
+    global engine_name, engine
     old = document.querySelector('script[type="py"][worker][name="%s"]' % engine_name)
     window.vitrineEngine = None
+    engine = None
     if old is not None:
         old.xworker.terminate()
         old.remove()
@@ -88,12 +198,998 @@ async def restart_engine(reason="Cancelled"):
     script.setAttribute("name", engine_name)
     script.setAttribute("config", ENGINE_CONFIG)
     document.body.append(script)
-    await start_engine()
+    if await start_engine() and state["model"] is not None:
+        # a fresh interpreter: the model must be loaded again (the UI offers it, it does not
+        # assume the user still wants it)
+        state["model"] = None
+        set_model_status("The engine was restarted; choose the model again.")
+        update_predict_button()
 
 
 def on_restart_request(event):
     # JS (or a Cancel button) asks for a hard cancel with a "vitrine:restart-engine" event.
     asyncio.create_task(restart_engine())
+
+
+# ---------------------------------------------------------------------------- model
+def set_model_status(text, error=None):
+    el("model-status").textContent = text
+    box = el("model-error")
+    if error:
+        box.textContent = error
+        show(box)
+    else:
+        box.textContent = ""
+        show(box, False)
+
+
+METRIC_HELP = (
+    ("auc", "area under the ROC curve: 1.0 ranks every positive above every negative, 0.5 is chance"),
+    ("sensitivity", "share of images of this class that the model finds (recall)"),
+    ("recall", "share of images of this class that the model finds (sensitivity)"),
+    ("specificity", "share of images NOT of this class that the model correctly leaves out"),
+    ("precision", "share of the model's predictions of this class that are right"),
+    ("f1", "harmonic mean of precision and recall"),
+    ("accuracy", "share of test images of this class classified correctly"),
+)
+
+
+def metric_help(name):
+    lower = name.lower()
+    for key, text in METRIC_HELP:
+        if key in lower:
+            return text
+    return "as published by the model's authors"
+
+
+def render_card(card, extra=None):
+    """The model card view: description, classes, input, preprocessing, references, licence,
+    source and published metrics (with a short explanation of each)."""
+    box = el("model-card")
+    clear(box)
+    box.append(make("h3", card.get("name") or "Model"))
+    if card.get("x-not-for-clinical-use") or "not for clinical use" in (card.get("name") or "").lower():
+        box.append(make("p", "Not for clinical use.", "badge badge-warn"))
+    if card.get("description"):
+        box.append(make("p", card["description"]))
+    facts = make("dl", None, "card-facts")
+    size = card.get("input_size")
+    rows = [
+        ("Classes", ", ".join(card.get("classes") or [])),
+        ("Task", "multi-label (threshold %s)" % card.get("threshold") if card.get("multi_label") else "single label (highest probability)"),
+        ("Input size", "%s x %s pixels, %s channel(s)" % (size[1], size[0], card.get("channels") or "?") if size else "from the model"),
+        ("Preprocessing", "resize mode %s%s, intensity standardisation: %s" % (
+            card.get("resize_mode"), ", padded to a square" if card.get("pad_square") else "", card.get("standardize") or "none")),
+        ("Modality", card.get("modality") or "not stated"),
+        ("Discipline", card.get("discipline") or "not stated"),
+        ("Licence", card.get("license") or "not stated"),
+    ]
+    source = card.get("source") or {}
+    if source:
+        parts = []
+        if source.get("zenodo_id"):
+            parts.append("Zenodo record %s" % source["zenodo_id"])
+        if source.get("version"):
+            parts.append("version %s" % source["version"])
+        if source.get("file"):
+            parts.append("file %s" % source["file"])
+        if source.get("doi"):
+            parts.append("DOI %s" % source["doi"])
+        if source.get("md5"):
+            parts.append("MD5 %s" % source["md5"])
+        rows.append(("Source", ", ".join(parts)))
+    for label, value in rows + (extra or []):
+        facts.append(make("dt", label))
+        facts.append(make("dd", str(value)))
+    box.append(facts)
+    references = card.get("references") or []
+    if references:
+        box.append(make("h4", "References"))
+        listing = make("ul")
+        for reference in references:
+            item = make("li", reference.get("citation", ""))
+            if reference.get("link"):
+                item.append(document.createTextNode(" "))
+                link = make("a", reference["link"])
+                link.href = reference["link"]
+                link.rel = "noopener noreferrer"
+                item.append(link)
+            listing.append(item)
+        box.append(listing)
+    metrics = card.get("metrics") or {}
+    if metrics:
+        box.append(make("h4", "Published metrics (by the model's authors, not measured by Vitrine)"))
+        for metric, per_class in metrics.items():
+            box.append(make("p", "%s: %s." % (metric, metric_help(metric)), "muted"))
+            table = make("table", None, "metrics-table")
+            head = make("tr")
+            head.append(make("th", "Class"))
+            head.append(make("th", "Value"))
+            table.append(head)
+            for class_name, value in per_class.items():
+                row = make("tr")
+                row.append(make("td", class_name))
+                row.append(make("td", "%.3f" % value))
+                table.append(row)
+            box.append(table)
+
+
+def model_ready(reply, keep_bytes):
+    result = reply["result"]
+    state["model"] = {"handle": result["model"], "name": result["name"], "card": result["card"],
+                      "md5": result["md5"], "source": result["source"], "bytes": keep_bytes,
+                      "file": result["file"], "format": result["format"]}
+    render_card(result["card"], [("Format", result["format"]), ("Size", fmt_bytes(result.get("bytes")))])
+    set_model_status("Model ready: %s (%s)" % (result["name"], result["format"]))
+    document.body.setAttribute("data-model-state", "ready")
+    document.body.setAttribute("data-model-md5", result["md5"])
+    document.body.setAttribute("data-model-name", result["name"])
+    card = result["card"]
+    show(el("threshold-box"), bool(card.get("multi_label")))
+    if card.get("multi_label"):
+        el("threshold").value = str(card.get("threshold", 0.5))
+        el("threshold-value").textContent = "%.2f" % float(card.get("threshold", 0.5))
+    update_predict_button()
+
+
+def model_failed(message):
+    document.body.setAttribute("data-model-state", "error")
+    if state["model"] is not None:
+        set_model_status("Still using: %s" % state["model"]["name"], message)
+    else:
+        set_model_status("No model loaded.", message)
+    update_predict_button()
+
+
+async def open_model_bytes(name, data):
+    """Load model bytes (zip / .tflite) into every worker of the pool (pre-heating)."""
+    request_id = new_id("open")
+    state["loading"] = request_id
+    document.body.setAttribute("data-model-state", "loading")
+    set_model_status("Loading model %s (%s)…" % (name, fmt_bytes(data.length)))
+    reply = await call("open_model", {"name": name}, data, request_id=request_id)
+    if state["loading"] != request_id:
+        return
+    state["loading"] = None
+    if reply["ok"]:
+        model_ready(reply, data)
+        await load_into_pool()
+    else:
+        model_failed("%s could not be loaded: %s" % (name, error_text(reply["error"])))
+
+
+async def reload_model_bytes():
+    model = state["model"]
+    await open_model_bytes(model["file"], model["bytes"])
+
+
+async def load_demo(event=None):
+    set_model_status("Loading the built-in demo model…")
+    response = await window.fetch(DEMO_URL)
+    if not response.ok:
+        model_failed("The demo model is missing from this site (HTTP %s)." % response.status)
+        return
+    data = window.Uint8Array.new(await response.arrayBuffer())
+    await open_model_bytes("demo-model.zip", data)
+
+
+async def on_model_file(event):
+    files = el("model-file").files
+    if files.length == 0:
+        return
+    file = files.item(0)
+    await open_model_bytes(file.name, await file_bytes(file))
+    el("model-file").value = ""
+
+
+async def fetch_reference(event=None, reference=None, chosen_file=None):
+    """Resolve a DOI / Zenodo URL / record id / catalog id (worker, metadata only), then download it
+    in the worker with byte progress, verify its MD5 and load it."""
+    if reference is None:
+        reference = el("model-reference").value.strip()
+    if not reference:
+        model_failed("Enter a DOI (10.5281/zenodo.N), a Zenodo record URL or a record id.")
+        return
+    show(el("model-file-choice"), False)
+    request_id = new_id("download")
+    state["loading"] = request_id
+    state["download_id"] = request_id
+    document.body.setAttribute("data-model-state", "loading")
+    set_model_status("Looking up %s on Zenodo…" % reference)
+    args = {"reference": reference, "zenodo_url": zenodo_url()}
+    if chosen_file:
+        args["file"] = chosen_file
+    resolved = await call("resolve_model", args, request_id=request_id)
+    if state["loading"] != request_id:
+        return
+    if not resolved["ok"]:
+        state["loading"] = None
+        error = resolved["error"]
+        if error.get("candidates"):
+            offer_file_choice(reference, error["candidates"])
+        model_failed("%s: %s" % (reference, error_text(error)))
+        return
+    source = resolved["result"]
+    set_model_status("Downloading %s from Zenodo record %s (%s)…" % (source["file"], source["record"], fmt_bytes(source.get("size"))))
+    row = el("model-progress-row")
+    show(row)
+    show(el("model-cancel"))
+    el("model-progress").max = source.get("size") or 1
+    el("model-progress").value = 0
+
+    def progress(event):
+        if event.get("stage") == "download":
+            el("model-progress").value = event["done"]
+            el("model-progress-text").textContent = "%s of %s" % (fmt_bytes(event["done"]), fmt_bytes(event.get("total")))
+            document.body.setAttribute("data-download-done", str(event["done"]))
+        elif event.get("stage") == "parsing":
+            el("model-progress-text").textContent = "MD5 verified; loading the model…"
+
+    progress_handlers[request_id] = progress
+    request = {"id": request_id, "args": {"source": source, "cache": bool(el("cache-opt-in").checked),
+                                           "base_url": str(document.baseURI)}}
+    reply = json.loads(await engine.download_model(json.dumps(request)))
+    progress_handlers.pop(request_id, None)
+    show(el("model-cancel"), False)
+    state["download_id"] = None
+    if state["loading"] != request_id:
+        return
+    state["loading"] = None
+    if reply["ok"]:
+        show(row, False)
+        model_ready(reply, None)
+        if reply["result"].get("from_cache"):
+            set_model_status("Model ready: %s (from this browser's cache, MD5 verified)" % reply["result"]["name"])
+        await load_into_pool()
+    else:
+        el("model-progress-text").textContent = "failed"
+        model_failed("%s: %s" % (source["file"], error_text(reply["error"])))
+
+
+def offer_file_choice(reference, candidates):
+    select = el("model-file-select")
+    clear(select)
+    for name in candidates:
+        option = make("option", name)
+        option.value = name
+        select.append(option)
+    state["pending_choice"] = reference
+    show(el("model-file-choice"))
+
+
+async def use_chosen_file(event):
+    await fetch_reference(reference=state["pending_choice"], chosen_file=el("model-file-select").value)
+
+
+async def cancel_download(event):
+    if state["download_id"]:
+        await engine.cancel_download(state["download_id"])
+
+
+def zenodo_url():
+    params = window.URLSearchParams.new(window.location.search)
+    value = params.get("zenodo")
+    return str(value) if value else "https://zenodo.org"
+
+
+def on_reference_key(event):
+    if event.key == "Enter":
+        event.preventDefault()
+        asyncio.create_task(fetch_reference())
+
+
+async def list_cached(event=None):
+    reply = json.loads(await engine.cached_models(str(document.baseURI)))
+    listing = el("cached-models")
+    clear(listing)
+    keys = reply["result"]["keys"] if reply["ok"] else []
+    if not keys:
+        listing.append(make("li", "No cached models."))
+    for key in keys:
+        label = key.split("model-cache/")[-1]
+        item = make("li", label + " ")
+        button = make("button", "Forget")
+        button.type = "button"
+        button.className = "secondary"
+        on(button, "click", spawn(forget_cached, key))
+        item.append(button)
+        listing.append(item)
+
+
+async def forget_cached(event, key=None):
+    await engine.forget_cached_models(key)
+    await list_cached()
+
+
+# ---------------------------------------------------------------------------- catalog
+catalog = {"entries": []}
+
+
+async def load_catalog():
+    reply = await call("catalog")
+    if not reply["ok"]:
+        window.console.warn("catalog: " + reply["error"]["message"])
+        return
+    catalog["entries"] = reply["result"]["entries"]
+    for select_id, key in (("filter-discipline", "disciplines"), ("filter-modality", "modalities"), ("filter-format", "formats")):
+        select = el(select_id)
+        for value in reply["result"][key]:
+            option = make("option", value)
+            option.value = value
+            select.append(option)
+    render_catalog()
+
+
+def render_catalog(event=None):
+    listing = el("catalog-list")
+    for node in list(listing.querySelectorAll("li[data-catalog]")):
+        node.remove()
+    text = el("catalog-search").value.strip().lower()
+    discipline = el("filter-discipline").value
+    modality = el("filter-modality").value
+    fmt = el("filter-format").value
+    shown = 0
+    for entry in catalog["entries"]:
+        if text and not all(word in entry["search"] for word in text.split()):
+            continue
+        if discipline and entry.get("discipline") != discipline:
+            continue
+        if modality and entry.get("modality") != modality:
+            continue
+        if fmt and entry.get("format") != fmt:
+            continue
+        shown += 1
+        item = make("li", None, "catalog-entry")
+        item.setAttribute("data-catalog", entry["id"])
+        info = make("div")
+        info.append(make("strong", entry["name"]))
+        info.append(make("p", "%s · %s · %s · Zenodo %s" % (entry.get("discipline") or "-", entry.get("modality") or "-",
+                                                         entry.get("format") or "-", entry.get("zenodo_record") or "-"), "muted"))
+        item.append(info)
+        buttons = make("div", None, "row")
+        details = make("button", "Details", "secondary")
+        details.type = "button"
+        details.setAttribute("aria-label", "Details of " + entry["name"])
+        on(details, "click", lambda event, e=entry: show_catalog_card(e))
+        use = make("button", "Use")
+        use.type = "button"
+        use.setAttribute("aria-label", "Use " + entry["name"])
+        on(use, "click", spawn(use_catalog_entry, entry["id"]))
+        buttons.append(details)
+        buttons.append(use)
+        item.append(buttons)
+        listing.append(item)
+    document.body.setAttribute("data-catalog-shown", str(shown))
+
+
+def show_catalog_card(entry):
+    if entry.get("card"):
+        render_card(entry["card"], [("Catalog id", entry["id"]), ("Format", entry.get("format") or "?")])
+        el("model-card-box").open = True
+
+
+async def use_catalog_entry(event, entry_id):
+    await fetch_reference(reference=entry_id)
+
+
+# ---------------------------------------------------------------------------- images
+def images_summary():
+    images = state["images"]
+    good = len([i for i in images if i["status"] == "ok"])
+    bad = len([i for i in images if i["status"] == "error"])
+    checking = len(images) - good - bad
+    if not images:
+        text = "No images yet."
+    else:
+        text = "%d image(s): %d ready, %d with errors%s." % (len(images), good, bad, ", %d being checked" % checking if checking else "")
+    el("images-summary").textContent = text
+    document.body.setAttribute("data-images-ready", str(good))
+    document.body.setAttribute("data-images-checking", str(checking))
+    update_predict_button()
+
+
+def update_predict_button():
+    ready = [i for i in state["images"] if i["status"] == "ok"]
+    el("predict").disabled = state["running"] or state["model"] is None or state["loading"] is not None or not ready
+
+
+def add_files(file_list):
+    files = [file_list.item(i) for i in range(file_list.length)]
+    files = [f for f in files if not str(f.name).startswith(".")]
+    new = []
+    for file in files:
+        image = {"id": new_id("img"), "name": str(file.webkitRelativePath or file.name), "file": file,
+                 "status": "checking", "error": None, "meta": None}
+        image["li"] = image_item(image)
+        state["images"].append(image)
+        new.append(image)
+    images_summary()
+    asyncio.create_task(inspect_images(new))
+
+
+def image_item(image):
+    item = make("li", None, "image-item")
+    item.setAttribute("data-image", image["name"])
+    item.setAttribute("data-status", "checking")
+    thumb = make("img", None, "thumb")
+    thumb.alt = "Thumbnail of " + image["name"]
+    thumb.width = 64
+    thumb.height = 64
+    item.append(thumb)
+    text = make("div", None, "image-text")
+    text.append(make("span", image["name"], "image-name"))
+    text.append(make("span", "checking…", "image-status"))
+    item.append(text)
+    remove = make("button", "Remove", "secondary small")
+    remove.type = "button"
+    remove.setAttribute("aria-label", "Remove " + image["name"])
+    on(remove, "click", lambda event, i=image: remove_image(i))
+    item.append(remove)
+    el("image-list").append(item)
+    return item
+
+
+async def ensure_medical(worker):
+    reply = json.loads(await worker.load_optional("medical", str(document.baseURI)))
+    if not reply["ok"]:
+        raise RuntimeError(error_text(reply["error"]))
+
+
+async def engine_call_with_optional(name, args, data, worker=None):
+    """A call that may need pydicom / nibabel first: install them on demand and retry once."""
+    reply = await call(name, args, data, worker=worker)
+    if not reply["ok"] and reply["error"]["type"] == "OptionalPackagesNeededError":
+        await ensure_medical(worker or engine)
+        reply = await call(name, args, data, worker=worker)
+    return reply
+
+
+async def inspect_images(images):
+    for image in images:
+        if image not in state["images"]:
+            continue  # removed meanwhile
+        data = await file_bytes(image["file"])
+        reply = await engine_call_with_optional("inspect_image", {"name": image["name"], "show_phi": bool(el("show-phi").checked)}, data)
+        if image not in state["images"]:
+            continue
+        item = image["li"]
+        status = item.querySelector(".image-status")
+        if reply["ok"]:
+            result = reply["result"]
+            image["status"] = "ok"
+            image["meta"] = result
+            image["thumb"] = "data:image/png;base64," + result["thumbnail_png"]
+            item.querySelector("img").src = image["thumb"]
+            meta = result.get("metadata") or {}
+            shape = result["shape"]
+            text = "%s, %s x %s, %s" % (meta.get("format", "image"), shape[1] if len(shape) > 1 else "?", shape[0], result["dtype"])
+            if result.get("phi"):
+                text += " | " + "; ".join("%s: %s" % (k, v) for k, v in result["phi"].items())
+            status.textContent = text
+        else:
+            image["status"] = "error"
+            image["error"] = error_text(reply["error"])
+            status.textContent = image["error"]
+            status.className = "image-status error-text"
+        item.setAttribute("data-status", image["status"])
+        images_summary()
+
+
+def remove_image(image):
+    if image in state["images"]:
+        state["images"].remove(image)
+    image["li"].remove()
+    image["file"] = None
+    images_summary()
+
+
+def remove_all_images(event=None):
+    for image in list(state["images"]):
+        remove_image(image)
+
+
+def on_files_chosen(event):
+    add_files(event.target.files)
+    event.target.value = ""
+
+
+def on_drag_over(event):
+    event.preventDefault()
+    el("drop-zone").classList.add("dragging")
+
+
+def on_drag_leave(event):
+    el("drop-zone").classList.remove("dragging")
+
+
+def on_drop(event):
+    event.preventDefault()
+    el("drop-zone").classList.remove("dragging")
+    items = event.dataTransfer.items
+    entries = []
+    for i in range(items.length):
+        entry = items[i].webkitGetAsEntry() if hasattr(items[i], "webkitGetAsEntry") else None
+        if entry is not None and entry.isDirectory:
+            entries.append(entry)
+    if entries:
+        for entry in entries:
+            read_folder(entry)
+    add_files(event.dataTransfer.files) if not entries else add_plain_files(event.dataTransfer)
+
+
+def add_plain_files(transfer):
+    # a drop mixing folders and files: the files are added here, folders by read_folder
+    files = transfer.files
+    plain = window.DataTransfer.new()
+    for i in range(files.length):
+        entry = transfer.items[i].webkitGetAsEntry()
+        if entry is not None and entry.isFile:
+            plain.items.add(files.item(i))
+    if plain.files.length:
+        add_files(plain.files)
+
+
+def read_folder(directory):
+    reader = directory.createReader()
+
+    def got_entries(entries):
+        collected = window.DataTransfer.new()
+        pending = [entries.length]
+        if entries.length == 0:
+            return
+        for i in range(entries.length):
+            entry = entries[i]
+            if entry.isDirectory:
+                read_folder(entry)
+                pending[0] -= 1
+            else:
+                def got_file(file, pending=pending, collected=collected):
+                    collected.items.add(file)
+                    pending[0] -= 1
+                    if pending[0] == 0:
+                        add_files(collected.files)
+                proxy = create_proxy(got_file)
+                _proxies.append(proxy)
+                entry.file(proxy)
+        if pending[0] == 0 and collected.files.length:
+            add_files(collected.files)
+        reader.readEntries(entries_proxy)  # directories list in batches until empty
+
+    entries_proxy = create_proxy(got_entries)
+    _proxies.append(entries_proxy)
+    reader.readEntries(entries_proxy)
+
+
+async def on_phi_toggle(event):
+    # re-read DICOM images so that identifying fields appear / disappear
+    dicoms = [i for i in state["images"] if i["status"] == "ok" and (i.get("meta") or {}).get("metadata", {}).get("format", "").upper().startswith("DICOM")]
+    for image in dicoms:
+        image["status"] = "checking"
+    await inspect_images(dicoms)
+
+
+# ---------------------------------------------------------------------------- prediction
+async def predict(event=None):
+    model = state["model"]
+    images = [i for i in state["images"] if i["status"] in ("ok", "error")]
+    if model is None or not images:
+        return
+    state["running"] = True
+    state["cancel"] = False
+    update_predict_button()
+    run = {"id": len(state["runs"]) + 1, "model": {"name": model["name"], "source": model["source"], "md5": model["md5"]},
+           "card": model["card"], "started": str(window.Date.new().toISOString()), "results": [], "threshold": None,
+           "cancelled": False}
+    state["current_run"] = run
+    for image in images:
+        run["results"].append({"file": image["name"], "probabilities": None, "error": image["error"] if image["status"] == "error" else None,
+                               "thumb": image.get("thumb"), "pending": image["status"] == "ok", "ms": None})
+    render_run(run)
+    todo = [(index, image) for index, image in enumerate(images) if image["status"] == "ok"]
+    total = len(todo)
+    show(el("predict-progress-row"))
+    show(el("predict-cancel"))
+    el("predict-progress").max = total
+    el("predict-progress").value = 0
+    document.body.setAttribute("data-run-state", "running")
+    done = [0]
+    queue = list(todo)
+
+    async def work(slot):
+        while queue and not state["cancel"]:
+            index, image = queue.pop(0)
+            result = run["results"][index]
+            attempts = 0
+            while True:
+                try:
+                    data = await file_bytes(image["file"])
+                    reply = await engine_call_with_optional("classify", {"model": slot["handle"], "name": image["name"]}, data, worker=slot["engine"])
+                    break
+                except Exception as exc:  # the worker died (JS error from the channel)
+                    attempts += 1
+                    if attempts > 1:
+                        reply = {"ok": False, "error": {"message": "the engine worker failed twice on this image: %s" % exc}}
+                        break
+            result["pending"] = False
+            if reply["ok"]:
+                result["probabilities"] = reply["result"]["probabilities"]
+                result["ms"] = reply["result"]["ms"]
+            else:
+                result["error"] = error_text(reply["error"])
+            done[0] += 1
+            el("predict-progress").value = done[0]
+            el("predict-status").textContent = "Image %d of %d (%s ms per image)" % (done[0], total, result["ms"] if result["ms"] is not None else "–")
+            await update_result(run, index)
+
+    slots = [{"engine": p["engine"], "handle": p.get("handle", model["handle"])} for p in pool if p.get("handle") or p["engine"] is engine]
+    await asyncio.gather(*[work(slot) for slot in slots])
+    state["running"] = False
+    show(el("predict-cancel"), False)
+    run["cancelled"] = state["cancel"]
+    for result in run["results"]:
+        if result["pending"]:
+            result["pending"] = False
+            result["error"] = "not classified (cancelled)"
+    if state["cancel"]:
+        el("predict-status").textContent = "Cancelled after %d of %d images." % (done[0], total)
+    else:
+        el("predict-status").textContent = "Done: %d of %d images classified." % (done[0], total)
+    state["runs"].append(run)
+    render_history()
+    await render_batch(run)
+    render_table(run)
+    document.body.setAttribute("data-run-state", "done")
+    document.body.setAttribute("data-runs", str(len(state["runs"])))
+    update_predict_button()
+
+
+def cancel_predict(event):
+    state["cancel"] = True
+    el("predict-status").textContent = "Cancelling after the current image…"
+
+
+def predicted_of(run, probabilities):
+    card = run["card"]
+    classes = card["classes"]
+    if card.get("multi_label"):
+        limit = run["threshold"] if run["threshold"] is not None else card.get("threshold", 0.5)
+        return [c for c, p in zip(classes, probabilities) if p >= limit]
+    best = 0
+    for i in range(len(probabilities)):
+        if probabilities[i] > probabilities[best]:
+            best = i
+    return [classes[best]]
+
+
+def render_run(run):
+    el("run-title").textContent = "Run %d · %s · model: %s" % (run["id"], run["started"][:19].replace("T", " "), run["model"]["name"])
+    show(el("result-controls"))
+    clear(el("result-cards"))
+    clear(el("batch-chart"))
+    for index in range(len(run["results"])):
+        el("result-cards").append(result_card(run, index))
+    render_table(run)
+
+
+def result_card(run, index):
+    result = run["results"][index]
+    card = make("article", None, "result-card")
+    card.id = "result-%d" % index
+    card.setAttribute("data-file", result["file"])
+    head = make("div", None, "result-head")
+    if result.get("thumb"):
+        thumb = make("img", None, "thumb")
+        thumb.src = result["thumb"]
+        thumb.alt = "Thumbnail of " + result["file"]
+        thumb.width = 64
+        thumb.height = 64
+        head.append(thumb)
+    title = make("div")
+    title.append(make("h3", result["file"]))
+    title.append(make("p", "", "result-summary"))
+    head.append(title)
+    card.append(head)
+    card.append(make("div", None, "chart-box"))
+    fill_result_card(run, index, card)
+    return card
+
+
+def fill_result_card(run, index, card):
+    result = run["results"][index]
+    summary = card.querySelector(".result-summary")
+    if result["pending"]:
+        summary.textContent = "waiting…"
+        card.setAttribute("data-status", "pending")
+    elif result["error"]:
+        summary.textContent = "Error: " + result["error"]
+        summary.className = "result-summary error-text"
+        card.setAttribute("data-status", "error")
+        card.setAttribute("data-error", result["error"])
+    else:
+        names = predicted_of(run, result["probabilities"])
+        summary.textContent = "Predicted: %s%s" % (", ".join(names) or "none above the threshold",
+                                                  " (%s ms)" % result["ms"] if result["ms"] is not None else "")
+        card.setAttribute("data-status", "ok")
+        card.setAttribute("data-probs", json.dumps(result["probabilities"]))
+
+
+async def update_result(run, index):
+    if state["current_run"] is not run:
+        return
+    card = el("result-%d" % index)
+    if card is None:
+        return
+    fill_result_card(run, index, card)
+    await draw_chart(run, index, card)
+
+
+async def draw_chart(run, index, card):
+    result = run["results"][index]
+    if result["probabilities"] is None:
+        return
+    args = {"kind": "bars", "probabilities": result["probabilities"], "order": el("bar-order").value,
+            "name": result["file"], "card": run["card"], "model_info": run["model"]}
+    if run["threshold"] is not None:
+        args["threshold"] = run["threshold"]
+    reply = await call("chart", args)
+    if reply["ok"] and state["current_run"] is run:
+        card.querySelector(".chart-box").innerHTML = reply["result"]["svg"]
+
+
+async def redraw_charts(event=None):
+    run = state["current_run"]
+    if run is None:
+        return
+    for index in range(len(run["results"])):
+        card = el("result-%d" % index)
+        if card is not None:
+            fill_result_card(run, index, card)
+            await draw_chart(run, index, card)
+    render_table(run)
+
+
+async def render_batch(run):
+    images = [{"file": r["file"], "probabilities": r["probabilities"]} for r in run["results"]]
+    reply = await call("chart", {"kind": "grouped", "images": images, "card": run["card"], "model_info": run["model"]})
+    if reply["ok"] and state["current_run"] is run:
+        el("batch-chart").innerHTML = reply["result"]["svg"]
+
+
+def render_table(run):
+    table = el("results-table")
+    show(table, True)
+    classes = run["card"]["classes"]
+    head = table.querySelector("thead")
+    clear(head)
+    row = make("tr")
+    columns = ["File", "Predicted"] + classes
+    sort_col, sort_desc = state["sort"]
+    for col, label in enumerate(columns):
+        cell = make("th")
+        cell.scope = "col"
+        button = make("button", label, "sort")
+        button.type = "button"
+        if sort_col == col:
+            cell.setAttribute("aria-sort", "descending" if sort_desc else "ascending")
+        on(button, "click", lambda event, c=col: sort_table(c))
+        cell.append(button)
+        row.append(cell)
+    head.append(row)
+    body = table.querySelector("tbody")
+    clear(body)
+    order = list(range(len(run["results"])))
+    if sort_col is not None:
+        def key(i):
+            r = run["results"][i]
+            if sort_col == 0:
+                return r["file"].lower()
+            if r["probabilities"] is None:
+                return "" if sort_col == 1 else -1.0
+            if sort_col == 1:
+                return ", ".join(predicted_of(run, r["probabilities"]))
+            return r["probabilities"][sort_col - 2]
+        order.sort(key=key, reverse=sort_desc)
+    for i in order:
+        r = run["results"][i]
+        tr = make("tr")
+        tr.setAttribute("data-file", r["file"])
+        tr.append(make("th", r["file"]))
+        if r["probabilities"] is not None:
+            tr.setAttribute("data-probs", json.dumps(r["probabilities"]))
+            names = predicted_of(run, r["probabilities"])
+            tr.append(make("td", ", ".join(names)))
+            for c, p in enumerate(r["probabilities"]):
+                cell = make("td", percent(p), "num" + (" top" if classes[c] in names else ""))
+                tr.append(cell)
+        else:
+            tr.setAttribute("data-error", r["error"] or "")
+            cell = make("td", "pending" if r["pending"] else "Error: %s" % r["error"], "error-text" if r["error"] else "")
+            cell.colSpan = len(classes) + 1
+            tr.append(cell)
+        body.append(tr)
+
+
+def sort_table(col):
+    sort_col, sort_desc = state["sort"]
+    state["sort"] = (col, not sort_desc if sort_col == col else col >= 2)
+    if state["current_run"] is not None:
+        render_table(state["current_run"])
+
+
+def on_threshold(event):
+    run = state["current_run"]
+    value = float(el("threshold").value)
+    el("threshold-value").textContent = "%.2f" % value
+    if run is not None:
+        run["threshold"] = value
+        asyncio.create_task(redraw_charts())
+
+
+async def export(event, fmt, run=None):
+    run = run or state["current_run"]
+    if run is None:
+        return
+    results = [{"file": r["file"], "probabilities": r["probabilities"], "error": r["error"]} for r in run["results"]]
+    args = {"format": fmt, "results": results, "card": run["card"], "model_info": run["model"]}
+    if run["threshold"] is not None:
+        args["threshold"] = run["threshold"]
+    reply = await call("export_results", args)
+    if not reply["ok"]:
+        el("predict-status").textContent = "Export failed: " + error_text(reply["error"])
+        return
+    result = reply["result"]
+    blob = window.Blob.new(to_js([result["text"]]), to_js({"type": result["mime"] + ";charset=utf-8"}))
+    url = window.URL.createObjectURL(blob)
+    link = make("a")
+    link.href = url
+    link.download = result["filename"]
+    document.body.append(link)
+    link.click()
+    link.remove()
+    # revoke once the browser has started the download
+    window.setTimeout(create_proxy(lambda: window.URL.revokeObjectURL(url)), 1000)
+
+
+# ---------------------------------------------------------------------------- history
+def render_history():
+    listing = el("history-list")
+    clear(listing)
+    for run in state["runs"]:
+        ok = len([r for r in run["results"] if r["probabilities"] is not None])
+        item = make("li", None, "history-item")
+        item.setAttribute("data-run", str(run["id"]))
+        item.append(make("span", "Run %d · %s · %s · %d of %d classified%s" % (
+            run["id"], run["started"][11:19], run["model"]["name"], ok, len(run["results"]), " (cancelled)" if run["cancelled"] else "")))
+        reopen = make("button", "Reopen", "secondary small")
+        reopen.type = "button"
+        reopen.setAttribute("aria-label", "Reopen run %d" % run["id"])
+        on(reopen, "click", spawn(reopen_run, run))
+        item.append(reopen)
+        csv = make("button", "CSV", "secondary small")
+        csv.type = "button"
+        csv.setAttribute("aria-label", "Export run %d as CSV" % run["id"])
+        on(csv, "click", spawn(export, "csv", run))
+        item.append(csv)
+        listing.append(item)
+
+
+async def reopen_run(event, run):
+    state["current_run"] = run
+    render_run(run)
+    document.body.setAttribute("data-current-run", str(run["id"]))
+    await redraw_charts()
+    await render_batch(run)
+
+
+def end_session(event=None):
+    """Forget images, results and history (all in memory only: nothing was ever stored)."""
+    state["cancel"] = True
+    remove_all_images()
+    state["runs"] = []
+    state["current_run"] = None
+    clear(el("history-list"))
+    clear(el("result-cards"))
+    clear(el("batch-chart"))
+    show(el("results-table"), False)
+    clear(el("results-table").querySelector("thead"))
+    clear(el("results-table").querySelector("tbody"))
+    show(el("result-controls"), False)
+    el("run-title").textContent = "Session ended: images, results and history were removed from memory."
+    show(el("predict-progress-row"), False)
+    document.body.setAttribute("data-runs", "0")
+    document.body.removeAttribute("data-run-state")
+    images_summary()
+
+
+# ---------------------------------------------------------------------------- worker pool
+def pool_target():
+    """Workers to run: from the CPU count and a memory budget (~350 MB per Pyodide worker),
+    at least 1, at most MAX_POOL; ?workers=N on the page URL overrides it (tests, benchmarks)."""
+    params = window.URLSearchParams.new(window.location.search)
+    wanted = params.get("workers")
+    if wanted:
+        return max(1, min(MAX_POOL, int(str(wanted))))
+    cores = int(window.navigator.hardwareConcurrency or 1)
+    memory_gb = float(window.navigator.deviceMemory or 4)
+    by_memory = int(memory_gb * 1024 / 350 / 2)  # leave half the memory to the rest of the browser
+    return max(1, min(MAX_POOL, cores - 1, by_memory))
+
+
+async def start_pool_worker(index):
+    name = "engine-pool-%d" % index
+    script = document.createElement("script")
+    script.type = "py"
+    script.src = ENGINE_SRC
+    script.setAttribute("worker", "")
+    script.setAttribute("name", name)
+    script.setAttribute("config", ENGINE_CONFIG)
+    document.body.append(script)
+    worker = await workers[name]
+    gemm = json.loads(await worker.call(GEMM_REQUEST, None))
+    if not gemm["ok"]:
+        window.console.warn("pool worker GEMM selection failed: " + gemm["error"]["message"])
+    slot = {"name": name, "engine": worker, "busy": False}
+    pool.append(slot)
+    engine_info["workers"] = len(pool)
+    el("pool-size").textContent = str(len(pool))
+    document.body.setAttribute("data-pool-size", str(len(pool)))
+    await load_model_into(slot)
+
+
+async def load_model_into(slot):
+    model = state["model"]
+    if model is None or slot["engine"] is engine:
+        return
+    slot["handle"] = None
+    if model.get("bytes") is None:
+        return  # downloaded models stay in the primary worker (their bytes are not kept here)
+    reply = await call("open_model", {"name": model["file"]}, model["bytes"], worker=slot["engine"])
+    if reply["ok"] and state["model"] is model:
+        slot["handle"] = reply["result"]["model"]
+
+
+async def load_into_pool():
+    for slot in pool:
+        if slot["engine"] is not engine:
+            await load_model_into(slot)
+
+
+async def grow_pool():
+    for index in range(1, pool_target()):
+        try:
+            await start_pool_worker(index)
+        except Exception as exc:  # a worker that cannot start leaves the pool smaller, not broken
+            window.console.warn("pool worker %d did not start: %s" % (index, exc))
+
+
+# ---------------------------------------------------------------------------- wiring
+def wire():
+    on(el("use-demo"), "click", spawn(load_demo))
+    on(el("model-file"), "change", spawn(on_model_file))
+    on(el("model-fetch"), "click", spawn(fetch_reference))
+    on(el("model-reference"), "keydown", on_reference_key)
+    on(el("model-cancel"), "click", spawn(cancel_download))
+    on(el("model-file-use"), "click", spawn(use_chosen_file))
+    on(el("cache-list"), "click", spawn(list_cached))
+    on(el("cache-forget-all"), "click", spawn(forget_cached))
+    on(el("catalog-search"), "input", render_catalog)
+    for select_id in ("filter-discipline", "filter-modality", "filter-format"):
+        on(el(select_id), "change", render_catalog)
+    on(el("image-files"), "change", on_files_chosen)
+    on(el("image-folder"), "change", on_files_chosen)
+    zone = el("drop-zone")
+    on(zone, "dragover", on_drag_over)
+    on(zone, "dragleave", on_drag_leave)
+    on(zone, "drop", on_drop)
+    on(el("images-clear"), "click", remove_all_images)
+    on(el("show-phi"), "change", spawn(on_phi_toggle))
+    on(el("predict"), "click", spawn(predict))
+    on(el("predict-cancel"), "click", cancel_predict)
+    on(el("bar-order"), "change", spawn(redraw_charts))
+    on(el("threshold"), "input", on_threshold)
+    on(el("export-csv"), "click", spawn(export, "csv"))
+    on(el("export-json"), "click", spawn(export, "json"))
+    on(el("end-session"), "click", end_session)
 
 
 async def boot():
@@ -102,9 +1198,15 @@ async def boot():
     document.body.setAttribute("data-ui-ready-ms", str(window.performance.now()))
     if document.body.getAttribute("data-engine-state") == "error":
         return  # boot.js already explained why the engine cannot start here
+    wire()
     document.addEventListener("vitrine:restart-engine", create_proxy(on_restart_request))
     set_engine_state("booting", "Starting the engine (Python in a background worker)…")
-    await start_engine()
+    if not await start_engine():
+        return
+    # pre-heating: the demo model loads as soon as the engine is up, while the user picks images
+    await load_demo()
+    await load_catalog()
+    await grow_pool()
 
 
 await boot()

@@ -1,12 +1,45 @@
-# Pyodide worker glue: converts JS values to str/bytes and back, nothing else.
-# The protocol and every call live in app/service.py (tested on CPython); see docs/worker-api.md.
+# Pyodide worker glue: converts JS values to str/bytes and back, and does the two things only a
+# browser can (fetch, the package loader). The protocol and every call live in app/service.py
+# (tested on CPython); see docs/worker-api.md.
 import json
 
 from polyscript import xworker
 
-from app.service import EngineService
+from app.service import EngineService, error_payload
+from app.http import Response
+from app.errors import DownloadError
 
-_service = EngineService()
+
+class XhrTransport:
+    """app.http.Transport for the worker: synchronous XMLHttpRequest (allowed in workers), used
+    for Zenodo's small metadata requests only; the model file itself streams through
+    download_model's fetch() below so that progress and cancellation work."""
+
+    def get(self, url, *, headers=None):
+        from js import XMLHttpRequest
+
+        request = XMLHttpRequest.new()
+        try:
+            request.open("GET", url, False)
+            for name, value in (headers or {}).items():
+                request.setRequestHeader(name, value)
+            request.send()
+        except Exception as exc:  # a JS NetworkError: DNS, refused, CORS, CSP
+            raise DownloadError(f"could not reach {url}: {exc}") from exc
+        if request.status == 0:
+            raise DownloadError(f"could not reach {url} (network error, blocked by CORS or by the page's security policy)")
+        headers_out = {}
+        for line in str(request.getAllResponseHeaders() or "").split("\r\n"):
+            if ":" in line:
+                key, _, value = line.partition(":")
+                headers_out[key.strip().lower()] = value.strip()
+        body = str(request.responseText or "").encode("utf-8")
+        return Response(status=int(request.status), url=str(request.responseURL or url), headers=headers_out,
+                        chunks=lambda: iter((body,)))
+
+
+_service = EngineService(transport=XhrTransport())
+_cancelled_downloads = set()
 
 
 def _send_progress(event_json):
@@ -19,6 +52,124 @@ def call(request_json, payload=None):
     """One protocol call: JSON text in, JSON text out; ``payload`` is an optional Uint8Array."""
     data = None if payload is None else payload.to_bytes()
     return _service.handle_json(str(request_json), data, _send_progress)
+
+
+def cancel_download(download_id):
+    """Ask a running download_model to stop at its next chunk (the worker keeps serving calls
+    while the download awaits the network)."""
+    _cancelled_downloads.add(str(download_id))
+    return json.dumps({"ok": True, "id": str(download_id), "call": "cancel_download", "result": {"cancelled": True}})
+
+
+CACHE_NAME = "vitrine-models-v1"
+
+
+def _cache_key(base_url, source):
+    # Cache API keys must be http(s) URLs: a path under the site that is never served
+    from urllib.parse import quote, urljoin
+
+    return urljoin(str(base_url), f"model-cache/zenodo-{int(source['record'])}-{source['md5']}/{quote(str(source['file']), safe='')}")
+
+
+async def download_model(request_json):
+    """Download a resolved Zenodo file with byte progress, verify size + MD5
+    (app.zenodo.read_verified) and open it (service open_model).
+
+    ``request_json``: {"id", "args": {"source": <resolve_model result>, "cache": bool, "base_url"}}.
+    With ``cache`` (the user opted in) a verified zip is kept in the Cache API under record id +
+    MD5 and read from there next time (its MD5 is checked again). Returns the open_model reply
+    envelope with ``call`` "download_model" and ``result.from_cache``."""
+    from pyodide.http import pyfetch
+
+    from app.zenodo import read_verified
+
+    request = json.loads(str(request_json))
+    download_id = str(request.get("id"))
+    args = request.get("args") or {}
+    source = args.get("source") or {}
+    reply = {"id": request.get("id"), "call": "download_model"}
+    name = str(source.get("file") or "model")
+
+    def progress(done, total):
+        _send_progress(json.dumps({"id": request.get("id"), "call": "download_model", "stage": "download",
+                                   "done": done, "total": total, "file": name}))
+
+    try:
+        use_cache = bool(args.get("cache")) and source.get("md5") and source.get("record")
+        data = None
+        if use_cache:
+            from js import caches
+
+            store = await caches.open(CACHE_NAME)
+            hit = await store.match(_cache_key(args.get("base_url"), source))
+            if hit:
+                cached = bytes((await hit.arrayBuffer()).to_py())
+                data = read_verified([cached], name=name, expected_size=source.get("size"),
+                                     expected_md5=source.get("md5"), on_progress=progress)
+        from_cache = data is not None
+        if data is None:
+            try:
+                response = await pyfetch(str(source["url"]), cache="no-store")
+            except Exception as exc:
+                raise DownloadError(f"could not reach {source.get('url')}: {exc}") from exc
+            if response.status != 200:
+                if response.status == 429:
+                    raise DownloadError(f"Zenodo rate-limited the download of {name} (HTTP 429); wait a minute and try again")
+                raise DownloadError(f"download of {name} failed: HTTP {response.status} from {source.get('url')}")
+            chunks = []
+            done = 0
+            reader = response.js_response.body.getReader()
+            progress(0, source.get("size"))
+            while download_id not in _cancelled_downloads:
+                part = await reader.read()
+                if part.done:
+                    break
+                chunk = part.value.to_bytes()
+                chunks.append(chunk)
+                done += len(chunk)
+                progress(done, source.get("size"))
+            else:
+                await reader.cancel()
+            data = read_verified(chunks, name=name, expected_size=source.get("size"), expected_md5=source.get("md5"),
+                                 cancel=lambda: download_id in _cancelled_downloads)
+            if use_cache:
+                from js import Response as JsResponse, Uint8Array
+
+                body = Uint8Array.new(len(data))
+                body.assign(data)
+                await store.put(_cache_key(args.get("base_url"), source), JsResponse.new(body))
+        opened = _service.handle({"call": "open_model", "id": request.get("id"),
+                                  "args": {"name": name, "source": source}}, data, lambda e: _send_progress(json.dumps(e)))
+        opened["call"] = "download_model"
+        if opened.get("ok"):
+            opened["result"]["from_cache"] = from_cache
+        return json.dumps(opened)
+    except Exception as exc:  # the protocol boundary: report, never throw into the page
+        reply.update(ok=False, error=error_payload(exc))
+        return json.dumps(reply)
+    finally:
+        _cancelled_downloads.discard(download_id)
+
+
+async def cached_models(base_url):
+    """The models kept in the Cache API (only ever written after the user opted in)."""
+    from js import caches
+
+    store = await caches.open(CACHE_NAME)
+    keys = await store.keys()
+    return json.dumps({"ok": True, "call": "cached_models", "result": {"keys": [str(k.url) for k in keys]}})
+
+
+async def forget_cached_models(key=None):
+    """Delete one cached model (its key URL) or, with no key, the whole model cache."""
+    from js import caches
+
+    if key:
+        store = await caches.open(CACHE_NAME)
+        deleted = bool(await store.delete(str(key)))
+    else:
+        deleted = bool(await caches.delete(CACHE_NAME))
+    return json.dumps({"ok": True, "call": "forget_cached_models", "result": {"deleted": deleted}})
 
 
 async def load_optional(group, base_url):
@@ -42,10 +193,17 @@ async def load_optional(group, base_url):
         await pyodide_js.loadPackage(to_js(packages))
         reply.update(ok=True, result={"group": group, "packages": packages})
     except Exception as exc:  # the protocol boundary: report, never throw into the page
-        from app.service import error_payload
-
         reply.update(ok=False, error=error_payload(exc))
     return json.dumps(reply)
 
 
-__export__ = ["call", "load_optional"]
+def _install_tflite_alias():
+    # once per worker: `from tflite_runtime.interpreter import Interpreter` resolves to app.tflite
+    from app.tflite import install_alias
+
+    install_alias()
+
+
+_install_tflite_alias()
+
+__export__ = ["call", "load_optional", "cancel_download", "download_model", "cached_models", "forget_cached_models"]
