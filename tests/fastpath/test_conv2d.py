@@ -111,7 +111,8 @@ def test_conv2d_invalid_arguments(simd_backend, kwargs, message):
 
 def test_c_conv2d_argument_checks(simd_backend):
     lib = simd_backend._lib
-    buf = np.zeros(256, np.float32).ctypes.data
+    backing = np.zeros(256, np.float32)  # keep the array alive: a bare .ctypes.data would dangle
+    buf = backing.ctypes.data
     common = dict(N=1, H=4, W=4, x=buf, xs=2, cin=2, kh=3, kw=3, sh=1, sw=1, dh=1, dw=1, pt=0, pl=0, oh=2, ow=2,
                   w=buf, cout=2, bias=None, y=buf, ys=2, act=0, zeros=buf)
 
