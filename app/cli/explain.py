@@ -13,7 +13,6 @@ spatial layer); ``--raw`` saves the (H, W) float32 map in [0, 1] at the model's 
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
