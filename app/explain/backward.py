@@ -306,21 +306,22 @@ def _global_max_pool(grad, inputs, output, needs, keepdims=False):
     return [hits * grad]
 
 
-@register("mean", "sum")
-def _mean_or_sum(grad, inputs, output, needs, axes, keepdims=False):
-    x = inputs[0]
+def _reduce_back(grad, x, axes, keepdims, scale_by_count):
     axes = tuple(a % x.ndim for a in axes)
     if not keepdims:
         grad = np.expand_dims(grad, axes)
     count = int(np.prod([x.shape[a] for a in axes]))
-    scale = 1.0 / count if _is_mean(output, x, axes) else 1.0
-    return [np.broadcast_to(grad * scale, x.shape)]
+    return np.broadcast_to(grad / count if scale_by_count else grad, x.shape)
 
 
-def _is_mean(output, x, axes) -> bool:
-    # both ops share the broadcast; tell them apart by the forward values
-    mean = np.mean(_f64(x), axis=axes)
-    return bool(np.allclose(np.reshape(output, mean.shape), mean, rtol=1e-4, atol=1e-5))
+@register("mean")
+def _mean(grad, inputs, output, needs, axes, keepdims=False):
+    return [_reduce_back(grad, inputs[0], axes, keepdims, True)]
+
+
+@register("sum")
+def _sum(grad, inputs, output, needs, axes, keepdims=False):
+    return [_reduce_back(grad, inputs[0], axes, keepdims, False)]
 
 
 def _pool_geometry(x, pool, strides, pads):
