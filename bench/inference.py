@@ -16,6 +16,10 @@ Per model (same input bytes for every engine: ``input_0`` of the fixture's io.np
   window.vitrineEngine.call(predict)`` (message to the worker, numpy inference, JSON reply);
   TF.js = ``tf.tensor`` + ``model.predict`` + ``await data()``; ORT = ``new ort.Tensor`` +
   ``session.run``.
+* CPU ms per image: CPU time (user + system, all threads) that the engine's renderer process
+  spent during the timed latency runs, divided by the runs (``SystemInfo.getProcessInfo``
+  ``cpuTime``). On a loaded machine wall-clock latency mostly measures the competition for the
+  cores; CPU time does not (it still includes the page's own idle work, tiny here).
 * throughput: a batch of ``--batch`` (32) images (io.npz's images tiled). Vitrine: the page's
   worker pool when the page exposes one, else N = os.cpu_count() site pages in the same browser,
   each with its own engine worker, sharing the images one ``predict`` call per image (what the UI
@@ -40,7 +44,6 @@ import os
 import platform
 import statistics
 import sys
-import time
 import urllib.parse
 import zipfile
 from pathlib import Path
@@ -201,14 +204,33 @@ def proc_status_kb(pid: int, field: str) -> int | None:
     return None
 
 
-def engine_process_peak_mb(cdp, before: set[int]) -> dict:
-    """VmHWM of the largest renderer that appeared since ``before`` (see the module docstring)."""
+def engine_process(cdp, before: set[int]) -> int:
+    """The renderer hosting the engine: the largest (VmRSS) renderer that appeared since ``before``."""
     candidates = [(proc_status_kb(pid, "VmRSS") or 0, pid) for pid in renderer_pids(cdp) - before]
     if not candidates:
-        return {"peak_mb": None, "pid": None, "note": "no new renderer process found"}
-    _, pid = max(candidates)
+        raise BenchError("no new Chromium renderer process appeared for the engine's browser context")
+    return max(candidates)[1]
+
+
+def peak_mb(pid: int) -> float | None:
+    """VmHWM (peak resident set size over the process's life) in MiB."""
     hwm = proc_status_kb(pid, "VmHWM")
-    return {"peak_mb": None if hwm is None else round(hwm / 1024, 1), "pid": pid, "candidates": len(candidates)}
+    return None if hwm is None else round(hwm / 1024, 1)
+
+
+def cpu_seconds(cdp, pid: int) -> float:
+    """CPU time (user + system, all threads: the page and its workers) of one process, from CDP."""
+    for process in cdp.send("SystemInfo.getProcessInfo")["processInfo"]:
+        if process["id"] == pid:
+            return float(process["cpuTime"])
+    raise BenchError(f"renderer process {pid} vanished during the benchmark")
+
+
+def timed_latency(page, cdp, pid: int, script: str, arguments: list, runs: int) -> tuple[dict, float]:
+    """Evaluate a latency script (warm-up already done) and the CPU ms per run of the engine process."""
+    cpu_before = cpu_seconds(cdp, pid)
+    result = page.evaluate(script, arguments)
+    return result, (cpu_seconds(cdp, pid) - cpu_before) * 1000 / max(runs, 1)
 
 
 # ------------------------------------------------------------------ Vitrine through the real page
@@ -338,15 +360,16 @@ def run_model(browser, cdp, origin: str, key: str, case: Case, onnx_url: str | N
         result["vitrine_gemm_backend"] = info.get("gemm_backend")
         handle, load_ms = vitrine_load(page, origin, case)
         result["vitrine_load_ms"] = round(load_ms, 1)
+        pid = engine_process(cdp, before)
         log(f"{key}: Vitrine loaded in {load_ms:.0f} ms; latency runs")
-        lat = page.evaluate(VITRINE_LATENCY, [handle, f"{origin}/__bench/gen/{case.name}/b1.f32", shape1,
-                                              args.warmup, args.runs])
+        b1_url = f"{origin}/__bench/gen/{case.name}/b1.f32"
+        page.evaluate(VITRINE_LATENCY, [handle, b1_url, shape1, args.warmup, 0])
+        lat, cpu_ms = timed_latency(page, cdp, pid, VITRINE_LATENCY, [handle, b1_url, shape1, 0, args.runs], args.runs)
         result["latency_ms"] = round(statistics.median(lat["times_ms"]), 1)
         result["latency_runs_ms"] = [round(t, 1) for t in lat["times_ms"]]
+        result["cpu_ms_per_image"] = round(cpu_ms, 1)
         vitrine_out = flat_outputs(lat["outputs"])
-        memory = engine_process_peak_mb(cdp, before)
-        result["peak_mb"] = memory["peak_mb"]
-        result["peak_process"] = memory
+        result["peak_mb"] = peak_mb(pid)
 
         # --- Vitrine throughput: the page's pool if it has one, else N pages x 1 engine worker
         if not args.skip_throughput:
@@ -378,14 +401,17 @@ def run_model(browser, cdp, origin: str, key: str, case: Case, onnx_url: str | N
         result["tfjs"] = page.evaluate("() => window.benchTfjs.init()")
         loaded = page.evaluate("(url) => window.benchTfjs.load(url)", f"{origin}/__bench/models/{case.name}/model.json")
         result["tfjs_load_ms"] = round(loaded["load_ms"], 1)
+        pid = engine_process(cdp, before)
         log(f"{key}: TF.js loaded in {loaded['load_ms']:.0f} ms; latency runs")
-        lat = page.evaluate("([u, s, w, r]) => window.benchTfjs.run(u, s, w, r)",
-                            [f"{origin}/__bench/gen/{case.name}/b1.f32", shape1, args.warmup, args.runs])
+        tfjs_run = "([u, s, w, r]) => window.benchTfjs.run(u, s, w, r)"
+        b1_url = f"{origin}/__bench/gen/{case.name}/b1.f32"
+        page.evaluate(tfjs_run, [b1_url, shape1, args.warmup, 0])
+        lat, cpu_ms = timed_latency(page, cdp, pid, tfjs_run, [b1_url, shape1, 0, args.runs], args.runs)
         result["tfjs_latency_ms"] = round(lat["median_ms"], 1)
         result["tfjs_latency_runs_ms"] = [round(t, 1) for t in lat["times_ms"]]
+        result["tfjs_cpu_ms_per_image"] = round(cpu_ms, 1)
         tfjs_out = flat_outputs(lat["outputs"])
-        memory = engine_process_peak_mb(cdp, before)
-        result["tfjs_peak_mb"] = memory["peak_mb"]
+        result["tfjs_peak_mb"] = peak_mb(pid)
         if not args.skip_throughput:
             log(f"{key}: TF.js throughput, one predict on {len(case.batch)} images")
             batch = page.evaluate("([u, s, w, r]) => window.benchTfjs.run(u, s, w, r)",
@@ -396,17 +422,22 @@ def run_model(browser, cdp, origin: str, key: str, case: Case, onnx_url: str | N
 
     # --- ONNX Runtime Web (timing only)
     if onnx_url is not None and not args.skip_ort:
+        before = renderer_pids(cdp)
         context = browser.new_context()
         try:
             page = open_harness(context, origin)
             result["ort"] = page.evaluate("() => window.benchOrt.init()")
             loaded = page.evaluate("(url) => window.benchOrt.load(url)", onnx_url)
+            pid = engine_process(cdp, before)
             log(f"{key}: ORT loaded in {loaded['load_ms']:.0f} ms; latency runs")
             nchw = [1, case.image_shape[2], case.image_shape[0], case.image_shape[1]]
-            lat = page.evaluate("([u, s, w, r]) => window.benchOrt.run(u, s, w, r)",
-                                [f"{origin}/__bench/gen/{case.name}/b1_nchw.f32", nchw, args.warmup, args.runs])
+            ort_run = "([u, s, w, r]) => window.benchOrt.run(u, s, w, r)"
+            nchw_url = f"{origin}/__bench/gen/{case.name}/b1_nchw.f32"
+            page.evaluate(ort_run, [nchw_url, nchw, args.warmup, 0])
+            lat, cpu_ms = timed_latency(page, cdp, pid, ort_run, [nchw_url, nchw, 0, args.runs], args.runs)
             result["ort_latency_ms"] = round(lat["median_ms"], 1)
             result["ort_latency_runs_ms"] = [round(t, 1) for t in lat["times_ms"]]
+            result["ort_cpu_ms_per_image"] = round(cpu_ms, 1)
             result["ort_model"] = f"{ONNX_REQUIREMENT} {ONNX_DENSENET_MEMBER} (ConstantOfShape weights: timing only)"
         finally:
             context.close()
@@ -419,6 +450,7 @@ def run_model(browser, cdp, origin: str, key: str, case: Case, onnx_url: str | N
     result["latency_ratio"] = round(result["latency_ms"] / result["tfjs_latency_ms"], 3)
     peers = [result["tfjs_latency_ms"], *([result["ort_latency_ms"]] if "ort_latency_ms" in result else [])]
     result["best_peer_latency_ratio"] = round(result["latency_ms"] / min(peers), 3)
+    result["cpu_latency_ratio"] = round(result["cpu_ms_per_image"] / result["tfjs_cpu_ms_per_image"], 3)
     if "throughput_ips" in result and "tfjs_throughput_ips" in result:
         result["throughput_ratio"] = round(result["throughput_ips"] / result["tfjs_throughput_ips"], 3)
     return result
@@ -450,15 +482,16 @@ def run_benchmark(browser, dist: Path, cases: dict[str, tuple[Case, Path | None]
 
 
 def format_table(report: dict) -> str:
-    lines = ["| model | Vitrine ms | TF.js ms | ORT ms | Vitrine/TF.js | Vitrine/best peer | throughput Vitrine/TF.js "
-             "(img/s) | max abs diff | peak MB Vitrine / TF.js |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| model | Vitrine ms | TF.js ms | ORT ms | Vitrine/TF.js | Vitrine/best peer | CPU ms Vitrine / TF.js / ORT "
+             "| throughput Vitrine/TF.js (img/s) | max abs diff | peak MB Vitrine / TF.js |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for key, m in report["models"].items():
         ort = f"{m['ort_latency_ms']:.0f}" if "ort_latency_ms" in m else "–"
+        cpu = f"{m['cpu_ms_per_image']:.0f} / {m['tfjs_cpu_ms_per_image']:.0f} / {m.get('ort_cpu_ms_per_image', '–')}"
         thr = (f"{m['throughput_ratio']:.2f} ({m['throughput_ips']:.2f} / {m['tfjs_throughput_ips']:.2f})"
                if "throughput_ratio" in m else "–")
         lines.append(f"| {key} | {m['latency_ms']:.0f} | {m['tfjs_latency_ms']:.0f} | {ort} | {m['latency_ratio']:.2f} | "
-                     f"{m['best_peer_latency_ratio']:.2f} | {thr} | {m['max_abs_diff']:.1e} | "
+                     f"{m['best_peer_latency_ratio']:.2f} | {cpu} | {thr} | {m['max_abs_diff']:.1e} | "
                      f"{m['peak_mb']} / {m['tfjs_peak_mb']} |")
     return "\n".join(lines)
 
