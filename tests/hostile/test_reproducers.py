@@ -84,3 +84,33 @@ def test_service_chart_on_model_loaded_with_load_model():
     reply = service.handle({"call": "chart", "args": {"model": loaded["result"]["model"], "kind": "bars",
                                                        "probabilities": [0.2, 0.2, 0.2, 0.2, 0.2]}})
     assert reply["ok"] or reply["error"]["internal"] is False, reply["error"]
+
+
+@pytest.mark.xfail(strict=True, raises=IndexError, reason=(
+    "app/tflite/to_ir.py (tflite owner): a FULLY_CONNECTED operator whose inputs vector holds 1 tensor "
+    "instead of 3 passes parsing and check_supported; to_ir.op_fully_connected then reads op.inputs[1] "
+    "and raises IndexError: tuple index out of range (found by the 5 000-example tflite fuzz run)"))
+def test_tflite_fully_connected_with_one_input():
+    import struct
+    import sys
+    from pathlib import Path
+
+    from app.errors import ModelFormatError
+    from app.tflite import load
+
+    tools = Path(__file__).resolve().parents[2] / "tools"
+    sys.path.insert(0, str(tools))
+    try:
+        from make_hostile_corpus import FlatBuffer
+    finally:
+        sys.path.remove(str(tools))
+    data = (CORPUS / "good" / "model_float.tflite").read_bytes()
+    fb = FlatBuffer(data)
+    subgraph = fb.vector_element(fb.deref(fb.field(fb.root(), 2)), 0)
+    operator = fb.vector_element(fb.deref(fb.field(subgraph, 3)), 18)  # the FULLY_CONNECTED head
+    inputs = fb.deref(fb.field(operator, 1))
+    assert fb.u32(inputs) == 3
+    corrupt = bytearray(data)
+    struct.pack_into("<I", corrupt, inputs, 1)  # inputs (x, W, b) -> (x)
+    with pytest.raises(ModelFormatError, match="fc_one_input.tflite"):
+        load(bytes(corrupt), "fc_one_input.tflite")
