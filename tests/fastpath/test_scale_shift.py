@@ -67,7 +67,8 @@ def test_scale_shift_invalid_arguments(simd_backend, kwargs, message):
 
 def test_c_scale_shift_argument_checks(simd_backend):
     lib = simd_backend._lib
-    buf = np.zeros(16, np.float32).ctypes.data
+    backing = np.zeros(16, np.float32)  # keep the array alive: a bare .ctypes.data would dangle
+    buf = backing.ctypes.data
     assert lib.vk_scale_shift(2, 4, buf, buf, buf, buf, 0) == 0
     assert lib.vk_scale_shift(-1, 4, buf, buf, buf, buf, 0) == -1
     assert lib.vk_scale_shift(2, 4, buf, buf, buf, buf, 5) == -3

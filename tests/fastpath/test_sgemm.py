@@ -212,7 +212,8 @@ def test_sgemm_packed_rejects_foreign_weights(simd_backend):
 def test_c_level_argument_checks(simd_backend):
     """The C entry points validate on their own (VK_E_* codes) for callers other than Python."""
     lib = simd_backend._lib
-    buf = np.zeros(64, np.float32).ctypes.data
+    backing = np.zeros(64, np.float32)  # keep the array alive: a bare .ctypes.data would dangle
+    buf = backing.ctypes.data
     assert lib.vk_sgemm(-1, 2, 2, buf, 2, buf, 2, None, buf, 2, 0, buf) == -1
     assert lib.vk_sgemm(2, 2, 4, buf, 3, buf, 2, None, buf, 2, 0, buf) == -2  # lda < K
     assert lib.vk_sgemm(2, 2, 2, buf, 2, buf, 2, None, buf, 2, 7, buf) == -3  # activation 7
