@@ -134,6 +134,18 @@ class Model:
         self._get_source_plan().run(self._feeds(x), trace=rows)
         return rows
 
+    @property
+    def tensor_shapes(self) -> dict[str, tuple] | None:
+        """Shape of every tensor of :attr:`source_graph` (batch dim ``None``), or ``None`` when
+        the model's shapes depend on its input size."""
+        return dict(self._shapes) if self._shapes else None
+
+    def gradcam(self, x, class_index=None, layer=None, upsample=True):
+        """Grad-CAM heatmaps ``(N, H, W)`` float32 in [0, 1]; see :func:`app.explain.gradcam`."""
+        from .explain import gradcam
+
+        return gradcam(self, x, class_index=class_index, layer=layer, upsample=upsample)
+
     def run_until(self, x, layer: str | int):
         """Output of one original layer (by name or index in :attr:`layer_names`), computing only
         what it needs. An array, or a list when the layer has several outputs."""

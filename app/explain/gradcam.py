@@ -240,7 +240,7 @@ def _head_nodes(graph: Graph, target: str, ancestors: set[str]) -> list[Node]:
 
 
 def _static_shapes(model, graph: Graph):
-    shapes = getattr(model, "_shapes", None)
+    shapes = getattr(model, "tensor_shapes", None)
     if shapes:
         return shapes
     return infer_shapes(graph) or probe_shapes(graph) or {}

@@ -44,6 +44,17 @@ def test_matches_tensorflow(name, optimize):
 
 
 @pytest.mark.parametrize("name", GRADCAM_CASES)
+def test_model_method_matches_tensorflow(name):
+    io, meta = _case(name)
+    model = app.load_model(str(FIXTURES / name))
+    class_index = None if meta["class_index_rule"] == "top logit per image" else io["class_index"]
+    heat = model.gradcam(io["input"], class_index=class_index, layer=str(io["layer"]))
+    np.testing.assert_allclose(heat, io["heatmap_upsampled"], atol=ATOL)
+    low = model.gradcam(io["input"], class_index=class_index, layer=str(io["layer"]), upsample=False)
+    np.testing.assert_allclose(low, io["heatmap"], atol=ATOL)
+
+
+@pytest.mark.parametrize("name", GRADCAM_CASES)
 def test_runner_up_class_matches_tensorflow(name):
     io, _ = _case(name)
     model = app.load_model(str(FIXTURES / name))
