@@ -257,7 +257,7 @@ VITRINE_LATENCY = """async ([model, url, shape, warmup, runs]) => {
   for (let i = 0; i < warmup; i++) last = await once();
   const times = [];
   for (let i = 0; i < runs; i++) { last = await once(); times.push(last.elapsed); }
-  return {times_ms: times, outputs: last.outputs};
+  return {times_ms: times, outputs: last === null ? null : last.outputs};
 }"""
 
 # Starts (does not await) this page's share of the batch: one predict call per image.

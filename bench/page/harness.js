@@ -62,7 +62,7 @@ const benchTfjs = {
     for (let i = 0; i < warmup; i++) last = await this.infer(data, shape);
     const times = [];
     for (let i = 0; i < runs; i++) { last = await this.infer(data, shape); times.push(last.elapsed); }
-    return { times_ms: times, median_ms: runs ? median(times) : null, outputs: last.values,
+    return { times_ms: times, median_ms: runs ? median(times) : null, outputs: last === null ? null : last.values,
              wasm_memory_bytes: tf.memory().numBytes };
   },
 };
@@ -98,7 +98,8 @@ const benchOrt = {
     for (let i = 0; i < warmup; i++) last = await once();
     const times = [];
     for (let i = 0; i < runs; i++) { last = await once(); times.push(last.elapsed); }
-    return { times_ms: times, median_ms: runs ? median(times) : null, output_shape: last.shape, output_head: last.head };
+    return { times_ms: times, median_ms: runs ? median(times) : null, output_shape: last === null ? null : last.shape,
+             output_head: last === null ? null : last.head };
   },
 };
 
