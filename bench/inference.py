@@ -54,6 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import build  # noqa: E402  (the repo root is only importable after the path tweak)
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -278,9 +279,45 @@ VITRINE_SHARE_START = """([model, url, imageShape, indices]) => {
 }"""
 
 
-def open_vitrine_page(context, origin: str):
+# The page's worker pool (ui/main.py: the primary engine + "engine-pool-<i>" workers, sized by
+# ?workers=N). The pool's workers are reached through their PyScript <script worker> elements
+# (xworker.sync.call is the same exported `call` as window.vitrineEngine.call). Each worker gets
+# the model, one warm-up image, then all of them pull images from one shared queue, one predict
+# call per image, as the UI does.
+VITRINE_POOL = """async ([zipUrl, name, url, imageShape, count]) => {
+  const primary = document.body.getAttribute("data-engine-name");
+  const scripts = [...document.querySelectorAll('script[type="py"][worker]')]
+    .filter((s) => s.xworker && (s.getAttribute("name") === primary || s.getAttribute("name").startsWith("engine-pool-")));
+  const engines = scripts.map((s) => s.xworker.sync);
+  const zip = new Uint8Array(await (await fetch(zipUrl)).arrayBuffer());
+  const all = new Uint8Array(await (await fetch(url)).arrayBuffer());
+  const bytesPerImage = imageShape.reduce((a, b) => a * b, 1) * 4;
+  const check = (text) => { const reply = JSON.parse(text); if (!reply.ok) throw new Error(reply.error.type + ": " + reply.error.message); return reply.result; };
+  const handles = [];
+  for (const engine of engines) {
+    const loaded = check(await engine.call(JSON.stringify({call: "load_model", id: "bench-load", args: {name}}), zip.slice()));
+    handles.push(loaded.model);
+  }
+  const request = (i) => JSON.stringify({call: "predict", id: "bench-pool", args: {model: handles[i], shape: [1, ...imageShape]}});
+  await Promise.all(engines.map(async (engine, i) => check(await engine.call(request(i), all.slice(0, bytesPerImage)))));
+  const payloads = Array.from({length: count}, (_, i) => all.slice(i * bytesPerImage, (i + 1) * bytesPerImage));
+  let next = 0;
+  const perWorker = engines.map(() => 0);
+  const started = performance.now();
+  await Promise.all(engines.map(async (engine, i) => {
+    while (next < payloads.length) {
+      const payload = payloads[next++];
+      check(await engine.call(request(i), payload));
+      perWorker[i]++;
+    }
+  }));
+  return {elapsed: performance.now() - started, workers: scripts.map((s) => s.getAttribute("name")), per_worker: perWorker};
+}"""
+
+
+def open_vitrine_page(context, origin: str, query: str = ""):
     page = context.new_page()
-    page.goto(origin + "/index.html")
+    page.goto(origin + "/index.html" + query)
     page.wait_for_selector("body:not([data-engine-state='booting'])", state="attached", timeout=BOOT_TIMEOUT_MS)
     state = page.get_attribute("body", "data-engine-state")
     if state != "ready":
@@ -346,6 +383,26 @@ def proc_meminfo_kb(field: str) -> int | None:
     return None
 
 
+def vitrine_pages_throughput(context, origin: str, case: Case, workers: int, log, key: str) -> dict:
+    """Fallback when the page has no pool: ``workers`` site pages, each with its own engine worker."""
+    log(f"{key}: Vitrine throughput, {workers} page(s) with one engine worker each (no page pool), {len(case.batch)} images")
+    shape1 = [1, *case.image_shape]
+    pages, handles = [], []
+    for _ in range(workers):
+        page = open_vitrine_page(context, origin)
+        handle, _ = vitrine_load(page, origin, case)
+        page.evaluate(VITRINE_LATENCY, [handle, f"{origin}/__bench/gen/{case.name}/b1.f32", shape1, 1, 0])
+        pages.append(page)
+        handles.append(handle)
+    shares = [list(range(i, len(case.batch), workers)) for i in range(workers)]
+    for page, handle, indices in zip(pages, handles, shares):
+        page.evaluate(VITRINE_SHARE_START, [handle, f"{origin}/__bench/gen/{case.name}/batch.f32", case.image_shape, indices])
+    spans = [page.evaluate("() => window.__benchShare") for page in pages]
+    wall_s = (max(s["end"] for s in spans) - min(s["start"] for s in spans)) / 1000
+    return {"throughput_ips": round(len(case.batch) / wall_s, 3),
+            "throughput_mode": f"{workers} site pages x 1 engine worker (the page exposed no pool of {workers})"}
+
+
 def run_model(browser, cdp, origin: str, key: str, case: Case, onnx_url: str | None, args, log) -> dict:
     shape1 = [1, *case.image_shape]
     shape_batch = [len(case.batch), *case.image_shape]
@@ -370,28 +427,36 @@ def run_model(browser, cdp, origin: str, key: str, case: Case, onnx_url: str | N
         result["cpu_ms_per_image"] = round(cpu_ms, 1)
         vitrine_out = flat_outputs(lat["outputs"])
         result["peak_mb"] = peak_mb(pid)
-
-        # --- Vitrine throughput: the page's pool if it has one, else N pages x 1 engine worker
-        if not args.skip_throughput:
-            workers = args.workers or os.cpu_count() or 1
-            log(f"{key}: Vitrine throughput, {workers} page(s) with one engine worker each, {len(case.batch)} images")
-            pages = [page]
-            handles = [handle]
-            for _ in range(workers - 1):
-                extra = open_vitrine_page(context, origin)
-                extra_handle, _ = vitrine_load(extra, origin, case)
-                extra.evaluate(VITRINE_LATENCY, [extra_handle, f"{origin}/__bench/gen/{case.name}/b1.f32", shape1, 1, 0])
-                pages.append(extra)
-                handles.append(extra_handle)
-            shares = [list(range(i, len(case.batch), workers)) for i in range(workers)]
-            for p, h, indices in zip(pages, handles, shares):
-                p.evaluate(VITRINE_SHARE_START, [h, f"{origin}/__bench/gen/{case.name}/batch.f32", case.image_shape, indices])
-            spans = [p.evaluate("() => window.__benchShare") for p in pages]
-            wall_s = (max(s["end"] for s in spans) - min(s["start"] for s in spans)) / 1000
-            result["throughput_ips"] = round(len(case.batch) / wall_s, 3)
-            result["throughput_mode"] = f"{workers} site pages x 1 engine worker (no page pool exposed)"
     finally:
         context.close()
+
+    # --- Vitrine throughput: the page's own worker pool (?workers=N); else N pages x 1 worker
+    if not args.skip_throughput:
+        workers = args.workers or os.cpu_count() or 1
+        before = renderer_pids(cdp)
+        context = browser.new_context()
+        try:
+            page = open_vitrine_page(context, origin, f"?workers={workers}")
+            has_pool = page.get_attribute("body", "data-pool-size") is not None
+            if has_pool:
+                # the UI grows its pool after the primary engine is ready (demo model first)
+                try:
+                    page.wait_for_selector(f"body[data-pool-size='{workers}']", state="attached", timeout=BOOT_TIMEOUT_MS)
+                except PlaywrightTimeoutError:
+                    has_pool = False
+            if has_pool:
+                log(f"{key}: Vitrine throughput, the page's pool of {workers} workers, {len(case.batch)} images")
+                pool = page.evaluate(VITRINE_POOL, [f"{origin}/__bench/gen/{case.name}/model.zip", f"{case.name}.zip",
+                                                    f"{origin}/__bench/gen/{case.name}/batch.f32", case.image_shape,
+                                                    len(case.batch)])
+                result["throughput_ips"] = round(len(case.batch) / (pool["elapsed"] / 1000), 3)
+                result["throughput_mode"] = f"the page's worker pool ?workers={workers}: {pool['workers']}, images per worker {pool['per_worker']}"
+                result["pool_peak_mb"] = peak_mb(engine_process(cdp, before))
+            else:
+                page.close()
+                result.update(vitrine_pages_throughput(context, origin, case, workers, log, key))
+        finally:
+            context.close()
 
     # --- TF.js 4.22 wasm
     before = renderer_pids(cdp)
