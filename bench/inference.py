@@ -515,7 +515,9 @@ def run_model(browser, cdp, origin: str, key: str, case: Case, onnx_url: str | N
     result["latency_ratio"] = round(result["latency_ms"] / result["tfjs_latency_ms"], 3)
     peers = [result["tfjs_latency_ms"], *([result["ort_latency_ms"]] if "ort_latency_ms" in result else [])]
     result["best_peer_latency_ratio"] = round(result["latency_ms"] / min(peers), 3)
-    result["cpu_latency_ratio"] = round(result["cpu_ms_per_image"] / result["tfjs_cpu_ms_per_image"], 3)
+    # cpuTime has a 10 ms resolution: a tiny model can show 0
+    result["cpu_latency_ratio"] = (round(result["cpu_ms_per_image"] / result["tfjs_cpu_ms_per_image"], 3)
+                                   if result["tfjs_cpu_ms_per_image"] > 0 else None)
     if "throughput_ips" in result and "tfjs_throughput_ips" in result:
         result["throughput_ratio"] = round(result["throughput_ips"] / result["tfjs_throughput_ips"], 3)
     return result
