@@ -80,6 +80,8 @@ case "$command" in
     ensure_kernel_toolchain
     ensure_chromium
     "$VENV/bin/python" build.py build
+    # The Pyodide-under-Node tests run on dist/pyodide: the same sha256-verified runtime the site ships.
+    export VITRINE_PYODIDE_DIR="${VITRINE_PYODIDE_DIR:-$PWD/dist/pyodide}"
     set +e
     "$VENV/bin/python" -m pytest tests "$@"
     status=$?
