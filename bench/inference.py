@@ -61,9 +61,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run"]
 BIG_FIXTURES = ROOT / ".cache" / "fixtures" / "big"
 PAGE_DIR = ROOT / "bench" / "page"
-PEER_PACKAGES = ("@tensorflow/tfjs", "@tensorflow/tfjs-backend-wasm", "onnxruntime-web", "@tensorflow/tfjs-core",
-                 "@tensorflow/tfjs-layers", "@tensorflow/tfjs-converter", "@tensorflow/tfjs-backend-cpu",
-                 "@tensorflow/tfjs-backend-webgl", "@tensorflow/tfjs-data")
+# the only node_modules packages the harness serves (bundles: tf.min.js, tf-backend-wasm.min.js, ort.wasm.min.js)
+PEER_PACKAGES = ("@tensorflow/tfjs", "@tensorflow/tfjs-backend-wasm", "onnxruntime-web")
 BOOT_TIMEOUT_MS = 240_000
 
 # ONNX Runtime Web runs DenseNet121 from the onnx package's own test data (weights are
