@@ -54,6 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import build  # noqa: E402  (the repo root is only importable after the path tweak)
+from playwright.sync_api import Error as PlaywrightError  # noqa: E402
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
@@ -539,7 +540,13 @@ def run_benchmark(browser, dist: Path, cases: dict[str, tuple[Case, Path | None]
     try:
         for key, (case, onnx_path) in cases.items():
             onnx_url = None if onnx_path is None else f"{origin}/__bench/onnx/{onnx_path.name}"
-            report["models"][key] = run_model(browser, cdp, origin, key, case, onnx_url, args, log)
+            try:
+                report["models"][key] = run_model(browser, cdp, origin, key, case, onnx_url, args, log)
+            except (PlaywrightError, BenchError) as exc:
+                # one engine failing on one model (e.g. a layer a peer lacks) must not hide the others
+                first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                log(f"{key}: FAILED: {first_line}")
+                report["models"][key] = {"fixture": case.name, "error": f"{type(exc).__name__}: {exc}"[:2000]}
     finally:
         server.shutdown()
         server.server_close()
@@ -552,6 +559,9 @@ def format_table(report: dict) -> str:
              "| throughput Vitrine/TF.js (img/s) | max abs diff | peak MB Vitrine / TF.js |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for key, m in report["models"].items():
+        if "error" in m:
+            lines.append(f"| {key} | failed: {m['error'].splitlines()[0][:120]} |" + " |" * 8)
+            continue
         ort = f"{m['ort_latency_ms']:.0f}" if "ort_latency_ms" in m else "–"
         cpu = f"{m['cpu_ms_per_image']:.0f} / {m['tfjs_cpu_ms_per_image']:.0f} / {m.get('ort_cpu_ms_per_image', '–')}"
         thr = (f"{m['throughput_ratio']:.2f} ({m['throughput_ips']:.2f} / {m['tfjs_throughput_ips']:.2f})"
@@ -607,13 +617,13 @@ def main(argv=None) -> int:
     machine = report["machine"]
     print(f"inference benchmark: {machine['cpu_model']}, {machine['cores']} cores, Chromium {machine['chromium']}, "
           f"load average {machine['load_average_start']} -> {machine['load_average_end']}")
-    backends = {m.get("vitrine_gemm_backend") for m in report["models"].values()}
+    backends = {m.get("vitrine_gemm_backend") for m in report["models"].values() if "error" not in m}
     print(f"Vitrine GEMM backend: {', '.join(str(b) for b in backends)}; "
           f"median of {args.runs} runs after {args.warmup} warm-up, batch 1; throughput on {args.batch} images")
     print(format_table(report))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
-    return 0
+    return 1 if any("error" in m for m in report["models"].values()) else 0
 
 
 if __name__ == "__main__":
