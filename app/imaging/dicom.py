@@ -88,15 +88,27 @@ def _import_pydicom(name: str):
 def decode_dicom(data: bytes, name: str, *, frame: int | None = None, window=None) -> DecodedImage:
     """Decode one frame of a DICOM file; see the module docstring for the pipeline."""
     pydicom = _import_pydicom(name)
-    from pydicom.errors import InvalidDicomError
+    from pydicom.errors import BytesLengthException, InvalidDicomError
 
     has_prefix = is_dicom(data)
+    if has_prefix:
+        _check_file_meta_length(data, name)
+    else:
+        _check_bare_dataset_start(data, name)
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=not has_prefix)
     except InvalidDicomError as exc:
         raise ImageFormatError(f"{name}: not a DICOM file: {exc}") from exc
-    except (EOFError, OSError, ValueError, KeyError, struct.error, zlib.error, NotImplementedError, TypeError) as exc:
-        raise ImageFormatError(f"{name}: truncated or corrupt DICOM file: {type(exc).__name__}: {exc}") from exc
+    except (EOFError, OSError, ValueError, KeyError, struct.error, zlib.error, NotImplementedError, TypeError,
+            BytesLengthException) as exc:
+        raise ImageFormatError(f"{name}: truncated or corrupt DICOM file: {type(exc).__name__}: {_first_line(exc)}") from exc
+    # pydicom converts elements lazily, on first access: convert them all here so a corrupt value
+    # representation or length is reported as this file's error, not met later as a crash
+    _convert_elements(ds.file_meta if getattr(ds, "file_meta", None) is not None else {}, name)
+    _convert_elements(ds, name)
+    if len(ds) == 0:
+        raise ImageFormatError(
+            f"{name}: truncated DICOM file: no data set follows the file meta information ({len(data)} bytes)")
 
     if "PixelData" not in ds:
         raise ImageFormatError(
@@ -146,7 +158,7 @@ def decode_dicom(data: bytes, name: str, *, frame: int | None = None, window=Non
         "bits": bits_stored,
         "bits_allocated": bits_allocated,
         "bits_stored": bits_stored,
-        "pixel_representation": int(ds.get("PixelRepresentation", 0) or 0),
+        "pixel_representation": _number(ds, "PixelRepresentation", 0, int, name),
         "samples_per_pixel": samples,
         "size": [rows, cols],
         "frames": frames,
@@ -155,7 +167,10 @@ def decode_dicom(data: bytes, name: str, *, frame: int | None = None, window=Non
     for keyword in ("BodyPartExamined", "PixelSpacing", "SliceThickness", "ViewPosition"):
         if keyword in ds and ds.get(keyword) not in (None, ""):
             value = ds.get(keyword)
-            metadata[_snake(keyword)] = [float(v) for v in value] if keyword == "PixelSpacing" else _safe_str(value)
+            if keyword == "PixelSpacing":
+                metadata["pixel_spacing"] = _number(ds, keyword, None, lambda v: [float(x) for x in v], name)
+            else:
+                metadata[_snake(keyword)] = _safe_str(value)
 
     if photometric in ("MONOCHROME1", "MONOCHROME2"):
         pixels, display = _grayscale(ds, arr, name, window, metadata)
@@ -197,6 +212,84 @@ def decode_dicom(data: bytes, name: str, *, frame: int | None = None, window=Non
 
 # ----------------------------------------------------------------------------------------------
 
+#: What pydicom raises while converting a raw element: an unknown VR (NotImplementedError), a
+#: value whose length does not fit its VR (BytesLengthException), undecodable text / numbers.
+_CONVERSION_ERRORS = (NotImplementedError, ValueError, TypeError, KeyError, IndexError, EOFError, OSError,
+                      OverflowError, struct.error, zlib.error)
+
+
+def _check_file_meta_length(data: bytes, name: str) -> None:
+    """A Part 10 file cut inside its file meta group: pydicom reads what is there and returns a
+    data set without pixel data, so compare the declared group length with the bytes present."""
+    # (0002,0000) File Meta Information Group Length, explicit VR little endian UL (PS3.10 7.1)
+    if len(data) < 144:
+        raise ImageFormatError(f"{name}: truncated DICOM file: {len(data)} bytes end inside the file meta information")
+    if data[132:138] != b"\x02\x00\x00\x00UL":
+        return  # no group length to check (older writers); pydicom reads the group element by element
+    group_length = struct.unpack("<I", data[140:144])[0]
+    if 144 + group_length > len(data):
+        raise ImageFormatError(
+            f"{name}: truncated DICOM file: the file meta information declares {group_length} bytes after "
+            f"byte 144, the file holds {len(data) - 144}")
+
+
+def _check_bare_dataset_start(data: bytes, name: str) -> None:
+    """Without the DICM prefix pydicom is asked to read anyway (``force``), and it reads any bytes
+    as *some* elements; a real bare data set starts with a tag of the DICOM dictionary."""
+    from pydicom.datadict import get_entry
+
+    if len(data) < 8:
+        raise ImageFormatError(f"{name}: not a DICOM file ({len(data)} bytes, no 'DICM' prefix at byte 128)")
+    for order in "<>":
+        group, element = struct.unpack(order + "HH", data[:4])
+        if element == 0 and group % 2 == 0:
+            return  # a group length element
+        try:
+            get_entry((group << 16) | element)
+            return
+        except KeyError:
+            continue
+    raise ImageFormatError(
+        f"{name}: not a DICOM file: no 'DICM' prefix at byte 128, and the data does not start with a DICOM "
+        f"element (first bytes {data[:8]!r})")
+
+
+def _convert_elements(dataset, name: str, where: str = "") -> None:
+    """Convert every raw element of ``dataset`` (recursing into sequences) inside a guard."""
+    from pydicom.errors import BytesLengthException
+
+    for tag in list(dataset.keys()):
+        try:
+            element = dataset[tag]
+            items = element.value if element.VR == "SQ" else ()
+        except (BytesLengthException, *_CONVERSION_ERRORS) as exc:
+            raise ImageFormatError(
+                f"{name}: corrupt DICOM element {where}{_tag_label(tag)}: {type(exc).__name__}: {_first_line(exc)}"
+            ) from exc
+        for i, item in enumerate(items):
+            _convert_elements(item, name, f"{where}{_tag_label(tag)} item {i} > ")
+
+
+def _tag_label(tag) -> str:
+    from pydicom.datadict import keyword_for_tag
+    from pydicom.tag import Tag
+
+    tag = Tag(tag)
+    keyword = keyword_for_tag(tag)
+    return f"({tag.group:04X},{tag.element:04X}){' ' + keyword if keyword else ''}"
+
+
+def _number(ds, keyword: str, default, convert, name: str):
+    """``convert(ds.keyword)`` (``default`` when absent / empty), an ImageFormatError naming the
+    attribute when its value is not a number."""
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return default
+    try:
+        return convert(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ImageFormatError(f"{name}: DICOM attribute {keyword} has a non-numeric value {str(value)[:60]!r}") from exc
+
 
 def _transfer_syntax(ds, name: str, has_prefix: bool) -> str:
     meta = getattr(ds, "file_meta", None)
@@ -235,7 +328,7 @@ def _check_syntax(uid: str, ds, name: str) -> None:
         )
     if uid in JPEG_SYNTAXES and not pillow_has_jpeg():
         raise ImageFormatError(f"{name}: transfer syntax {_syntax_name(uid)} ({uid}) needs Pillow's JPEG codec, which is missing")
-    if uid == "1.2.840.10008.1.2.4.51" and int(ds.get("BitsStored", 8) or 8) > 8:
+    if uid == "1.2.840.10008.1.2.4.51" and _number(ds, "BitsStored", 8, int, name) > 8:
         raise ImageFormatError(
             f"{name}: transfer syntax JPEG Extended with {ds.get('BitsStored')}-bit samples cannot be decoded "
             "(Pillow decodes 8-bit JPEG only)"
@@ -247,11 +340,14 @@ def _grayscale(ds, arr: np.ndarray, name: str, window, metadata: dict):
     if "ModalityLUTSequence" in ds:
         from pydicom.pixels import apply_modality_lut
 
-        values = np.asarray(apply_modality_lut(arr, ds), dtype=np.float32)
+        try:
+            values = np.asarray(apply_modality_lut(arr, ds), dtype=np.float32)
+        except (ValueError, KeyError, AttributeError, IndexError, TypeError) as exc:
+            raise ImageFormatError(f"{name}: invalid Modality LUT Sequence: {_first_line(exc)}") from exc
         metadata["modality_lut"] = "sequence"
     elif "RescaleSlope" in ds or "RescaleIntercept" in ds:
-        slope = float(ds.get("RescaleSlope", 1) or 1)
-        intercept = float(ds.get("RescaleIntercept", 0) or 0)
+        slope = _number(ds, "RescaleSlope", 1.0, float, name) or 1.0
+        intercept = _number(ds, "RescaleIntercept", 0.0, float, name)
         values = (arr.astype(np.float64) * slope + intercept).astype(np.float32)
         metadata["rescale"] = [slope, intercept]
     file_window, function = _file_window(ds)

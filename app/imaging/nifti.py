@@ -6,6 +6,14 @@ their first volume. The slice is rotated by ``np.rot90`` so that, for the usual 
 storage, anterior is up as in radiology viewers. ``pixels`` are nibabel's scaled values
 (``scl_slope`` / ``scl_inter`` applied, as ``get_fdata``) in float32; ``display`` is the user's
 window, else the header's ``cal_min..cal_max``, else the slice's min..max, mapped to 0..255.
+
+A degenerate affine (e.g. ``sform_code`` set with all-zero ``srow`` rows) has no orientation: the
+image is still shown (a clinician would rather see it than get a refusal), sliced along the array's
+last spatial axis, with ``metadata["orientation"] = None`` and an ``orientation_note`` saying the
+picture may be flipped or rotated.
+
+A ``.nii.gz`` is inflated only as far as its header declares (:func:`gunzip_nifti`), so a small
+header followed by gigabytes of zeros is refused in bounded memory and time.
 """
 
 from __future__ import annotations
@@ -49,11 +57,95 @@ def gunzip_capped(data: bytes, name: str, limit: int | None = None) -> bytes:
     return out
 
 
+#: Decompressed bytes a .nii.gz may hold beyond what its header declares (padding some writers
+#: add); more than this is refused as a decompression bomb instead of being inflated.
+TRAILING_BYTES_ALLOWED = 1 << 20
+
+
+def gunzip_nifti(nibabel, data: bytes, name: str) -> bytes:
+    """Decompress a ``.nii.gz``, inflating only what its header declares.
+
+    The header (348 bytes for NIfTI-1, 540 for NIfTI-2) is inflated first; the declared shape,
+    data type and ``vox_offset`` give the file's size, which is refused before inflating it when
+    it exceeds :data:`app.imaging.decode.MAX_DECODED_BYTES`; otherwise at most that size plus
+    :data:`TRAILING_BYTES_ALLOWED` is inflated (so a small header followed by gigabytes of zeros
+    costs memory of the order of the declared volume). The stream is read to its end when it is
+    within the bound, so zlib still checks the gzip CRC. A header this function cannot size falls
+    back to :func:`gunzip_capped` (its errors are reported later by the header checks).
+    """
+    limit = _decode.MAX_DECODED_BYTES
+    inflater = zlib.decompressobj(wbits=31)
+    head = _inflate_up_to(inflater, data, 540, name)
+    declared = _declared_file_bytes(nibabel, head)
+    if declared is None:
+        return gunzip_capped(data, name)
+    if declared > limit:
+        raise ImageFormatError(
+            f"{name}: NIfTI header declares {declared} bytes of data (shape, data type and vox_offset), which "
+            f"exceeds the limit of {limit} bytes (possible decompression bomb); nothing was decompressed beyond the header"
+        )
+    rest = _inflate_up_to(inflater, inflater.unconsumed_tail, declared + TRAILING_BYTES_ALLOWED + 1 - len(head), name,
+                          started=not inflater.eof)
+    out = head + rest
+    if len(out) > declared + TRAILING_BYTES_ALLOWED:
+        raise ImageFormatError(
+            f"{name}: the compressed file holds more than {TRAILING_BYTES_ALLOWED} bytes beyond the {declared} bytes "
+            "its NIfTI header declares: the decompressed size exceeds the limit for this header (possible decompression bomb)"
+        )
+    if not inflater.eof:
+        raise ImageFormatError(f"{name}: truncated gzip data (the compressed stream ends early)")
+    return out
+
+
+def _inflate_up_to(inflater, data: bytes, count: int, name: str, started: bool = True) -> bytes:
+    """Up to ``count`` decompressed bytes (fewer at the end of the stream or of ``data``)."""
+    parts, got, pending = [], 0, data
+    try:
+        while started and got < count and not inflater.eof:
+            chunk = inflater.decompress(pending, count - got)
+            pending = inflater.unconsumed_tail
+            if not chunk and not pending:
+                break  # input exhausted (a truncated stream: reported by the caller)
+            parts.append(chunk)
+            got += len(chunk)
+    except zlib.error as exc:
+        raise ImageFormatError(f"{name}: corrupt gzip data: {exc}") from exc
+    return b"".join(parts)
+
+
+def _declared_file_bytes(nibabel, head: bytes) -> int | None:
+    """vox_offset + voxels x item size as the header declares them, or None when the header is
+    not a sizeable single-file NIfTI (the header checks then say what is wrong)."""
+    for order in "<>":
+        if len(head) >= 348 and struct.unpack(order + "i", head[:4])[0] == 348:
+            header = np.frombuffer(head[:348], dtype=nibabel.nifti1.header_dtype.newbyteorder(order))[0]
+            start = 352
+            break
+        if len(head) >= 540 and struct.unpack(order + "i", head[:4])[0] == 540:
+            header = np.frombuffer(head[:540], dtype=nibabel.nifti2.header_dtype.newbyteorder(order))[0]
+            start = 544
+            break
+    else:
+        return None
+    dim = [int(v) for v in header["dim"]]
+    vox_offset = float(header["vox_offset"])
+    if not 1 <= dim[0] <= 7 or any(d < 0 for d in dim[1:dim[0] + 1]) or not (np.isfinite(vox_offset) and vox_offset >= 0):
+        return None
+    try:
+        itemsize = int(np.dtype(nibabel.nifti1.data_type_codes.dtype[int(header["datatype"])]).itemsize)
+    except KeyError:
+        return None
+    voxels = 1
+    for d in dim[1:dim[0] + 1]:
+        voxels *= d
+    return max(int(np.ceil(vox_offset)), start) + voxels * itemsize
+
+
 def decode_nifti(data: bytes, name: str, *, slice_=None, window=None) -> DecodedImage:
     """Decode one slice of a NIfTI file; see the module docstring."""
     nibabel = _import_nibabel(name)
     compressed = data[:2] == b"\x1f\x8b"
-    raw = gunzip_capped(data, name) if compressed else data
+    raw = gunzip_nifti(nibabel, data, name) if compressed else data
     image_class, version = _header_class(nibabel, raw, name)
     try:
         image = image_class.from_bytes(raw)
@@ -77,7 +169,11 @@ def decode_nifti(data: bytes, name: str, *, slice_=None, window=None) -> Decoded
         )
 
     spatial = shape[:3] if len(shape) >= 3 else shape + (1,)
-    default_axis = _axial_axis(nibabel, image.affine) if len(shape) >= 3 else 2
+    orientation = nibabel.aff2axcodes(image.affine)
+    # a degenerate affine (e.g. sform_code set but srow all zero) has no axis codes: show the
+    # image anyway, slicing along the array's last spatial axis, and say so in the metadata
+    degenerate = any(code is None for code in orientation)
+    default_axis = 2 if degenerate or len(shape) < 3 else _axial_axis(nibabel, image.affine)
     axis, index = (default_axis, spatial[default_axis] // 2) if slice_ is None else _check_slice(slice_, spatial, name)
     slicer = [slice(None)] * len(shape)
     if len(shape) >= 3:
@@ -98,7 +194,7 @@ def decode_nifti(data: bytes, name: str, *, slice_=None, window=None) -> Decoded
         "compressed": compressed,
         "shape": list(shape),
         "dtype": str(np.dtype(image.get_data_dtype())),
-        "orientation": "".join(nibabel.aff2axcodes(image.affine)),
+        "orientation": None if degenerate else "".join(orientation),
         "voxel_size": [float(v) for v in image.header.get_zooms()[:3]],
         "slice_axis": axis,
         "slice_index": index,
@@ -108,6 +204,11 @@ def decode_nifti(data: bytes, name: str, *, slice_=None, window=None) -> Decoded
         "size": [int(pixels.shape[0]), int(pixels.shape[1])],
         "bits": itemsize * 8,
     }
+    if degenerate:
+        metadata["orientation_note"] = (
+            "the header's affine (sform/qform) is degenerate, so the anatomical orientation is unknown: the "
+            "default slice is taken along the array's last spatial axis (assumed axial) and the picture may be "
+            "flipped or rotated")
     if window is None and np.isfinite(cal_min) and np.isfinite(cal_max) and cal_max > cal_min:
         display = _range_to_uint8(pixels, cal_min, cal_max)
         metadata.update(window=[(cal_min + cal_max) / 2, cal_max - cal_min], window_source="header cal_min/cal_max")

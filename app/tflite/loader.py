@@ -23,6 +23,54 @@ from app.tflite.schema import (BufferField, ModelField, OperatorCodeField, Opera
 MAX_RANK = 8
 MAX_ELEMENTS = 1 << 28
 
+#: How many input / output tensors each builtin Vitrine runs takes, as the TFLite reference kernels
+#: check in their Prepare step: builtin -> ((min inputs, max inputs), (min outputs, max outputs));
+#: None = no upper bound. The first ``min inputs`` inputs are required (not -1 = omitted).
+#: Checked at load time so a kernel never indexes past an operator's tensor lists.
+OPERATOR_ARITY: dict[str, tuple[tuple[int, int | None], tuple[int, int | None]]] = {
+    "CONV_2D": ((2, 3), (1, 1)), "DEPTHWISE_CONV_2D": ((2, 3), (1, 1)), "TRANSPOSE_CONV": ((3, 4), (1, 1)),
+    # a second output only in the (unsupported) shuffled-weights format
+    "FULLY_CONNECTED": ((2, 3), (1, 2)),
+    **{name: ((2, 2), (1, 1)) for name in ("ADD", "SUB", "MUL", "DIV", "SQUARED_DIFFERENCE", "MAXIMUM", "MINIMUM",
+                                           "MEAN", "SUM", "REDUCE_MAX", "PRELU", "EXPAND_DIMS", "MIRROR_PAD",
+                                           "TRANSPOSE", "RESIZE_NEAREST_NEIGHBOR", "RESIZE_BILINEAR", "GATHER",
+                                           "ARG_MAX")},
+    **{name: ((1, 1), (1, 1)) for name in ("MAX_POOL_2D", "AVERAGE_POOL_2D", "L2_NORMALIZATION", "SOFTMAX",
+                                           "LOGISTIC", "TANH", "HARD_SWISH", "RSQRT", "SQRT", "EXP", "NEG", "ABS",
+                                           "RELU", "RELU6", "RELU_N1_TO_1", "LEAKY_RELU", "QUANTIZE", "DEQUANTIZE",
+                                           "SQUEEZE", "SHAPE", "CAST")},
+    "RESHAPE": ((1, 2), (1, 1)),
+    "CONCATENATION": ((1, None), (1, 1)), "PACK": ((1, None), (1, 1)), "UNPACK": ((1, 1), (1, None)),
+    "PAD": ((2, 3), (1, 1)), "PADV2": ((2, 3), (1, 1)),
+    "STRIDED_SLICE": ((4, 4), (1, 1)), "SLICE": ((3, 3), (1, 1)),
+    "SPLIT": ((2, 2), (1, None)), "SPLIT_V": ((3, 3), (1, None)),
+}
+
+
+def _count_text(low: int, high: int | None) -> str:
+    if high is None:
+        return f"at least {low}"
+    return str(low) if low == high else f"{low} to {high}"
+
+
+def check_operator_arity(op: "OperatorInfo", sub: int, source: str) -> None:
+    """ModelFormatError when ``op`` has more or fewer input / output tensors than its builtin
+    takes (:data:`OPERATOR_ARITY`), or omits a required input; builtins not listed (ones Vitrine
+    does not run) are left to the support check, which names them."""
+    arity = OPERATOR_ARITY.get(op.name)
+    if arity is None:
+        return
+    for kind, tensors, (low, high) in (("input", op.inputs, arity[0]), ("output", op.outputs, arity[1])):
+        if len(tensors) < low or (high is not None and len(tensors) > high):
+            raise ModelFormatError(
+                f"{source}: subgraph {sub} {op.label}: {op.name} expects {_count_text(low, high)} {kind} "
+                f"tensor(s), received {len(tensors)}")
+    missing = [position for position in range(arity[0][0]) if op.inputs[position] < 0]
+    if missing:
+        raise ModelFormatError(
+            f"{source}: subgraph {sub} {op.label} omits its required input(s) {missing} (index -1); "
+            f"{op.name} needs its first {arity[0][0]} inputs")
+
 
 @dataclass(frozen=True)
 class Quantization:
@@ -249,6 +297,7 @@ def _read_subgraph(table: Table, sub: int, opcodes, buffers, buf: Buffer) -> Sub
             inputs=_indices(op, OperatorField.INPUTS, f"{what}.inputs", n, source, True),
             outputs=_indices(op, OperatorField.OUTPUTS, f"{what}.outputs", n, source, False),
             options=options))
+        check_operator_arity(operators[-1], sub, source)
     return SubGraphInfo(
         name=table.string(SubGraphField.NAME, f"subgraphs[{sub}].name", "") or f"subgraph_{sub}",
         tensors=tensors,

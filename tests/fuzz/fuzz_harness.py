@@ -96,14 +96,7 @@ def mutations(draw, seed: bytes, header_bytes: int = 512, max_ops: int = 4) -> b
 #: pinned by a strict-xfail minimal reproducer in tests/hostile/test_reproducers.py. Entries:
 #: (qualified exception class, regex on the message, file the traceback must end in, reproducer test).
 KNOWN_BUGS: tuple[tuple[str, str, str, str], ...] = (
-    ("builtins.NotImplementedError", r"Unknown Value Representation", "", "test_dicom_unknown_vr_after_dcmread"),
-    ("pydicom.errors.BytesLengthException", r"even multiple of bytes per value", "",
-     "test_dicom_meta_length_not_multiple_of_4"),
-    ("builtins.TypeError", r"sequence item \d+: expected str instance, NoneType found", "app/imaging/nifti.py",
-     "test_nifti_degenerate_affine"),
     ("builtins.KeyError", r"^'m\d+'$", "app/service.py", "test_service_chart_on_model_loaded_with_load_model"),
-    ("builtins.IndexError", r"^tuple index out of range$", "app/tflite/to_ir.py",
-     "test_tflite_fully_connected_with_one_input"),
 )
 known_bug_hits: dict[str, int] = {}
 

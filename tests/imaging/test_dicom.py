@@ -258,3 +258,51 @@ def test_thumbnail_is_windowed_png(dicom_dir):
     img = decode_image((dicom_dir / "MR_small.dcm").read_bytes(), "MR_small.dcm")
     thumb = Image.open(io.BytesIO(make_thumbnail(img, max_side=32)))
     assert thumb.format == "PNG" and thumb.size == (32, 32) and thumb.mode == "L"
+
+
+# ---- regressions from the hostile corpus / fuzzing (docs/robustness.md) ---------------------------
+
+
+def test_text_named_dcm_is_not_a_dicom_file():
+    with pytest.raises(ImageFormatError, match=r"notes.dcm: not a DICOM file: no 'DICM' prefix at byte 128"):
+        decode_image(b"Not a DICOM file, just text.\n" * 8, "notes.dcm")
+
+
+def test_bare_dataset_without_preamble_still_decodes(dicom_dir):
+    """The not-a-DICOM check must keep accepting a real data set written without preamble / meta."""
+    expected = pydicom.dcmread(dicom_dir / "MR_small.dcm").pixel_array  # MR_small has no rescale
+    ds = pydicom.dcmread(dicom_dir / "MR_small.dcm")
+    del ds.file_meta
+    ds.preamble = None
+    buffer = io.BytesIO()
+    pydicom.dcmwrite(buffer, ds, implicit_vr=False, little_endian=True)
+    assert buffer.getvalue()[128:132] != b"DICM"
+    image = decode_image(buffer.getvalue(), "bare.dcm")
+    assert "RescaleSlope" not in ds and "ModalityLUTSequence" not in ds
+    np.testing.assert_array_equal(image.pixels, expected)
+
+
+@pytest.mark.parametrize("keep", [132, 150, 200, 300])
+def test_cut_inside_the_file_meta_is_truncated(dicom_dir, keep):
+    data = (dicom_dir / "MR_small.dcm").read_bytes()
+    with pytest.raises(ImageFormatError, match=r"cut.dcm: truncated DICOM file"):
+        decode_image(data[:keep], "cut.dcm")
+
+
+def test_corrupt_element_met_lazily_names_the_element(dicom_dir):
+    """pydicom converts elements on first access; a bad VR deep in the data set (here the Modality,
+    which only the metadata reads) is reported at decode time, naming the element."""
+    data = (dicom_dir / "MR_small.dcm").read_bytes()
+    at = data.index(b"\x08\x00\x60\x00CS")  # (0008,0060) Modality, explicit VR 'CS'
+    corrupt = data[:at + 4] + b"QQ" + data[at + 6:]
+    with pytest.raises(ImageFormatError, match=r"vr.dcm: corrupt DICOM element \(0008,0060\) Modality: "
+                                               r"NotImplementedError"):
+        decode_image(corrupt, "vr.dcm")
+
+
+def test_non_numeric_rescale_slope_names_the_attribute(dicom_dir):
+    data = (dicom_dir / "CT_small.dcm").read_bytes()
+    at = data.index(b"\x28\x00\x53\x10DS\x02\x00")  # (0028,1053) Rescale Slope, 2 bytes
+    corrupt = data[:at + 8] + b"x " + data[at + 10:]
+    with pytest.raises(ImageFormatError, match=r"slope.dcm: DICOM attribute RescaleSlope has a non-numeric value"):
+        decode_image(corrupt, "slope.dcm")

@@ -1,6 +1,8 @@
 """NIfTI slices against nibabel's own ``get_fdata`` (files shipped in nibabel's tests/data)."""
 
 import gzip
+import io
+import zlib
 
 import numpy as np
 import pytest
@@ -92,3 +94,81 @@ def test_declared_volume_cap(nifti_dir, monkeypatch):
     monkeypatch.setattr(decode, "MAX_DECODED_BYTES", 10_000)
     with pytest.raises(ImageFormatError, match=r"anatomical.nii: NIfTI data of 67650 bytes \(shape \(33, 41, 25\)\) exceeds the limit"):
         decode_image((nifti_dir / "anatomical.nii").read_bytes(), "anatomical.nii")
+
+
+# ---- .nii.gz inflates only what its header declares (regression: docs/robustness.md) -------------
+
+
+class _CountingZlib:
+    """Stands in for the zlib module inside app.imaging.nifti and counts the bytes it inflates."""
+
+    error = zlib.error
+
+    def __init__(self):
+        self.inflated = 0
+
+    def decompressobj(self, *args, **kwargs):
+        counter, real = self, zlib.decompressobj(*args, **kwargs)
+
+        class Counting:
+            def decompress(self, data, max_length=0):
+                out = real.decompress(data, max_length)
+                counter.inflated += len(out)
+                return out
+
+            def __getattr__(self, attribute):
+                return getattr(real, attribute)
+
+        return Counting()
+
+
+@pytest.fixture()
+def counting_zlib(monkeypatch):
+    from app.imaging import nifti as nifti_module
+
+    counter = _CountingZlib()
+    monkeypatch.setattr(nifti_module, "zlib", counter)
+    return counter
+
+
+def test_small_header_then_zeros_is_refused_after_the_declared_size(nifti_dir, counting_zlib):
+    plain = (nifti_dir / "anatomical.nii").read_bytes()  # 352 + 33 * 41 * 25 int16 voxels
+    declared = 352 + 33 * 41 * 25 * 2
+    assert len(plain) == declared
+    bomb = gzip.compress(plain + bytes(8 << 20), compresslevel=1)
+    with pytest.raises(ImageFormatError, match=r"bomb.nii.gz: the compressed file holds more than 1048576 bytes "
+                                               r"beyond the 68002 bytes its NIfTI header declares"):
+        decode_image(bomb, "bomb.nii.gz")
+    assert counting_zlib.inflated <= declared + (1 << 20) + 1
+
+
+def test_declared_size_over_the_cap_is_refused_from_the_header_alone(nifti_dir, counting_zlib, monkeypatch):
+    monkeypatch.setattr(decode, "MAX_DECODED_BYTES", 10_000)
+    gz = gzip.compress((nifti_dir / "anatomical.nii").read_bytes())
+    with pytest.raises(ImageFormatError, match=r"big.nii.gz: NIfTI header declares 68002 bytes of data .* exceeds "
+                                               r"the limit of 10000 bytes .*nothing was decompressed beyond the header"):
+        decode_image(gz, "big.nii.gz")
+    assert counting_zlib.inflated <= 540
+
+
+def test_small_trailing_padding_is_accepted(nifti_dir):
+    plain = (nifti_dir / "anatomical.nii").read_bytes()
+    padded = decode_image(gzip.compress(plain + bytes(1000)), "padded.nii.gz")
+    np.testing.assert_array_equal(padded.pixels, decode_image(plain, "anatomical.nii").pixels)
+
+
+def test_gzip_crc_is_still_checked(nifti_dir):
+    gz = bytearray(gzip.compress((nifti_dir / "anatomical.nii").read_bytes()))
+    gz[-8] ^= 0xFF  # the CRC-32 of the uncompressed data (RFC 1952 trailer)
+    with pytest.raises(ImageFormatError, match=r"crc.nii.gz: corrupt gzip data: .*incorrect data check"):
+        decode_image(bytes(gz), "crc.nii.gz")
+
+
+def test_nifti2_gz_declared_size(nifti_dir, counting_zlib, monkeypatch):
+    gz = (nifti_dir / "example_nifti2.nii.gz").read_bytes()
+    header = nib.Nifti2Header.from_fileobj(io.BytesIO(gzip.decompress(gz)))  # nibabel's reading of the header
+    declared = int(header.get_data_offset()) + int(np.prod(header.get_data_shape())) * header.get_data_dtype().itemsize
+    monkeypatch.setattr(decode, "MAX_DECODED_BYTES", declared - 1)
+    with pytest.raises(ImageFormatError, match=rf"n2.nii.gz: NIfTI header declares {declared} bytes"):
+        decode_image(gz, "n2.nii.gz")
+    assert counting_zlib.inflated <= 540
