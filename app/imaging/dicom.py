@@ -91,17 +91,20 @@ def decode_dicom(data: bytes, name: str, *, frame: int | None = None, window=Non
     from pydicom.errors import BytesLengthException, InvalidDicomError
 
     has_prefix = is_dicom(data)
-    if has_prefix:
-        _check_file_meta_length(data, name)
-    else:
-        _check_bare_dataset_start(data, name)
+    # the checks of what the bytes look like run only when pydicom fails or finds no pixel data, so
+    # a damaged but readable file (e.g. a wrong meta group length) is still shown
+    explain = _check_file_meta_length if has_prefix else _check_bare_dataset_start
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=not has_prefix)
     except InvalidDicomError as exc:
+        explain(data, name)
         raise ImageFormatError(f"{name}: not a DICOM file: {exc}") from exc
     except (EOFError, OSError, ValueError, KeyError, struct.error, zlib.error, NotImplementedError, TypeError,
             BytesLengthException) as exc:
+        explain(data, name)
         raise ImageFormatError(f"{name}: truncated or corrupt DICOM file: {type(exc).__name__}: {_first_line(exc)}") from exc
+    if "PixelData" not in ds:
+        explain(data, name)
     # pydicom converts elements lazily, on first access: convert them all here so a corrupt value
     # representation or length is reported as this file's error, not met later as a crash
     _convert_elements(ds.file_meta if getattr(ds, "file_meta", None) is not None else {}, name)
@@ -220,7 +223,8 @@ _CONVERSION_ERRORS = (NotImplementedError, ValueError, TypeError, KeyError, Inde
 
 def _check_file_meta_length(data: bytes, name: str) -> None:
     """A Part 10 file cut inside its file meta group: pydicom reads what is there and returns a
-    data set without pixel data, so compare the declared group length with the bytes present."""
+    data set without pixel data, so compare the declared group length with the bytes present
+    (called only when pydicom failed or found no pixel data)."""
     # (0002,0000) File Meta Information Group Length, explicit VR little endian UL (PS3.10 7.1)
     if len(data) < 144:
         raise ImageFormatError(f"{name}: truncated DICOM file: {len(data)} bytes end inside the file meta information")
@@ -235,7 +239,8 @@ def _check_file_meta_length(data: bytes, name: str) -> None:
 
 def _check_bare_dataset_start(data: bytes, name: str) -> None:
     """Without the DICM prefix pydicom is asked to read anyway (``force``), and it reads any bytes
-    as *some* elements; a real bare data set starts with a tag of the DICOM dictionary."""
+    as *some* elements; a real bare data set starts with a tag of the DICOM dictionary (called only
+    when pydicom failed or found no pixel data)."""
     from pydicom.datadict import get_entry
 
     if len(data) < 8:

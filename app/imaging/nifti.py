@@ -135,6 +135,8 @@ def _declared_file_bytes(nibabel, head: bytes) -> int | None:
         itemsize = int(np.dtype(nibabel.nifti1.data_type_codes.dtype[int(header["datatype"])]).itemsize)
     except KeyError:
         return None
+    if itemsize == 0:  # DT_NONE / DT_UNKNOWN: the header checks refuse it
+        return None
     voxels = 1
     for d in dim[1:dim[0] + 1]:
         voxels *= d
@@ -169,10 +171,10 @@ def decode_nifti(data: bytes, name: str, *, slice_=None, window=None) -> Decoded
         )
 
     spatial = shape[:3] if len(shape) >= 3 else shape + (1,)
-    orientation = nibabel.aff2axcodes(image.affine)
-    # a degenerate affine (e.g. sform_code set but srow all zero) has no axis codes: show the
-    # image anyway, slicing along the array's last spatial axis, and say so in the metadata
-    degenerate = any(code is None for code in orientation)
+    orientation = _orientation_codes(nibabel, image.affine)
+    # a degenerate affine (e.g. sform_code set but srow all zero, or NaN in it) has no axis codes:
+    # show the image anyway, slicing along the array's last spatial axis, and say so in the metadata
+    degenerate = orientation is None
     default_axis = 2 if degenerate or len(shape) < 3 else _axial_axis(nibabel, image.affine)
     axis, index = (default_axis, spatial[default_axis] // 2) if slice_ is None else _check_slice(slice_, spatial, name)
     slicer = [slice(None)] * len(shape)
@@ -206,9 +208,9 @@ def decode_nifti(data: bytes, name: str, *, slice_=None, window=None) -> Decoded
     }
     if degenerate:
         metadata["orientation_note"] = (
-            "the header's affine (sform/qform) is degenerate, so the anatomical orientation is unknown: the "
-            "default slice is taken along the array's last spatial axis (assumed axial) and the picture may be "
-            "flipped or rotated")
+            "the header's affine (sform/qform) is degenerate (zero or non-finite), so the anatomical orientation "
+            "is unknown: the default slice is taken along the array's last spatial axis (assumed axial) and the "
+            "picture may be flipped or rotated")
     if window is None and np.isfinite(cal_min) and np.isfinite(cal_max) and cal_max > cal_min:
         display = _range_to_uint8(pixels, cal_min, cal_max)
         metadata.update(window=[(cal_min + cal_max) / 2, cal_max - cal_min], window_source="header cal_min/cal_max")
@@ -235,6 +237,19 @@ def _header_class(nibabel, raw: bytes, name: str):
                 raise ImageFormatError(f"{name}: not a single-file NIfTI-2 image (bad magic)")
             return nibabel.Nifti2Image, 2
     raise ImageFormatError(f"{name}: not a NIfTI file (header size field is neither 348 nor 540)")
+
+
+def _orientation_codes(nibabel, affine) -> tuple[str, ...] | None:
+    """nibabel's axis codes (e.g. ('R', 'A', 'S')), or None for a degenerate affine: non-finite
+    values (the SVD nibabel runs does not converge on NaN) or axes without a direction."""
+    affine = np.asarray(affine, dtype=np.float64)
+    if not np.all(np.isfinite(affine)):
+        return None
+    try:
+        codes = tuple(nibabel.aff2axcodes(affine))
+    except np.linalg.LinAlgError:
+        return None
+    return None if any(code is None for code in codes) else codes
 
 
 def _axial_axis(nibabel, affine) -> int:

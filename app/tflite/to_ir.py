@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from app.errors import ModelFormatError
 from app.ir import Graph, Node, TensorSpec
 from app.tflite import float_ops as F
 from app.tflite.loader import ModelInfo, OperatorInfo, TensorInfo
@@ -105,6 +106,24 @@ class _Converter:
         if value is None:
             raise NotConvertible(f"{op.label}: {what} is computed at run time")
         return [int(v) for v in np.asarray(value).reshape(-1)]
+
+    def axes_in_range(self, op: OperatorInfo, axes, rank: int, what: str, extra: int = 0) -> list[int]:
+        """``axes`` made non-negative; ModelFormatError when one is outside [-rank - extra, rank + extra)
+        (``extra`` = 1 for EXPAND_DIMS, which may add a trailing axis)."""
+        out = []
+        for axis in axes:
+            if not -(rank + extra) <= axis < rank + extra:
+                raise ModelFormatError(
+                    f"{self.model.source}: {op.label}: {what} {axis} is out of range for a rank-{rank} input "
+                    f"(expected {-(rank + extra)} to {rank + extra - 1})")
+            out.append(axis % (rank + extra))
+        return out
+
+    def one_int(self, op: OperatorInfo, position: int, what: str) -> int:
+        values = self.const_ints(op, position, what)
+        if len(values) != 1:
+            raise ModelFormatError(f"{self.model.source}: {op.label}: {what} must hold 1 value, got {len(values)}")
+        return values[0]
 
     # ---- conversion ---------------------------------------------------------------------------
     def run(self) -> Graph:
@@ -236,9 +255,9 @@ class _Converter:
         self._pool(op, "avg_pool2d", {"count_include_pad": False})
 
     def _reduce(self, op, ir_op):
-        axes = self.const_ints(op, 1, "reduction axes")
         rank = len(self.static_shape(op.inputs[0]))
-        axes = tuple(sorted({a % rank for a in axes}))
+        axes = tuple(sorted(set(self.axes_in_range(op, self.const_ints(op, 1, "reduction axes"), rank,
+                                                   "reduction axis"))))
         if 0 in axes:
             raise NotConvertible(f"{op.label} reduces over the batch dimension")
         self.emit(op, ir_op, [self.ref(op.inputs[0])],
@@ -276,21 +295,20 @@ class _Converter:
     def op_squeeze(self, op):
         shape = self.static_shape(op.inputs[0])
         dims = op.options.get("squeeze_dims") or tuple(i for i, d in enumerate(shape) if d == 1 and i)
-        dims = tuple(sorted(d % len(shape) for d in dims))
+        dims = tuple(sorted(self.axes_in_range(op, dims, len(shape), "squeeze dimension")))
         if 0 in dims:
             raise NotConvertible(f"{op.label} squeezes the batch dimension")
         self.emit(op, "squeeze", [self.ref(op.inputs[0])], {"axes": dims})
 
     def op_expand_dims(self, op):
-        axis = self.const_ints(op, 1, "axis")[0]
         rank = len(self.static_shape(op.inputs[0]))
-        axis = axis if axis >= 0 else axis + rank + 1
+        axis = self.axes_in_range(op, [self.one_int(op, 1, "axis")], rank, "axis", extra=1)[0]
         if axis == 0:
             raise NotConvertible(f"{op.label} inserts a dimension before the batch")
         self.emit(op, "expand_dims", [self.ref(op.inputs[0])], {"axis": axis})
 
     def op_concatenation(self, op):
-        axis = op.options["axis"] % len(self.static_shape(op.inputs[0]))
+        axis = self.axes_in_range(op, [op.options["axis"]], len(self.static_shape(op.inputs[0])), "axis")[0]
         if axis == 0:
             raise NotConvertible(f"{op.label} concatenates along the batch dimension")
         self.emit(op, "concat", [self.ref(i) for i in op.inputs], {"axis": axis},
@@ -314,6 +332,10 @@ class _Converter:
 
     def op_transpose(self, op):
         perm = self.const_ints(op, 1, "permutation")
+        rank = len(self.static_shape(op.inputs[0]))
+        if sorted(perm) != list(range(rank)):
+            raise ModelFormatError(f"{self.model.source}: {op.label}: permutation {perm} is not a permutation of "
+                                   f"the {rank} axes of its input")
         if perm[0] != 0:
             raise NotConvertible(f"{op.label} moves the batch dimension")
         self.emit(op, "transpose", [self.ref(op.inputs[0])], {"perm": tuple(perm)})

@@ -306,3 +306,13 @@ def test_non_numeric_rescale_slope_names_the_attribute(dicom_dir):
     corrupt = data[:at + 8] + b"x " + data[at + 10:]
     with pytest.raises(ImageFormatError, match=r"slope.dcm: DICOM attribute RescaleSlope has a non-numeric value"):
         decode_image(corrupt, "slope.dcm")
+
+
+def test_wrong_meta_group_length_in_a_complete_file_still_decodes(dicom_dir):
+    """The cut-inside-the-meta check runs only when pydicom finds no pixel data: a complete file whose
+    (0002,0000) group length is wrong is still shown (pydicom reads the meta element by element)."""
+    data = bytearray((dicom_dir / "MR_small.dcm").read_bytes())
+    assert data[132:138] == b"\x02\x00\x00\x00UL"
+    data[140:144] = (0xFFFF).to_bytes(4, "little")
+    image = decode_image(bytes(data), "group_length.dcm")
+    np.testing.assert_array_equal(image.pixels, pydicom.dcmread(dicom_dir / "MR_small.dcm").pixel_array)
