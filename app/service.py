@@ -296,8 +296,15 @@ class EngineService:
         options = {} if order is None else {"order": tuple(order)}
         select_backend(**options, kernel_bytes=payload)
         install()
-        self._gemm_report = backend_report()
-        return self._gemm_report
+        report = backend_report()
+        if report["backend"].startswith("simd"):
+            # GEMM alone leaves conv (im2col copies), depthwise and folded batch-norm in numpy:
+            # the SIMD conv/depthwise/scale_shift kernels roughly halve a DenseNet's time in Pyodide.
+            from .kernels import install_fastpath_kernels
+
+            report["kernels"] = install_fastpath_kernels()
+        self._gemm_report = report
+        return report
 
     # ---------------------------------------------------------------- workflow calls
     def _catalog_call(self, args: dict, payload: bytes | None, progress: ProgressCallback) -> dict:

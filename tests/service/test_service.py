@@ -2,9 +2,12 @@
 
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
+
+import app
 
 from app.errors import ImageFormatError
 from app.service import EngineService, error_payload
@@ -229,3 +232,32 @@ def test_select_gemm_backend_unknown_backend_is_a_vitrine_error(service, restore
     reply = service.handle({"call": "select_gemm_backend", "args": {"order": ["gpu"]}})
     assert reply["ok"] is False and reply["error"]["internal"] is False
     assert "gpu" in reply["error"]["message"]
+
+
+def test_select_gemm_backend_simd_also_routes_conv_depthwise_and_scale_shift(service, restore_fastpath):
+    """With the SIMD library the service installs the conv / depthwise / batch-norm kernels too,
+    and predictions still equal TensorFlow's recorded outputs."""
+    import importlib.util
+
+    from app import kernels
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("vitrine_build_kernels", root / "tools" / "build_kernels.py")
+    build_tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build_tool)
+    library = build_tool.build_kernels(root / ".cache" / "kernels", "native")
+    numpy_conv = kernels.KERNELS["conv2d"]
+    try:
+        reply = service.handle({"call": "select_gemm_backend", "args": {"order": ["simd", "numpy"]}},
+                               library.read_bytes())
+        assert reply["ok"], reply
+        assert reply["result"]["backend"].startswith("simd")
+        assert {"conv2d", "depthwise_conv2d", "scale_shift"} <= set(reply["result"]["kernels"])
+        assert kernels.KERNELS["conv2d"] is not numpy_conv
+        case = root / "tests" / "fixtures" / "tfjs" / "k2_functional_classifier"
+        files = {p.name: p.read_bytes() for p in case.iterdir() if p.name == "model.json" or p.suffix == ".bin"}
+        model = app.load_model(files)
+        with np.load(case / "io.npz") as io:
+            np.testing.assert_allclose(model.predict(io["input_0"]), io["output_0"], atol=1e-4)
+    finally:
+        kernels.restore_kernels()
