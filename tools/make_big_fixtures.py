@@ -92,6 +92,26 @@ BIG_CASES = [
     BigCase("k2_convnexttiny", "2", _app("2", "ConvNeXtTiny"),
             "tf_keras.applications.ConvNeXtTiny(weights=None, classes=7) (Normalization inside, "
             "LayerScale, LayerNormalization, GELU)", _PIXELS),
+    # The rest of the Keras Applications AUCMEDI trains on: each brings a layer mix the ones above
+    # do not (CustomScaleLayer, separable convs, NASNet's cropping/padding cells, ResNetV2's
+    # pre-activation, EfficientNetV2's fused MBConv, MobileNet V1's ReLU(6.)).
+    BigCase("k2_inceptionresnetv2", "2", _app("2", "InceptionResNetV2", size=299),
+            "tf_keras.applications.InceptionResNetV2(weights=None, classes=7), 299x299 "
+            "(CustomScaleLayer)", _CENTERED),
+    BigCase("k2_xception", "2", _app("2", "Xception", size=299),
+            "tf_keras.applications.Xception(weights=None, classes=7), 299x299 (SeparableConv2D)",
+            _CENTERED),
+    BigCase("k2_nasnetmobile", "2", _app("2", "NASNetMobile"),
+            "tf_keras.applications.NASNetMobile(weights=None, classes=7)", _CENTERED),
+    BigCase("k2_vgg16", "2", _app("2", "VGG16"),
+            "tf_keras.applications.VGG16(weights=None, classes=7)", _CENTERED),
+    BigCase("k2_resnet50v2", "2", _app("2", "ResNet50V2"),
+            "tf_keras.applications.ResNet50V2(weights=None, classes=7)", _CENTERED),
+    BigCase("k2_efficientnetv2b0", "2", _app("2", "EfficientNetV2B0"),
+            "tf_keras.applications.EfficientNetV2B0(weights=None, classes=7) (Rescaling inside)",
+            _PIXELS),
+    BigCase("k2_mobilenet", "2", _app("2", "MobileNet"),
+            "tf_keras.applications.MobileNet(weights=None, classes=7) (V1, ReLU(6.))", _CENTERED),
     BigCase("k3_mobilenetv2", "3", _app("3", "MobileNetV2"),
             "keras.applications.MobileNetV2(weights=None, classes=7), Keras 3 export", _CENTERED),
     BigCase("k3_mobilenetv3small", "3", _app("3", "MobileNetV3Small"),

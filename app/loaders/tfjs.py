@@ -893,7 +893,7 @@ class TfjsLoader:
         for raw in _model_layers(model, self.model_file):
             name = _layer_name(raw, self.model_file)
             path = f"{prefix}{name}"
-            info = _LayerInfo(path, raw.get("class_name", ""), raw.get("config") or {}, raw)
+            info = _LayerInfo(path, _registered_class(raw.get("class_name", "")), raw.get("config") or {}, raw)
             if path in self._layers:
                 continue
             self._layers[path] = info
@@ -1102,7 +1102,7 @@ class TfjsLoader:
     def _call_layer(self, raw, prefix, tensors, args, kwargs, call_index, graph_inputs) -> list[str]:
         name = _layer_name(raw, self.model_file)
         path = prefix + name
-        class_name = raw.get("class_name")
+        class_name = _registered_class(raw.get("class_name"))
         if class_name in _MODEL_CLASSES:
             outs = self._expand(raw, f"{path}/", outer_inputs=tensors, graph_inputs=graph_inputs, call_index=call_index)
         elif class_name == "InputLayer":
@@ -1227,6 +1227,21 @@ _WEIGHTED_CLASSES = frozenset({
     "Conv2D", "Convolution2D", "DepthwiseConv2D", "SeparableConv2D", "SeparableConvolution2D", "Conv2DTranspose",
     "Convolution2DTranspose", "Dense", "BatchNormalization", "LayerNormalization", "PReLU", "Normalization",
     "LayerScale"})
+
+
+# Keras Applications' own custom layers, as a model serialises them when they were registered
+# with @register_keras_serializable(package=...): "Custom>CustomScaleLayer" (tf_keras
+# InceptionResNetV2). Only these names lose their package prefix; any other "Package>Class" stays
+# unknown, because a same-named class from another package may compute something else.
+_APPLICATION_CUSTOM_LAYERS = frozenset({"CustomScaleLayer", "LayerScale", "StochasticDepth"})
+
+
+def _registered_class(class_name):
+    if isinstance(class_name, str) and ">" in class_name:
+        package, _, bare = class_name.rpartition(">")
+        if bare in _APPLICATION_CUSTOM_LAYERS and package in ("Custom", "keras", "keras.src"):
+            return bare
+    return class_name
 
 
 def _snake_case(name: str) -> str:

@@ -74,6 +74,23 @@ def test_unknown_layer_class_names_class_layer_and_supported_list():
         app.load_model(files)
 
 
+def test_registered_application_layer_name_is_understood():
+    # tf_keras InceptionResNetV2 serialises its block scaling as "Custom>CustomScaleLayer":
+    # inputs[0] + inputs[1] * scale (hand-computed: 1 + 2 * 0.17 = 1.34)
+    files = keras2_model([("Custom>CustomScaleLayer", "scaled", {"scale": 0.17}, ["a", "b"])], [],
+                         inputs=(("a", (2, 2, 1)), ("b", (2, 2, 1))))
+    model = app.load_model(files)
+    out = model.predict([np.ones((1, 2, 2, 1), np.float32), np.full((1, 2, 2, 1), 2.0, np.float32)])
+    np.testing.assert_allclose(out, np.full((1, 2, 2, 1), 1.34), rtol=1e-6)
+
+
+def test_same_class_name_from_another_package_is_refused():
+    files = keras2_model([("MyLab>CustomScaleLayer", "scaled", {"scale": 0.17}, ["a", "b"])], [],
+                         inputs=(("a", (2, 2, 1)), ("b", (2, 2, 1))))
+    with pytest.raises(UnsupportedLayerError, match=r"layer 'scaled' has class 'MyLab>CustomScaleLayer'"):
+        app.load_model(files)
+
+
 def test_lambda_layer_is_refused_with_the_reason():
     files = keras2_model([("Lambda", "my_lambda", {"function": ["4wEAAAAAAAAA", None, None]}, ["image"])], [])
     with pytest.raises(UnsupportedLayerError, match=r"'my_lambda' \(Lambda\).*serialized Python bytecode"):
