@@ -5,9 +5,16 @@ import json
 
 from polyscript import xworker
 
-from app.service import EngineService, error_payload
-from app.http import Response
-from app.errors import DownloadError
+# Nothing at module level may raise: a worker whose script fails never exports ``call``, and without
+# SharedArrayBuffer PyScript cannot show the error on the page, which would then wait for its boot
+# timeout. A missing or damaged package (numpy, Pillow, the app wheel) is reported by every call.
+_boot_error = None
+try:
+    from app.service import EngineService, error_payload
+    from app.http import Response
+    from app.errors import DownloadError
+except Exception as exc:  # noqa: BLE001 - reported to the page through call() below
+    _boot_error = exc
 
 
 class XhrTransport:
@@ -38,7 +45,7 @@ class XhrTransport:
                         chunks=lambda: iter((body,)))
 
 
-_service = EngineService(transport=XhrTransport())
+_service = EngineService(transport=XhrTransport()) if _boot_error is None else None
 _cancelled_downloads = set()
 
 
@@ -49,7 +56,10 @@ def _send_progress(event_json):
 
 
 def call(request_json, payload=None):
-    """One protocol call: JSON text in, JSON text out; ``payload`` is an optional Uint8Array."""
+    """One protocol call: JSON text in, JSON text out; ``payload`` is an optional Uint8Array.
+    When the worker's packages did not load, every call answers with that boot failure."""
+    if _boot_error is not None:
+        return _boot_failure_reply(request_json)
     data = None if payload is None else payload.to_bytes()
     return _service.handle_json(str(request_json), data, _send_progress)
 
@@ -204,6 +214,24 @@ def _install_tflite_alias():
     install_alias()
 
 
-_install_tflite_alias()
+if _boot_error is None:
+    try:
+        _install_tflite_alias()
+    except Exception as exc:  # noqa: BLE001 - reported to the page through every call below
+        _boot_error = exc
+
+
+def _boot_failure_reply(request_json):
+    try:
+        request = json.loads(str(request_json))
+    except ValueError:
+        request = None
+    if not isinstance(request, dict):
+        request = {}
+    return json.dumps({"id": request.get("id"), "call": request.get("call"), "ok": False, "error": {
+        "type": "EngineBootError", "internal": False,
+        "message": f"the engine's Python packages did not load ({type(_boot_error).__name__}: {_boot_error}); "
+                   "the site's files may be incomplete or damaged"}})
+
 
 __export__ = ["call", "load_optional", "cancel_download", "download_model", "cached_models", "forget_cached_models"]
