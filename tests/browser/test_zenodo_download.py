@@ -113,3 +113,52 @@ def test_model_downloads_from_zenodo_with_progress_md5_and_predicts(zenodo_page,
     text = Path(download_info.value.path()).read_text(encoding="utf-8")
     assert f"zenodo:{GOOD_RECORD}/{FILE_KEY}" in text and zenodo_site["md5"] in text
     screenshot(page, "zenodo-downloaded.png")
+
+
+def test_models_are_cached_only_after_opting_in_and_can_be_forgotten(zenodo_page, zenodo_site):
+    page = zenodo_page.page
+    url = f"{zenodo_site['origin']}/index.html?zenodo={zenodo_site['zenodo'].url}"
+    ready = f"body[data-model-state='ready'][data-model-md5='{zenodo_site['md5']}']"
+
+    def downloads():
+        return sum(1 for r in zenodo_site["zenodo"].requests
+                   if r.path.endswith(f"/records/{GOOD_RECORD}/files/{FILE_KEY}/content"))
+
+    def open_page():
+        page.goto(url)
+        zenodo_page.wait_engine_ready()
+        wait(page, "body[data-model-state='ready']")
+
+    def download(opt_in):
+        page.set_checked("#cache-opt-in", opt_in)
+        page.fill("#model-reference", str(GOOD_RECORD))
+        page.click("#model-fetch")
+        wait(page, ready)
+
+    def cached_listing():
+        page.click("#cache-list")
+        wait(page, "#cached-models li")
+        return page.inner_text("#cached-models")
+
+    # without opting in nothing is kept
+    open_page()
+    before = downloads()
+    download(opt_in=False)
+    assert downloads() == before + 1
+    assert "No cached models." in cached_listing()
+
+    # opted in: downloaded once more, then kept under record id + MD5
+    open_page()
+    download(opt_in=True)
+    assert downloads() == before + 2
+    assert f"zenodo-{GOOD_RECORD}-{zenodo_site['md5']}" in cached_listing()
+
+    # next visit: served from the cache (MD5 checked again), no request to Zenodo for the file
+    open_page()
+    download(opt_in=True)
+    assert "from this browser's cache" in page.inner_text("#model-status")
+    assert downloads() == before + 2
+
+    # "Forget all cached models" empties it
+    page.click("#cache-forget-all")
+    page.wait_for_selector("#cached-models li:has-text('No cached models.')", timeout=TIMEOUT)
