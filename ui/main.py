@@ -355,7 +355,8 @@ async def open_model_bytes(name, data):
         model_ready(reply, data)
         await load_into_pool()
     else:
-        model_failed("%s could not be loaded: %s" % (name, error_text(reply["error"])))
+        message = error_text(reply["error"])
+        model_failed(message if name in message else "%s could not be loaded: %s" % (name, message))
 
 
 async def reload_model_bytes():
@@ -443,7 +444,8 @@ async def fetch_reference(event=None, reference=None, chosen_file=None):
         await load_into_pool()
     else:
         el("model-progress-text").textContent = "failed"
-        model_failed("%s: %s" % (source["file"], error_text(reply["error"])))
+        message = error_text(reply["error"])
+        model_failed(message if source["file"] in message else "%s: %s" % (source["file"], message))
 
 
 def offer_file_choice(reference, candidates):
