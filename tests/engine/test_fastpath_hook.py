@@ -13,19 +13,15 @@ CASES = [c for c in _cases() if "conv" in c or "depthwise" in c or "separable" i
 
 @pytest.fixture(scope="module")
 def fast_kernels():
-    import importlib.util
     import shutil
-    from pathlib import Path
+
+    from tests.fastpath.conftest import KERNEL_CACHE, load_build_tool
 
     fastpath = pytest.importorskip("app.fastpath")
     if not any(shutil.which(c) for c in ("clang-16", "gcc", "cc")):
         pytest.skip("no C compiler (clang-16/gcc/cc) on PATH: cannot build csrc/ natively")
     # build the native library here: on a fresh clone nothing has built it before this module runs
-    root = Path(__file__).resolve().parents[2]
-    spec = importlib.util.spec_from_file_location("vitrine_build_kernels", root / "tools" / "build_kernels.py")
-    build_tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(build_tool)
-    library = build_tool.build_kernels(root / ".cache" / "kernels", "native")
+    library = load_build_tool().build_kernels(KERNEL_CACHE, "native")
     backend = fastpath.select_backend(kernel_path=library)
     if not backend.name.startswith("simd"):
         pytest.skip(f"fastpath selected {backend.name!r}, not the SIMD kernels")

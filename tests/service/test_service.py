@@ -239,15 +239,11 @@ def test_select_gemm_backend_unknown_backend_is_a_vitrine_error(service, restore
 def test_select_gemm_backend_simd_also_routes_conv_depthwise_and_scale_shift(service, restore_fastpath):
     """With the SIMD library the service installs the conv / depthwise / batch-norm kernels too,
     and predictions still equal TensorFlow's recorded outputs."""
-    import importlib.util
-
     from app import kernels
+    from tests.fastpath.conftest import KERNEL_CACHE, load_build_tool
 
     root = Path(__file__).resolve().parents[2]
-    spec = importlib.util.spec_from_file_location("vitrine_build_kernels", root / "tools" / "build_kernels.py")
-    build_tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(build_tool)
-    library = build_tool.build_kernels(root / ".cache" / "kernels", "native")
+    library = load_build_tool().build_kernels(KERNEL_CACHE, "native")
     numpy_conv = kernels.KERNELS["conv2d"]
     try:
         reply = service.handle({"call": "select_gemm_backend", "args": {"order": ["simd", "numpy"]}},
