@@ -134,6 +134,9 @@ class EngineService:
             "classify": self._classify,
             "export_results": self._export_results,
             "chart": self._chart,
+            # explanations (docs/worker-api.md, "Explain calls"; docs/explain.md)
+            "explain": self._explain,
+            "segment": self._segment,
         }
         self._gemm_report: dict | None = None
 
@@ -235,16 +238,26 @@ class EngineService:
             raise ServiceRequestError(f"call 'load_model': model {name!r} needs its bytes as the payload")
         load_model = _engine_function("app.loaders", "load_model", "load_model")
         progress({"stage": "parsing", "file": name})
-        model = load_model(payload)
+        model = load_model(payload, name=name)  # the name labels every error about these bytes
         handle = f"m{self._next_model_number}"
         self._next_model_number += 1
         self._models[handle] = model
+        # the workflow calls (classify, chart, export_results, explain, segment) need a card: the
+        # one inside the zip, else one completed from the model's shapes (numbered classes)
+        try:
+            self._cards[handle] = _complete_card(getattr(model, "card", None), model, name)
+        except ModelFormatError:
+            pass  # no card and no class count: those calls answer a ServiceRequestError (_card_of)
+        self._model_info[handle] = {"name": self._cards[handle].name if handle in self._cards else name,
+                                    "md5": hashlib.md5(payload).hexdigest(), "source": f"local file {name}"}
         progress({"stage": "ready", "file": name})
         return {"model": handle, "name": name, "summary": _model_summary(model)}
 
     def _unload_model(self, args: dict, payload: bytes | None, progress: ProgressCallback) -> dict:
         handle = self._model_handle(args, "unload_model")
         del self._models[handle]
+        self._cards.pop(handle, None)
+        self._model_info.pop(handle, None)
         return {"model": handle, "unloaded": True}
 
     def _predict(self, args: dict, payload: bytes | None, progress: ProgressCallback) -> dict:
@@ -428,11 +441,14 @@ class EngineService:
         name = _require(args, "classify", "name", str)
         started = time.perf_counter()
         image = self._decode(name, payload, "classify")
-        card = self._cards[handle]
+        card = self._card_of(handle, "classify")
         tensor = preprocess(image, PreprocessSpec.from_card(card))
-        outputs = self._models[handle].predict(tensor)
+        model = self._models[handle]
+        outputs = model.predict(tensor)
         if isinstance(outputs, (list, tuple)):
             outputs = outputs[0]
+        if np.ndim(outputs) == 4:  # a segmentation model (N, H, W, C): per-class areas of its mask
+            return self._classify_segmentation(handle, name, card, outputs, args, started)
         probabilities = np.asarray(outputs, dtype=np.float64).reshape(-1)
         if probabilities.size != len(card.classes):
             raise ModelFormatError(f"the model gave {probabilities.size} outputs for {name} but its card lists "
@@ -473,18 +489,28 @@ class EngineService:
 
         card, _ = self._card_and_info(args, "chart")
         kind = _require(args, "chart", "kind", str)
+        try:
+            return {"svg": self._chart_svg(charts, card, kind, args)}
+        except charts.ChartError as exc:  # mismatched lengths, NaN, unknown order: the request's fault
+            raise ServiceRequestError(f"call 'chart': {exc}") from exc
+
+    def _chart_svg(self, charts, card, kind: str, args: dict) -> str:
         if kind == "bars":
             probabilities = _require(args, "chart", "probabilities", list)
             threshold = args.get("threshold", card.threshold)
+            if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+                raise ServiceRequestError(f"call 'chart': argument 'threshold' must be a number, received {threshold!r}")
             svg = charts.probability_bars(card.classes, probabilities, order=str(args.get("order", "default")),
                                           multi_label=card.multi_label, threshold=float(threshold),
                                           title=f"Class probabilities for {args.get('name', 'the image')}")
         elif kind == "grouped":
             images = _require(args, "chart", "images", list)
+            if not all(isinstance(i, dict) for i in images):
+                raise ServiceRequestError("call 'chart': every item of 'images' must be an object {file, probabilities}")
             svg = charts.grouped_bars(card.classes, [(str(i.get("file")), i.get("probabilities")) for i in images])
         else:
             raise ServiceRequestError(f"call 'chart': kind must be 'bars' or 'grouped', received {kind!r}")
-        return {"svg": svg}
+        return svg
 
     def _card_and_info(self, args: dict, call: str):
         """The card and provenance of a loaded model (``model`` handle), or of an earlier run whose
@@ -493,7 +519,7 @@ class EngineService:
 
         if "model" in args:
             handle = self._model_handle(args, call)
-            return self._cards[handle], dict(self._model_info[handle])
+            return self._card_of(handle, call), dict(self._model_info[handle])
         card_json = _require(args, call, "card", dict)
         info = args.get("model_info") or {}
         if not isinstance(info, dict):
@@ -513,7 +539,114 @@ class EngineService:
         decode_image = _engine_function("app.imaging", "decode_image", call)
         return decode_image(payload, name)
 
+    def _classify_segmentation(self, handle: str, name: str, card, outputs, args: dict, started: float) -> dict:
+        """``classify`` on a segmentation model: ``probabilities`` are the mask's area fractions per
+        class (they sum to 1, so the table, charts and exports work unchanged), ``kind`` says so."""
+        import time
+
+        import numpy as np
+
+        from .explain.present import segmentation_class_names
+        from .explain.segment import class_areas, masks_from_output
+
+        threshold = args.get("threshold")
+        mask = masks_from_output(np.asarray(outputs), **({} if threshold is None else {"threshold": float(threshold)}))[0]
+        names = segmentation_class_names(card.classes, int(np.shape(outputs)[-1]))
+        if tuple(names) != tuple(card.classes):
+            raise ModelFormatError(f"the segmentation model's output has {np.shape(outputs)[-1]} channel(s) for {name} "
+                                   f"but its card lists {len(card.classes)} classes ({', '.join(card.classes)})")
+        areas = class_areas(mask, names)
+        return {"name": name, "model": handle, "kind": "segmentation",
+                "probabilities": [a.fraction for a in areas],
+                "areas": [{"index": a.index, "name": a.name, "pixels": a.pixels, "fraction": a.fraction} for a in areas],
+                "predicted": [a.name for a in areas[1:] if a.pixels > 0],
+                "ms": round((time.perf_counter() - started) * 1000, 1)}
+
+    def _explain(self, args: dict, payload: bytes | None, progress: ProgressCallback) -> dict:
+        """Grad-CAM of one image (``name`` + bytes) for ``class`` (index or name; default the top
+        class) at ``layer`` (default the last spatial layer): PNG layers and the raw map."""
+        import base64
+        import time
+
+        import numpy as np
+
+        from .explain.present import explain_image, resolve_class
+
+        started = time.perf_counter()
+        handle, name, card, tensor, background = self._prepared_image(args, payload, "explain")
+        layer = args.get("layer")
+        if layer is not None and not isinstance(layer, str):
+            raise ServiceRequestError(f"call 'explain': argument 'layer' must be a layer name (str), received {layer!r}")
+        progress({"stage": "gradcam", "file": name})
+        result = explain_image(self._models[handle], tensor, background, card.classes,
+                               class_index=resolve_class(args.get("class"), card.classes), layer=layer or None,
+                               alpha=_alpha(args, "explain", 0.4))
+        heatmap = np.ascontiguousarray(result.heatmap, dtype="<f4")
+        return {"name": name, "model": handle, "class_index": result.class_index, "class_name": result.class_name,
+                "logit": result.logit, "layer": result.layer, "layers": list(result.layers), "alpha": result.alpha,
+                "heatmap": {"shape": list(heatmap.shape), "dtype": "float32",
+                            "base64": base64.b64encode(heatmap.tobytes()).decode("ascii")},
+                "layer_heatmap": {"shape": list(result.layer_heatmap.shape),
+                                  "values": np.asarray(result.layer_heatmap, dtype=np.float64).ravel().tolist()},
+                "image_png": _b64(result.image_png), "heatmap_png": _b64(result.heatmap_png),
+                "overlay_png": _b64(result.overlay_png), "scale_png": _b64(result.scale_png),
+                "ms": round((time.perf_counter() - started) * 1000, 1)}
+
+    def _segment(self, args: dict, payload: bytes | None, progress: ProgressCallback) -> dict:
+        """Mask of one image (``name`` + bytes) of a segmentation model: per-class colours and
+        areas, PNG layers and the raw class-index mask PNG for export."""
+        import time
+
+        from .explain.present import segment_image
+
+        started = time.perf_counter()
+        handle, name, card, tensor, background = self._prepared_image(args, payload, "segment")
+        threshold = args.get("threshold", 0.5)
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+            raise ServiceRequestError(f"call 'segment': argument 'threshold' must be a number, received {threshold!r}")
+        result = segment_image(self._models[handle], tensor, background, card.classes,
+                               alpha=_alpha(args, "segment", 0.5), threshold=float(threshold))
+        stem = name.rsplit("/", 1)[-1]
+        for suffix in (".nii.gz", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom", ".nii"):
+            if stem.lower().endswith(suffix) and len(stem) > len(suffix):
+                stem = stem[: -len(suffix)]
+                break
+        height, width = result.mask.shape
+        return {"name": name, "model": handle, "shape": [height, width], "alpha": result.alpha,
+                "classes": [{"index": a.index, "name": a.name, "colour": "#%02x%02x%02x" % tuple(int(c) for c in result.colours[a.index]),
+                             "pixels": a.pixels, "fraction": a.fraction} for a in result.areas],
+                "image_png": _b64(result.image_png), "mask_rgba_png": _b64(result.mask_rgba_png),
+                "overlay_png": _b64(result.overlay_png), "mask_png": _b64(result.mask_png),
+                "mask_filename": f"{stem}_mask.png",
+                "ms": round((time.perf_counter() - started) * 1000, 1)}
+
+    def _prepared_image(self, args: dict, payload: bytes | None, call: str):
+        """(handle, name, card, model input (1, H, W, C), uint8 background (H, W[, C])) of one image,
+        decoded and preprocessed exactly as ``classify`` does."""
+        import numpy as np
+
+        from .imaging import PreprocessSpec, preprocess, resized_image
+        from .imaging.display import minmax_to_uint8
+
+        handle = self._model_handle(args, call)
+        name = _require(args, call, "name", str)
+        card = self._card_of(handle, call)
+        image = self._decode(name, payload, call)
+        spec = PreprocessSpec.from_card(card)
+        tensor = preprocess(image, spec)
+        background = resized_image(image, spec)
+        if background.dtype != np.uint8:
+            background = minmax_to_uint8(background)[0]
+        return handle, name, card, tensor, background
+
     # ---------------------------------------------------------------- helpers
+    def _card_of(self, handle: str, call: str):
+        card = self._cards.get(handle)
+        if card is None:
+            raise ServiceRequestError(f"call {call!r}: model {handle} has no model card and its output shape does not "
+                                      f"tell its classes; open it with 'open_model' (with a model-card.json)")
+        return card
+
     def _model_handle(self, args: dict, call: str) -> str:
         handle = _require(args, call, "model", str)
         if handle not in self._models:
@@ -532,6 +665,20 @@ class OptionalPackagesNeededError(VitrineError):
         self.file = file
 
 
+def _b64(data: bytes) -> str:
+    import base64
+
+    return base64.b64encode(data).decode("ascii")
+
+
+def _alpha(args: Mapping[str, Any], call: str, default: float) -> float:
+    alpha = args.get("alpha", default)
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
+        raise ServiceRequestError(f"call {call!r}: argument 'alpha' (overlay opacity) must be a number in [0, 1], "
+                                  f"received {alpha!r}")
+    return float(alpha)
+
+
 def _complete_card(card: Any, model: Any, name: str):
     """The card with what it leaves open (input size, channels) taken from the model's input
     shape; a model without a card gets numbered classes from its output shape."""
@@ -545,7 +692,11 @@ def _complete_card(card: Any, model: Any, name: str):
     if card is None:
         if not output_shape or not output_shape[-1]:
             raise ModelFormatError(f"{name} has no model card and its output shape does not tell the number of classes")
-        card = ModelCard(name=name, classes=tuple(f"class {i}" for i in range(int(output_shape[-1]))))
+        channels = int(output_shape[-1])
+        # a single-channel segmentation output (N, H, W, 1) has two classes: p <= / > threshold
+        classes = ("background", "foreground") if len(output_shape) == 4 and channels == 1 else \
+            tuple(f"class {i}" for i in range(channels))
+        card = ModelCard(name=name, classes=classes)
     if card.input_size is None and len(input_shape) == 4 and all(input_shape[1:3]):
         card = replace(card, input_size=(int(input_shape[1]), int(input_shape[2])))
     if card.channels is None and len(input_shape) == 4 and input_shape[3] in (1, 3):

@@ -134,14 +134,14 @@ def _fused_activation_target():
     return K.Model(inputs, outputs, name="fused_activation_target")
 
 
-def _tiny_unet(classes: int, activation: str):
+def _tiny_unet(classes: int, activation: str, size: int = 32):
     def block(x, filters, name):
         x = L.Conv2D(filters, 3, padding="same", name=f"{name}_conv")(x)
         x = L.BatchNormalization(name=f"{name}_bn")(x)
         return L.Activation("relu", name=f"{name}_relu")(x)
 
     def build():
-        inputs = L.Input((32, 32, 3))
+        inputs = L.Input((size, size, 3))
         e1 = block(inputs, 8, "enc1")
         e2 = block(L.MaxPooling2D(2, name="pool1")(e1), 12, "enc2")
         b = block(L.MaxPooling2D(2, name="pool2")(e2), 16, "bottleneck")
@@ -348,6 +348,143 @@ def generate_big(names) -> list[Path]:
     return written
 
 
+# ---- browser (UI) fixtures: real image files through the model card's preprocessing ----------
+# The page decodes an image file and preprocesses it by the model card; these cases start from
+# such files, so a browser test can compare what the page shows with TensorFlow.
+DEMO_DIR = REPO / "static" / "demo"
+DEMO_PNG_SAMPLES = ("ct_head.png", "mr_abdomen.png", "microscopy_cell.png", "photo_camera.png")
+UI_UNET_CLASSES = ("background", "lesion", "organ")
+UI_UNET_SIZE = 48
+
+
+def generate_demo_gradcam(out_root: Path) -> Path:
+    """Grad-CAM of the bundled demo model (static/demo/demo-model.zip, rebuilt in tf_keras from its
+    model.json + shard) on its PNG samples. Inputs: static/demo/expected_inputs.npz (the float32
+    model inputs tools/make_demo_model.py computed with Pillow / OpenCV, independently of app)."""
+    import tempfile
+    import zipfile
+
+    K.backend.clear_session()
+    with tempfile.TemporaryDirectory() as tmp:
+        with zipfile.ZipFile(DEMO_DIR / "demo-model.zip") as archive:
+            archive.extractall(tmp)
+        model = lib.load_tfjs_into_tf_keras(Path(tmp))
+    expected = json.loads((DEMO_DIR / "expected.json").read_text())
+    with np.load(DEMO_DIR / "expected_inputs.npz") as inputs:
+        x = np.concatenate([inputs[name].reshape(1, *model.input_shape[1:]) for name in DEMO_PNG_SAMPLES])
+    probabilities = lib.predict(model, [x])[0]
+    for name, row in zip(DEMO_PNG_SAMPLES, probabilities):  # the rebuilt model is the demo model
+        np.testing.assert_allclose(row, expected["samples"][name]["probabilities"], atol=1e-5)
+    layer = _last_spatial_layer(model)
+    heat, upsampled, logits, chosen = _gradcam(model, layer, x, None)
+    runner_up = np.argsort(logits, axis=1)[:, -2]
+    heat2, upsampled2, _, _ = _gradcam(model, layer, x, runner_up, allow_zero=True)
+    case_dir = out_root / "demo_model"
+    case_dir.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(case_dir / "io.npz", files=np.array(DEMO_PNG_SAMPLES), input=x, layer=np.array(layer),
+                        class_index=chosen, logits=logits, output=probabilities, heatmap=heat,
+                        heatmap_upsampled=upsampled, runner_up_class=runner_up, runner_up_heatmap=heat2,
+                        runner_up_heatmap_upsampled=upsampled2)
+    meta = lib.base_meta("2", "gradcam", "the bundled demo model on its PNG samples (browser test reference)")
+    meta.update(model="static/demo/demo-model.zip", files=list(DEMO_PNG_SAMPLES), layer=layer,
+                class_index=chosen.tolist(), runner_up_class=runner_up.tolist(),
+                input_generation="static/demo/expected_inputs.npz (tools/make_demo_model.py)",
+                reference="Keras Grad-CAM example per image (GradientTape, logit score, spatial-mean weights, "
+                          "ReLU, / max); tf.image.resize bilinear (half-pixel centers)")
+    (case_dir / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return case_dir
+
+
+def _synthetic_scan(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A uint8 RGB image with some structure (a gradient, bright and dark blobs, noise), so a
+    segmentation overlay has regions to show."""
+    rows, cols = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    image = 60.0 + 80.0 * rows[..., None] * np.array([1.0, 0.9, 0.8], dtype=np.float32)
+    for _ in range(4):
+        cy, cx, r = rng.uniform(0.2, 0.8), rng.uniform(0.2, 0.8), rng.uniform(0.08, 0.25)
+        blob = np.exp(-((rows - cy) ** 2 + (cols - cx) ** 2) / (2 * r * r))[..., None]
+        image = image + rng.uniform(-120, 150) * blob * rng.uniform(0.6, 1.0, size=3).astype(np.float32)
+    image = image + rng.normal(0, 12, image.shape)
+    return np.clip(np.round(image), 0, 255).astype(np.uint8)
+
+
+def _png_rgb(image: np.ndarray) -> bytes:
+    """A plain 8-bit RGB PNG (no filters; zlib + struct only: this env has no Pillow)."""
+    import struct
+
+    height, width, _ = image.shape
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    raw = b"".join(b"\x00" + np.ascontiguousarray(row, dtype=np.uint8).tobytes() for row in image)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+
+
+def _deterministic_zip(entries: dict[str, bytes]) -> bytes:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name in sorted(entries):
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, entries[name])
+    return buffer.getvalue()
+
+
+def generate_ui_unet(out_root: Path) -> Path:
+    """A tiny 3-class U-Net as the TF.js zip a user would open (model.json + shard +
+    model-card.json: input 48x48 RGB, standardize "tf" = x / 127.5 - 1) and a PNG image whose
+    every pixel is a clear decision (top-2 margin >= MIN_MARGIN) with all classes present;
+    ``masks`` = TensorFlow's argmax, ``areas`` = its pixel count per class."""
+    name = "ui_unet"
+    K.backend.clear_session()
+    model = _tiny_unet(len(UI_UNET_CLASSES), "softmax", UI_UNET_SIZE)()
+    seed = _seed_for(name)
+    lib.seed_weights(model, seed)
+    case_dir = out_root / name
+    lib.convert(model, "2", case_dir)
+    for attempt in range(2000):
+        image = _synthetic_scan(np.random.default_rng(seed + 1 + attempt), UI_UNET_SIZE)
+        x = image.astype(np.float32)
+        x /= 127.5  # Keras imagenet_utils.preprocess_input(mode="tf"), in float32 as Keras does it
+        x -= 1.0
+        probabilities = lib.predict(model, [x[None]])[0]
+        top2 = np.sort(probabilities, axis=-1)[..., -2:]
+        margin = float(np.min(top2[..., 1] - top2[..., 0]))
+        masks = np.argmax(probabilities, axis=-1).astype(np.int64)
+        areas = np.bincount(masks.ravel(), minlength=len(UI_UNET_CLASSES))
+        if margin >= MIN_MARGIN and np.all(areas > 0):
+            break
+    else:
+        raise RuntimeError(f"{name}: no image without near-ties and with every class present in 2000 seeds")
+    card = {"schema_version": 1, "name": "Vitrine test fixture: tiny U-Net (random weights, not a real model)",
+            "classes": list(UI_UNET_CLASSES), "multi_label": False, "input_size": [UI_UNET_SIZE, UI_UNET_SIZE],
+            "channels": 3, "resize_mode": 1, "standardize": "tf", "pad_square": False,
+            "description": "Seeded random weights; exists only to test the segmentation view. Not for clinical use."}
+    card_bytes = (json.dumps(card, indent=2) + "\n").encode()
+    (case_dir / "model-card.json").write_bytes(card_bytes)
+    files = {p.name: p.read_bytes() for p in sorted(case_dir.iterdir()) if p.name != "model.zip"}
+    (case_dir / "model.zip").write_bytes(_deterministic_zip(files))
+    (case_dir / "image.png").write_bytes(_png_rgb(image))
+    np.savez_compressed(case_dir / "io.npz", image=image, input=x[None], output=probabilities, masks=masks,
+                        areas=areas.astype(np.int64))
+    meta = lib.base_meta("2", "segmentation", "tiny 3-class U-Net as a TF.js zip with a model card, PNG input "
+                                              "(browser test of the segmentation view)")
+    meta.update(seed=seed, image_seed=seed + 1 + attempt, min_top2_margin=margin, classes=list(UI_UNET_CLASSES),
+                areas=areas.tolist(), input_generation="_synthetic_scan(default_rng(image_seed), 48) -> x / 127.5 - 1",
+                reference="TensorFlow model(x, training=False); masks = argmax over classes")
+    (case_dir / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return case_dir
+
+
+UI_CASES = {"demo_model": generate_demo_gradcam, "ui_unet": generate_ui_unet}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=OUT_ROOT)
@@ -360,13 +497,18 @@ def main(argv=None) -> int:
         generate_big([n for n in BIG_DEEP_LAYERS if not args.only or n in args.only])
         return 0
     cases = [c for c in CASES if not args.only or c.name in args.only]
-    if not cases:
-        parser.error(f"no case matches --only {args.only}; cases: {[c.name for c in CASES]}")
+    ui_cases = [name for name in UI_CASES if not args.only or name in args.only]
+    if not cases and not ui_cases:
+        parser.error(f"no case matches --only {args.only}; cases: {[c.name for c in CASES] + list(UI_CASES)}")
     args.out.mkdir(parents=True, exist_ok=True)
     for case in cases:
         case_dir = generate(case, args.out)
         size = sum(p.stat().st_size for p in case_dir.iterdir())
         print(f"{case.name}: {size} bytes", flush=True)
+    for name in ui_cases:
+        case_dir = UI_CASES[name](args.out)
+        size = sum(p.stat().st_size for p in case_dir.iterdir())
+        print(f"{name}: {size} bytes", flush=True)
     return 0
 
 

@@ -13,6 +13,8 @@ Pure numpy + Pillow: runs under CPython and in Pyodide alike. See docs/explain.m
 from .backward import VJPS, supported_ops
 from .gradcam import GradCam, compute_gradcam, gradcam, layer_gradients, spatial_layers, upsample_heatmap
 from .overlay import blend_heatmap, heatmap_overlay_png, jet, png_bytes
+from .present import (ExplainedImage, SegmentedImage, colour_scale_png, explain_image, is_segmentation_model,
+                      resolve_class, segment_image, segmentation_class_names)
 from .segment import (ClassArea, blend_mask, class_areas, mask_overlay_png, mask_png, masks_from_output, palette,
                       segment)
 
@@ -21,4 +23,6 @@ __all__ = [
     "jet", "blend_heatmap", "heatmap_overlay_png", "png_bytes",
     "segment", "masks_from_output", "class_areas", "ClassArea", "palette", "mask_png", "blend_mask",
     "mask_overlay_png",
+    "explain_image", "segment_image", "ExplainedImage", "SegmentedImage", "resolve_class", "is_segmentation_model",
+    "segmentation_class_names", "colour_scale_png",
 ]

@@ -95,9 +95,7 @@ def mutations(draw, seed: bytes, header_bytes: int = 512, max_ops: int = 4) -> b
 #: Bugs the fuzzers already found, tolerated here so the suite keeps looking for new ones; each is
 #: pinned by a strict-xfail minimal reproducer in tests/hostile/test_reproducers.py. Entries:
 #: (qualified exception class, regex on the message, file the traceback must end in, reproducer test).
-KNOWN_BUGS: tuple[tuple[str, str, str, str], ...] = (
-    ("builtins.KeyError", r"^'m\d+'$", "app/service.py", "test_service_chart_on_model_loaded_with_load_model"),
-)
+KNOWN_BUGS: tuple[tuple[str, str, str, str], ...] = ()
 known_bug_hits: dict[str, int] = {}
 
 

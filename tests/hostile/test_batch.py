@@ -141,9 +141,8 @@ def test_bad_models_leave_the_loaded_model_usable(manifest, alone_results):
     assert info["models_loaded"] == 1
 
 
-@pytest.mark.xfail(strict=True, reason="app/service.py (service owner): _load_model calls load_model(payload) without "
-                   "the file name, so errors say '<zip bytes>' / '<tflite bytes>' instead of naming the file the user chose")
 def test_service_model_errors_name_the_file():
+    # was a strict xfail: the service's load_model did not pass the file name (errors said '<zip bytes>')
     service = EngineService()
     name = "model_missing_topology.zip"
     reply = service.handle({"call": "load_model", "args": {"name": name}}, (CORPUS / name).read_bytes())

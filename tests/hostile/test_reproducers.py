@@ -71,11 +71,9 @@ def test_nifti_degenerate_affine():
     np.testing.assert_allclose(image.pixels, expected.astype(np.float32), rtol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "app/service.py (service owner; uncommitted work in progress at 03:25 UTC): a model loaded with the "
-    "'load_model' call has no entry in EngineService._cards, so 'chart' / 'export_results' / 'classify' "
-    "with its handle fail with InternalError KeyError: 'm1' instead of working or a ServiceRequestError"))
 def test_service_chart_on_model_loaded_with_load_model():
+    # fixed (was a strict xfail): a model loaded with 'load_model' had no card, so 'chart' /
+    # 'export_results' / 'classify' with its handle raised InternalError KeyError: 'm1'
     from app.service import EngineService
 
     service = EngineService()

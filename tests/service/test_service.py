@@ -53,8 +53,8 @@ def test_progress_events_carry_id_and_call(service):
     [
         ([1, 2], "request must be a JSON object, received list"),
         ({"args": {}}, "request needs a string 'call', received None"),
-        ({"call": "explode"}, "unknown call 'explode'; known calls: catalog, chart, classify, decode_image, export_results, info, "
-                             "inspect_image, load_model, open_model, ping, predict, resolve_model, select_gemm_backend, "
+        ({"call": "explode"}, "unknown call 'explode'; known calls: catalog, chart, classify, decode_image, explain, export_results, info, "
+                             "inspect_image, load_model, open_model, ping, predict, resolve_model, segment, select_gemm_backend, "
                              "selftest, unload_model"),
         ({"call": "ping", "args": [1]}, "call 'ping': 'args' must be an object, received list"),
         ({"call": "selftest", "args": {"size": 4}}, "call 'selftest': missing argument 'seed'"),
