@@ -61,7 +61,8 @@ def class_areas(mask: np.ndarray, class_names: Sequence[str] | int) -> list[Clas
         raise ModelInputError(f"class_areas needs one (H, W) mask, received shape {mask.shape}")
     if mask.size and (mask.min() < 0 or mask.max() >= len(names)):
         raise ModelInputError(f"mask holds class {int(mask.max())} but only {len(names)} classes are named")
-    counts = np.bincount(mask.ravel().astype(np.int64), minlength=len(names))
+    # np.intp: bincount refuses int64 on 32-bit platforms (Pyodide's wasm32: "cannot cast int64 to int32")
+    counts = np.bincount(mask.ravel().astype(np.intp), minlength=len(names))
     total = max(mask.size, 1)
     return [ClassArea(i, names[i], int(counts[i]), float(counts[i]) / total) for i in range(len(names))]
 
