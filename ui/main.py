@@ -8,6 +8,12 @@ import json
 from pyscript import document, window, workers
 from pyscript.ffi import create_proxy, to_js
 
+try:  # the Explain panel of result cards (ui/explain_view.py, issue #10)
+    import explain_view
+except ImportError as exc:  # the build did not ship it: the rest of the UI still works, loudly
+    explain_view = None
+    window.console.warn("Explain panel unavailable (ui/explain_view.py not importable): %s" % exc)
+
 BOOT_REQUEST = json.dumps({"call": "info", "id": "boot"})
 GEMM_REQUEST = json.dumps({"call": "select_gemm_backend", "id": "boot-gemm"})
 DEMO_URL = "./static/demo/demo-model.zip"
@@ -320,6 +326,8 @@ def model_ready(reply, keep_bytes):
                       "md5": result["md5"], "source": result["source"], "bytes": keep_bytes,
                       "file": result["file"], "format": result["format"]}
     render_card(result["card"], [("Format", result["format"]), ("Size", fmt_bytes(result.get("bytes")))])
+    if explain_view:
+        explain_view.model_ready(result)
     set_model_status("Model ready: %s (%s)" % (result["name"], result["format"]))
     document.body.setAttribute("data-model-state", "ready")
     document.body.setAttribute("data-model-md5", result["md5"])
@@ -913,6 +921,8 @@ def fill_result_card(run, index, card):
                                                   " (%s ms)" % result["ms"] if result["ms"] is not None else "")
         card.setAttribute("data-status", "ok")
         card.setAttribute("data-probs", json.dumps(result["probabilities"]))
+        if explain_view:
+            explain_view.offer(card, run, result)
 
 
 async def update_result(run, index):
@@ -1166,6 +1176,8 @@ async def grow_pool():
 
 # ---------------------------------------------------------------------------- wiring
 def wire():
+    if explain_view:
+        explain_view.setup(engine_call_with_optional, state)
     on(el("use-demo"), "click", spawn(load_demo))
     on(el("model-file"), "change", spawn(on_model_file))
     on(el("model-fetch"), "click", spawn(fetch_reference))
