@@ -196,6 +196,12 @@ def test_segmentation_mask_equals_tensorflow_argmax_and_exports_a_png(site_page)
     assert exported.format == "PNG" and exported.mode == "P"
     np.testing.assert_array_equal(np.asarray(exported), masks)
 
+    # "End session" takes the panels (and the maps they carry) with the cards
+    page.click("#end-session")
+    wait(page, "body[data-runs='0']")
+    assert page.locator(".explain-box").count() == 0
+    assert page.locator("[data-heatmap], [data-areas]").count() == 0
+
 
 def test_explain_on_a_segmentation_model_is_refused_clearly(engine_page):
     """The worker call behind the panel, straight through the page's engine handle."""

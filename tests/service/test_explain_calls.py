@@ -279,3 +279,53 @@ def test_unload_model_forgets_its_card(service, demo):
     _call(service, "unload_model", {"model": demo["model"]})
     reply = _call(service, "chart", {"model": demo["model"], "kind": "bars", "probabilities": [0.5] * 6})
     assert reply["error"]["type"] == "ServiceRequestError" and "no loaded model" in reply["error"]["message"]
+
+
+def _unsupported_head_zip() -> bytes:
+    """Conv2D -> UpSampling2D -> GAP -> Dense(softmax), 6x6 RGB, with a card: the backward pass has
+    no gradient for UpSampling2D (resize), so Grad-CAM at 'conv' must refuse and name it."""
+    import zipfile
+
+    def layer(class_name, **config):
+        return {"class_name": class_name, "config": {"trainable": True, "dtype": "float32", **config}}
+
+    conv = {"filters": 2, "kernel_size": [3, 3], "strides": [1, 1], "padding": "same", "data_format": "channels_last",
+            "dilation_rate": [1, 1], "groups": 1, "activation": "relu", "use_bias": True}
+    layers = [
+        {"class_name": "InputLayer", "config": {"batch_input_shape": [None, 6, 6, 3], "dtype": "float32", "name": "image"}},
+        layer("Conv2D", name="conv", **conv),
+        layer("UpSampling2D", name="up", size=[2, 2], data_format="channels_last", interpolation="nearest"),
+        layer("GlobalAveragePooling2D", name="gap", data_format="channels_last"),
+        layer("Dense", name="scores", units=2, activation="softmax", use_bias=True),
+    ]
+    topology = {"class_name": "Sequential", "config": {"name": "odd_head", "layers": layers},
+                "keras_version": "2.15.0", "backend": "tensorflow"}
+    rng = np.random.default_rng(3)
+    weights = [("conv/kernel", (3, 3, 3, 2)), ("conv/bias", (2,)), ("scores/kernel", (2, 2)), ("scores/bias", (2,))]
+    manifest = [{"paths": ["group1-shard1of1.bin"],
+                 "weights": [{"name": n, "shape": list(s), "dtype": "float32"} for n, s in weights]}]
+    shard = b"".join(rng.standard_normal(s).astype("<f4").tobytes() for _, s in weights)
+    card = {"schema_version": 1, "name": "odd head", "classes": ["a", "b"], "input_size": [6, 6], "channels": 3}
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("model.json", json.dumps({"format": "layers-model", "modelTopology": topology,
+                                                   "weightsManifest": manifest}))
+        archive.writestr("group1-shard1of1.bin", shard)
+        archive.writestr("model-card.json", json.dumps(card))
+    return buffer.getvalue()
+
+
+def test_explain_says_which_layer_of_the_head_has_no_gradient(service):
+    opened = _call(service, "open_model", {"name": "odd_head.zip"}, _unsupported_head_zip())
+    assert opened["ok"], opened
+    image = io.BytesIO()
+    Image.fromarray(np.random.default_rng(4).integers(0, 256, (6, 6, 3), dtype=np.uint8)).save(image, "PNG")
+    args = {"model": opened["result"]["model"], "name": "scan.png"}
+    reply = _call(service, "explain", {**args, "layer": "conv"}, image.getvalue())
+    assert reply["ok"] is False and reply["error"]["type"] == "UnsupportedLayerError", reply["error"]
+    assert ("Grad-CAM cannot go back through layer 'up' (resize) between 'conv' and the class score"
+            in reply["error"]["message"]), reply["error"]["message"]
+    # the default layer (the last spatial one, after the upsampling) needs no gradient through it
+    default = _call(service, "explain", args, image.getvalue())
+    assert default["ok"], default
+    assert default["result"]["layer"] == "up" and default["result"]["layers"] == ["conv", "up"]
