@@ -176,3 +176,31 @@ def probe_shapes(graph: Graph) -> dict[str, tuple[int | None, ...]] | None:
     first, second = results
     return {name: tuple(a if a == b else None for a, b in zip(shape, second[name])) if len(shape) == len(second[name])
             else None for name, shape in first.items()}
+
+
+def memory_report() -> dict:
+    """This process's memory high-water mark, for the UI's technical details and the benchmark.
+
+    In Pyodide: the size of the WebAssembly linear memory (``pyodide_js._module.HEAP8.length``),
+    which holds every Python object and numpy array of the worker and never shrinks, so it is the
+    worker's peak. (The DevTools protocol's ``Runtime.getHeapUsage`` on the worker target does not
+    see it: it counts the JS heap and array-buffer backing stores, not wasm memory.) In CPython:
+    the peak resident set size (``resource.getrusage``). Returns ``{"heap_bytes": int | None,
+    "measure": str}``; ``heap_bytes`` is None where neither source exists."""
+    try:
+        import pyodide_js  # only inside Pyodide
+    except ImportError:
+        pass
+    else:
+        return {"heap_bytes": int(pyodide_js._module.HEAP8.length),
+                "measure": "WebAssembly linear memory size (the worker's peak; it never shrinks)"}
+    try:
+        import resource
+    except ImportError:  # Windows
+        return {"heap_bytes": None, "measure": "unavailable on this platform"}
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # ru_maxrss is in KiB on Linux, in bytes on macOS
+    return {"heap_bytes": int(peak if sys.platform == "darwin" else peak * 1024),
+            "measure": "peak resident set size of the process (resource.getrusage)"}

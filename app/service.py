@@ -190,6 +190,8 @@ class EngineService:
         import numpy
         import PIL
 
+        from .runtime import memory_report
+
         return {
             "api_version": API_VERSION,
             "vitrine": __version__,
@@ -205,6 +207,8 @@ class EngineService:
             "optional_modules": {name: find_spec(name) is not None for name in ("pydicom", "nibabel")},
             "calls": sorted(self.calls),
             "models_loaded": len(self._models),
+            # the worker's memory high-water mark (Pyodide: wasm linear memory), see app.runtime
+            "memory": memory_report(),
         }
 
     def _selftest(self, args: dict, payload: bytes | None, progress: ProgressCallback) -> dict:
