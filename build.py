@@ -263,6 +263,17 @@ def content_security_policy(model_host: str, inline_script_hashes: tuple[str, ..
     ])
 
 
+def main_thread_config(ui_dir: Path) -> dict:
+    """PyScript config of the MicroPython UI: every ``ui/*.py`` except ``main.py`` is copied into
+    the interpreter's working directory (on ``sys.path``), so ``ui/main.py`` can ``import`` it.
+
+    Relative URLs in ``files`` resolve against this config file (``config/main.json``), hence
+    ``../ui/``; the target ``./name.py`` is MicroPython's current directory."""
+    modules = sorted(path.name for path in ui_dir.glob("*.py") if path.name != "main.py")
+    return {"interpreter": "./micropython/micropython.mjs",
+            "files": {f"../ui/{name}": f"./{name}" for name in modules}}
+
+
 def validate_origin(origin: str) -> str:
     if not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?", origin):
         raise BuildError(f"--model-host must be an origin like https://zenodo.org, received {origin!r}")
@@ -336,7 +347,7 @@ def build(out_dir: Path, model_host: str = DEFAULT_MODEL_HOST, cache_dir: Path |
             "packages": [*BOOT_PACKAGES, "." + wheel_urls["app"]],  # relative to config/
         }
         emit("config/engine.json", json.dumps(engine_config, indent=2).encode())
-        emit("config/main.json", json.dumps({"interpreter": "./micropython/micropython.mjs"}, indent=2).encode())
+        emit("config/main.json", json.dumps(main_thread_config(ROOT / "ui"), indent=2).encode())
         emit("config/wheels.json", json.dumps(wheel_urls, indent=2).encode())
         page = (ROOT / "index.html").read_text()
         importmap = import_map(staging)

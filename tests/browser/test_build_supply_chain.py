@@ -89,3 +89,14 @@ def test_built_site_contains_the_verified_runtime(built_site):
     page = (built_site.dist / "index.html").read_text()
     assert "{{" not in page and built_site.model_origin in page
     assert not any(path.endswith(".map") for path in files)
+
+
+def test_every_ui_module_is_shipped_to_the_micropython_ui(built_site):
+    # ui/main.py imports its sibling modules by name; PyScript copies the files listed in
+    # config/main.json into MicroPython's working directory. URLs there resolve against the
+    # config file, so they must point one level up into ui/.
+    config = json.loads((built_site.dist / "config/main.json").read_text())
+    siblings = sorted(path.name for path in (build.ROOT / "ui").glob("*.py") if path.name != "main.py")
+    assert config["files"] == {f"../ui/{name}": f"./{name}" for name in siblings}
+    for name in siblings:
+        assert (built_site.dist / "ui" / name).read_bytes() == (build.ROOT / "ui" / name).read_bytes()
