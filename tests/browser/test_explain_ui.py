@@ -150,6 +150,9 @@ def test_segmentation_mask_equals_tensorflow_argmax_and_exports_a_png(site_page)
         masks, areas = data["masks"][0], data["areas"]
     card_json = json.loads((UNET / "model-card.json").read_text())
     page = open_ready(site_page)
+    classify(page, [SAMPLES / "ct_head.png"])  # run 1, with the demo model (explained again below)
+    demo_name = page.get_attribute("body", "data-model-name")
+    page.click("#image-list li[data-image='ct_head.png'] button")
     page.set_input_files("#model-file", str(UNET / "model.zip"))
     wait(page, f"body[data-model-state='ready'][data-model-name='{card_json['name']}']")
     classify(page, [UNET / "image.png"])
@@ -195,6 +198,14 @@ def test_segmentation_mask_equals_tensorflow_argmax_and_exports_a_png(site_page)
     exported = Image.open(download.path())
     assert exported.format == "PNG" and exported.mode == "P"
     np.testing.assert_array_equal(np.asarray(exported), masks)
+
+    # run 1 reopened from the history: its model is no longer the loaded one, the panel says so
+    page.click("#history-list li[data-run='1'] button:has-text('Reopen')")
+    wait(page, "body[data-current-run='1']")
+    card_of(page, "ct_head.png").locator(".explain-box > summary").click()
+    wait(page, "#result-cards article[data-file='ct_head.png'] .explain-box[data-state='error']")
+    assert card_of(page, "ct_head.png").locator(".explain-box").get_attribute("data-error") == (
+        f"Load the model {demo_name} again to explain this result.")
 
     # "End session" takes the panels (and the maps they carry) with the cards
     page.click("#end-session")
