@@ -12,10 +12,17 @@ Usage::
         zenodo.add_record(124, {...}, concept_id=100, version="1.1")   # 100 -> newest version
         zenodo.rate_limit(times=2, retry_after=0)     # the next 2 requests answer 429
         zenodo.fail(500, times=1, path="/api/records/123")
-        zenodo.truncate(123, "model.tfjs.zip", after_bytes=100)
+        zenodo.truncate(123, "model.tfjs.zip", after_bytes=100)            # every download
+        zenodo.truncate(123, "model.tfjs.zip", after_bytes=100, times=1)   # the next one only
+        zenodo.corrupt(123, "model.tfjs.zip", times=1)  # next body: right length, wrong bytes
+        zenodo.slow_body(123, "model.tfjs.zip", chunk_bytes=4096, delay_seconds=0.05,
+                         stall_after=50_000)  # throttled; holds the connection open at 50 000 B
+        zenodo.release_stalled()                      # a stalled body sends the rest
         zenodo.wrong_checksum(123, "model.tfjs.zip")  # publish a wrong md5
         zenodo.url          # "http://127.0.0.1:PORT"  (pass as --zenodo-url / zenodo_url=)
-        zenodo.requests     # [RequestLog(method, path, headers), ...] for assertions
+        zenodo.requests     # [RequestLog(method, path, headers, at), ...] for assertions
+        zenodo.transfers    # [TransferLog(path, sent, total, outcome), ...] one per file body
+        zenodo.wait_for_transfer(lambda t: t.outcome == "client closed")   # blocks, with a timeout
 
 A record id that was never registered answers 404 (``{"status": 404, "message": ...}``), like
 Zenodo does for concept ids on ``/api/records/{id}``. ``python fake_zenodo.py --port 8765
@@ -38,7 +45,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import select
+import socket
 import threading
+import time
 import urllib.parse
 import uuid
 import zipfile
@@ -57,6 +67,39 @@ class RequestLog:
     method: str
     path: str
     headers: dict
+    at: float = field(default_factory=time.monotonic)  # time.monotonic() when it arrived
+
+
+@dataclass
+class TransferLog:
+    """One file body as the server sent it. ``outcome``: ``"complete"``, ``"truncated"`` (the
+    server closed early on purpose), ``"client closed"`` (the browser / client went away: a
+    cancelled or failed download) or ``"dropped"`` (:meth:`FakeZenodo.drop_stalled`)."""
+
+    path: str
+    sent: int
+    total: int
+    outcome: str = "sending"
+
+
+@dataclass
+class _BodyFault:
+    """How the next ``times`` bodies of one file misbehave (``times`` None: every body)."""
+
+    times: int | None
+    truncate_after: int | None = None
+    corrupt: bool = False
+    chunk_bytes: int | None = None
+    delay_seconds: float = 0.0
+    stall_after: int | None = None
+
+    def take(self) -> bool:
+        if self.times is None:
+            return True
+        if self.times <= 0:
+            return False
+        self.times -= 1
+        return True
 
 
 @dataclass
@@ -65,7 +108,7 @@ class _File:
     data: bytes
     md5: str
     file_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    truncate_after: int | None = None
+    faults: list = field(default_factory=list)  # [_BodyFault], first one with times left applies
 
 
 @dataclass
@@ -104,7 +147,10 @@ class FakeZenodo:
         self._records: dict[int, _Record] = {}
         self._failures: list[_Failure] = []
         self._lock = threading.Lock()
+        self._release = threading.Event()
+        self._drop = threading.Event()
         self.requests: list[RequestLog] = []
+        self.transfers: list[TransferLog] = []
         fake = self
 
         class Handler(_Handler):
@@ -127,6 +173,7 @@ class FakeZenodo:
         return self
 
     def stop(self) -> None:
+        self._drop.set()  # a stalled body must not keep its handler thread alive
         self._server.shutdown()
         self._server.server_close()
         if self._thread is not None:
@@ -166,9 +213,57 @@ class FakeZenodo:
         with self._lock:
             self._failures.append(_Failure(status, times, path, None if retry_after is None else str(retry_after)))
 
-    def truncate(self, record_id: int, key: str, *, after_bytes: int) -> None:
-        """Downloads of this file announce the full Content-Length but stop after ``after_bytes``."""
-        self._records[record_id].files[key].truncate_after = after_bytes
+    def truncate(self, record_id: int, key: str, *, after_bytes: int, times: int | None = None) -> None:
+        """Downloads of this file announce the full Content-Length but the server closes the
+        connection after ``after_bytes`` (the next ``times`` downloads; every one if None)."""
+        self._add_fault(record_id, key, _BodyFault(times, truncate_after=after_bytes))
+
+    def corrupt(self, record_id: int, key: str, *, times: int | None = 1) -> None:
+        """The next ``times`` downloads send the full length with one byte flipped in the middle
+        (the published MD5 stays right, so the client sees a checksum mismatch)."""
+        self._add_fault(record_id, key, _BodyFault(times, corrupt=True))
+
+    def slow_body(self, record_id: int, key: str, *, chunk_bytes: int = 4096, delay_seconds: float = 0.05,
+                  stall_after: int | None = None, times: int | None = 1) -> None:
+        """The next ``times`` downloads are throttled: ``chunk_bytes`` every ``delay_seconds``.
+        With ``stall_after`` the server stops sending at that many bytes and holds the connection
+        open until :meth:`release_stalled` (then it sends the rest), :meth:`drop_stalled` (then it
+        closes: a connection lost mid-download) or the client goes away (logged as
+        ``"client closed"``), so a test can act mid-download without racing the transfer."""
+        self._add_fault(record_id, key, _BodyFault(times, chunk_bytes=chunk_bytes, delay_seconds=delay_seconds,
+                                                   stall_after=stall_after))
+
+    def release_stalled(self) -> None:
+        """Let every stalled body (now and later) send its remaining bytes."""
+        self._release.set()
+
+    def drop_stalled(self) -> None:
+        """Close every stalled body's connection (now and later) without sending the rest."""
+        self._drop.set()
+
+    def _add_fault(self, record_id: int, key: str, fault: _BodyFault) -> None:
+        with self._lock:
+            self._records[record_id].files[key].faults.append(fault)
+            self._release.clear()
+            self._drop.clear()
+
+    def _take_fault(self, f: _File) -> _BodyFault | None:
+        with self._lock:
+            for fault in f.faults:
+                if fault.take():
+                    return fault
+        return None
+
+    def wait_for_transfer(self, predicate, *, timeout: float = 60.0) -> TransferLog:
+        """Block until a logged transfer satisfies ``predicate`` (e.g. the browser closed the
+        connection after a cancel); AssertionError naming the transfers seen after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for transfer in list(self.transfers):
+                if predicate(transfer):
+                    return transfer
+            time.sleep(0.05)
+        raise AssertionError(f"no matching transfer within {timeout} s; transfers: {self.transfers}")
 
     def wrong_checksum(self, record_id: int, key: str) -> str:
         """Publish a wrong MD5 for this file (the bytes stay right); returns the published value."""
@@ -178,6 +273,7 @@ class FakeZenodo:
 
     def clear_log(self) -> None:
         self.requests.clear()
+        self.transfers.clear()
 
     # .. JSON in Zenodo's shape ..
 
@@ -382,12 +478,59 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(404, b"<html><body>Not found</body></html>", content_type="text/html", cors=False)
 
     def _file(self, f: _File, *, cors: bool) -> None:
-        body = f.data if f.truncate_after is None else f.data[: f.truncate_after]
-        self._send(200, body, content_type="application/octet-stream", cors=cors, declared_length=len(f.data),
+        fault = self.server_fake._take_fault(f)
+        body = f.data
+        if fault is not None and fault.corrupt and body:
+            middle = len(body) // 2
+            body = body[:middle] + bytes([body[middle] ^ 0xFF]) + body[middle + 1:]
+        end = len(body) if fault is None or fault.truncate_after is None else min(fault.truncate_after, len(body))
+        self._send(200, b"", content_type="application/octet-stream", cors=cors, declared_length=len(body),
                    headers={"Content-Disposition": f'attachment; filename="{f.key}"'})
-        if f.truncate_after is not None:
-            self.wfile.flush()
+        if self.command == "HEAD":
+            return
+        transfer = TransferLog(path=self.path, sent=0, total=len(body))
+        self.server_fake.transfers.append(transfer)
+        chunk = (fault.chunk_bytes if fault is not None and fault.chunk_bytes else None) or len(body) or 1
+        stall_at = fault.stall_after if fault is not None else None
+        try:
+            while transfer.sent < end:
+                if stall_at is not None and transfer.sent >= stall_at:
+                    outcome = self._stall()
+                    stall_at = None
+                    if outcome is not None:
+                        transfer.outcome = outcome
+                        return
+                limit = end if stall_at is None else min(end, stall_at)
+                piece = body[transfer.sent: min(limit, transfer.sent + chunk)]
+                self.wfile.write(piece)
+                self.wfile.flush()
+                transfer.sent += len(piece)
+                if fault is not None and fault.delay_seconds and transfer.sent < end:
+                    time.sleep(fault.delay_seconds)
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
+            transfer.outcome = "client closed"
             self.close_connection = True
+            return
+        transfer.outcome = "complete" if end == len(body) else "truncated"
+        self.close_connection = True
+
+    def _stall(self) -> str | None:
+        """Hold the connection: None once released, else why it ended."""
+        fake = self.server_fake
+        while True:
+            if fake._release.is_set():
+                return None
+            if fake._drop.is_set():
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return "dropped"
+            readable, _, _ = select.select([self.connection], [], [], 0.05)
+            if readable:  # a client that went away makes the socket readable with EOF (or a reset)
+                try:
+                    if self.connection.recv(1, socket.MSG_PEEK) == b"":
+                        return "client closed"
+                except OSError:
+                    return "client closed"
+                time.sleep(0.05)  # unexpected bytes from the client: keep holding, without spinning
 
     def _log(self) -> None:
         self.server_fake.requests.append(RequestLog(self.command, self.path, dict(self.headers.items())))
