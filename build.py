@@ -2,6 +2,7 @@
 """Build, serve and benchmark the Vitrine static site.
 
     python build.py build [--model-host ORIGIN] [--out dist] [--cache .cache]
+    python build.py bundle [--out FILE.zip] [--model-host ORIGIN]   (offline zip: site + serve.py)
     python build.py serve [--port 8000] [--out dist]          (builds first when dist/ is missing)
     python build.py bench [--json FILE] [...]                  (runs bench/inference.py)
     python build.py bench startup [...]                        (runs bench/startup.py)
@@ -75,6 +76,13 @@ PYPI_WHEELS = {
     # nibabel imports typing_extensions at runtime on Python < 3.13 (Pyodide 0.27 is 3.12).
     "typing_extensions-4.12.2-py3-none-any.whl": ("typing_extensions==4.12.2", "04e5ca0351e0f3f85c6853954072df659d0d13fac324d0072316b67d7794700d"),
 }
+
+# Reproducible builds: every zip entry we write carries this time (the earliest a zip can hold);
+# setuptools reads SOURCE_DATE_EPOCH for what it stamps itself.
+ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
+SOURCE_DATE_EPOCH = 315532800  # 1980-01-01T00:00:00Z
+STORED_SUFFIXES = (".whl", ".zip", ".gz", ".png", ".jpg")  # compressed already
+WHEEL_SOURCE_FILES = ("pyproject.toml", "README.md")  # besides app/: what pyproject.toml reads
 
 PYSCRIPT_PACKAGE = "node_modules/@pyscript/core"
 MICROPYTHON_PACKAGE = "node_modules/@micropython/micropython-webassembly-pyscript"
@@ -206,12 +214,49 @@ def read_node_package(relative: str, expected_version: str) -> Path:
 
 
 def build_app_wheel(work_dir: Path) -> Path:
+    """``pip wheel`` our package from a private copy of its sources.
+
+    A copy, not the working tree: setuptools' in-tree ``build/lib`` keeps modules that were
+    deleted since the last build (they would ship) and is shared by parallel builds."""
+    source = work_dir / "app-source"
+    source.mkdir()
+    for name in WHEEL_SOURCE_FILES:
+        shutil.copy2(ROOT / name, source / name)
+    shutil.copytree(ROOT / "app", source / "app", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     out = work_dir / "app-wheel"
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(ROOT)])
+    environment = {**os.environ, "SOURCE_DATE_EPOCH": str(SOURCE_DATE_EPOCH)}
+    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(source)], env=environment)
     wheels = sorted(out.glob("vitrine-*.whl"))
     if len(wheels) != 1:
         raise BuildError(f"pip wheel produced {[w.name for w in wheels]}, expected exactly one vitrine-*.whl")
     return wheels[0]
+
+
+def write_zip(target: Path, entries: list[tuple[str, bytes]]) -> None:
+    """Write a zip whose bytes depend only on ``entries`` (names, order, contents): every entry
+    gets the same timestamp and permissions, and already-compressed files are stored."""
+    with zipfile.ZipFile(target, "w") as archive:
+        for name, data in entries:
+            info = zipfile.ZipInfo(name, date_time=ZIP_DATE_TIME)
+            info.external_attr = (0o755 if name.endswith("/serve.py") else 0o644) << 16
+            info.create_system = 3  # Unix, whichever system builds it, so the permissions apply
+            info.compress_type = zipfile.ZIP_STORED if name.endswith(STORED_SUFFIXES) else zipfile.ZIP_DEFLATED
+            archive.writestr(info, data, compresslevel=9 if info.compress_type == zipfile.ZIP_DEFLATED else None)
+
+
+def normalize_wheel(wheel: Path) -> None:
+    """Rewrite a wheel with fixed timestamps and a fixed entry order (package files sorted, then
+    ``*.dist-info/`` sorted with RECORD last, as the wheel spec recommends)."""
+    with zipfile.ZipFile(wheel) as source:
+        entries = {info.filename: source.read(info) for info in source.infolist() if not info.is_dir()}
+
+    def order(name: str) -> tuple:
+        in_dist_info = ".dist-info/" in name
+        return (in_dist_info, in_dist_info and name.endswith(".dist-info/RECORD"), name)
+
+    temp = wheel.with_suffix(".normalized")
+    write_zip(temp, [(name, entries[name]) for name in sorted(entries, key=order)])
+    os.replace(temp, wheel)
 
 
 def add_simd_kernels(wheel: Path, work_dir: Path) -> str:
@@ -320,6 +365,8 @@ def build(out_dir: Path, model_host: str = DEFAULT_MODEL_HOST, cache_dir: Path |
         with tempfile.TemporaryDirectory() as work:
             app_wheel = build_app_wheel(Path(work))
             manifest["simd_kernels"] = add_simd_kernels(app_wheel, Path(work)) if kernels else None
+            normalize_wheel(app_wheel)
+            manifest["version"] = app_wheel.name.split("-")[1]
             emit(f"wheels/{app_wheel.name}", app_wheel.read_bytes())
 
         # 4. PyScript (no source maps) and MicroPython.
@@ -357,7 +404,7 @@ def build(out_dir: Path, model_host: str = DEFAULT_MODEL_HOST, cache_dir: Path |
             "{{IMPORTMAP}}": importmap,
             "{{SRI_PYSCRIPT_SETUP_JS}}": sri((staging / "static/pyscript-setup.js").read_bytes()),
             "{{MODEL_HOST}}": model_host,
-            "{{VERSION}}": app_wheel.name.split("-")[1],
+            "{{VERSION}}": manifest["version"],
         }
         for placeholder, value in replacements.items():
             if placeholder not in page:
@@ -378,6 +425,123 @@ def build(out_dir: Path, model_host: str = DEFAULT_MODEL_HOST, cache_dir: Path |
     total = sum(f["bytes"] for f in manifest["files"].values())
     log(f"built {out_dir} ({len(manifest['files'])} files, {total / 1e6:.1f} MB, model host {model_host})")
     return manifest
+
+
+# ------------------------------------------------------------------ offline bundle
+# serve.py inside the bundle: standard library only (Python 3.8+), because a hospital machine may
+# have nothing else. Its own MIME table matters: browsers refuse module scripts not sent as
+# JavaScript, and Python's http.server takes types from the OS (on Windows from the registry,
+# where .js is sometimes text/plain).
+BUNDLE_SERVE_SCRIPT = '''#!/usr/bin/env python3
+"""Serve this Vitrine folder on http://127.0.0.1:8000/ (Python 3.8+, standard library only).
+
+    python3 serve.py [--port 8000] [--host 127.0.0.1]
+
+Browsers do not start Vitrine's engine from file:// pages, so the folder must be served. This
+server sends the MIME types JavaScript modules and WebAssembly need whatever the operating
+system's own table says, and listens on this computer only unless --host says otherwise.
+"""
+import argparse
+import functools
+import http.server
+import os
+
+MIME_TYPES = {MIME_TYPES}
+
+
+class Handler(http.server.SimpleHTTPRequestHandler):
+    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, **MIME_TYPES}
+
+
+def main():
+    parser = argparse.ArgumentParser(description="Serve the Vitrine folder this script is in.")
+    parser.add_argument("--port", type=int, default=8000, help="0 picks a free port")
+    parser.add_argument("--host", default="127.0.0.1")
+    args = parser.parse_args()
+    folder = os.path.dirname(os.path.abspath(__file__))
+    handler = functools.partial(Handler, directory=folder)
+    server = http.server.ThreadingHTTPServer((args.host, args.port), handler)
+    server.daemon_threads = True
+    print("Vitrine is served on http://%s:%d/  (Ctrl+C to stop)" % (args.host, server.server_address[1]), flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+BUNDLE_README = """Vitrine {version}: offline bundle
+{underline}
+
+Private medical image classification that runs entirely in the web browser. Images are read
+and classified on this computer; no server ever sees them.
+
+Start
+  1. Unzip this file (done if you are reading this in the folder).
+  2. In this folder, run          python3 serve.py          (on Windows: py serve.py)
+  3. Open http://127.0.0.1:8000/ in a current Chrome, Edge, Firefox or Safari.
+     Stop the server with Ctrl+C. Another port: python3 serve.py --port 8080
+
+serve.py needs Python 3.8 or newer and nothing else. Any static web server pointed at this
+folder works as well if it sends .js / .mjs as text/javascript and .wasm as application/wasm
+(serve.py does so on every system; `python3 -m http.server` in this folder depends on the
+system's MIME table). Opening index.html by double-click does not work: browsers refuse to
+start the engine from file:// pages.
+
+What works offline: everything in this folder, i.e. the Python engine (Pyodide {pyodide} with
+numpy and Pillow), DICOM and NIfTI reading, the built-in demo model and the sample images in
+static/demo/samples/. Downloading other models needs access to {model_host}, the only other
+site the page may contact (its Content-Security-Policy blocks every other one).
+
+THE DEMO MODEL IS NOT FOR CLINICAL USE. It makes no diagnosis and says nothing about disease:
+it only guesses what kind of picture it is shown (CT, MR, ultrasound, fundus photo, microscopy,
+other photo). It was trained on 52 images from public test files and is often wrong on other
+images; it is there to show the workflow offline. The sample images are derived from public
+test files. Details and licences: static/demo/SOURCES.md.
+
+build-manifest.json lists the size and sha256 of every file of the site.
+"""
+
+
+def bundle_site(site_dir: Path, out_file: Path) -> Path:
+    """Zip a built site into ``out_file`` as ``vitrine-<version>/`` with serve.py and README.txt.
+
+    The zip depends only on the site's files (fixed timestamps, sorted entries), so two builds of
+    the same sources give the same bundle."""
+    manifest = json.loads((site_dir / "build-manifest.json").read_text())
+    top = f"vitrine-{manifest['version']}/"
+    readme = BUNDLE_README.format(version=manifest["version"], underline="=" * (len(manifest["version"]) + 25),
+                                  pyodide=manifest["pyodide"], model_host=manifest["model_host"])
+    site_files = sorted(path.relative_to(site_dir).as_posix() for path in site_dir.rglob("*") if path.is_file())
+    missing = sorted(set(manifest["files"]) - set(site_files))
+    if missing:
+        raise BuildError(f"{site_dir} lacks files its build-manifest.json lists: {missing[:5]}")
+    clashes = {"README.txt", "serve.py"} & set(site_files)
+    if clashes:
+        raise BuildError(f"{site_dir} already has {sorted(clashes)}, which the bundle adds itself")
+    entries = [(top + "README.txt", readme.encode()),
+               (top + "serve.py", BUNDLE_SERVE_SCRIPT.replace("{MIME_TYPES}", repr(MIME_TYPES)).encode())]
+    entries += [(top + name, (site_dir / name).read_bytes()) for name in site_files]
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    temp = out_file.with_name(f".{out_file.name}.partial")
+    write_zip(temp, entries)
+    os.replace(temp, out_file)
+    log(f"bundled {len(site_files)} site files into {out_file} ({out_file.stat().st_size / 1e6:.1f} MB)")
+    return out_file
+
+
+def bundle(out_file: Path | None = None, model_host: str = DEFAULT_MODEL_HOST, cache_dir: Path | None = None,
+           use_cdn: bool = True, kernels: bool = True) -> Path:
+    """Build the site into a temporary folder and zip it (:func:`bundle_site`); returns the zip.
+    Default ``out_file``: ``vitrine-offline-<version>.zip`` in the current directory."""
+    with tempfile.TemporaryDirectory(prefix="vitrine-bundle-") as work:
+        site_dir = Path(work) / "site"
+        manifest = build(site_dir, model_host, cache_dir, use_cdn=use_cdn, kernels=kernels)
+        out_file = out_file or Path(f"vitrine-offline-{manifest['version']}.zip")
+        return bundle_site(site_dir, out_file.resolve())
 
 
 # ------------------------------------------------------------------ static server
@@ -418,6 +582,12 @@ def main(argv: list[str] | None = None) -> int:
     p_build.add_argument("--no-cdn", action="store_true", help="skip the Pyodide CDN (use cache / PyPI mirror)")
     p_build.add_argument("--no-kernels", action="store_true",
                          help="ship without the SIMD GEMM kernels (no clang-16 needed; engine uses numpy GEMM)")
+    p_bundle = sub.add_parser("bundle", help="build, then zip the site with serve.py and README.txt for offline use")
+    p_bundle.add_argument("--out", type=Path, default=None, help="zip to write (default vitrine-offline-<version>.zip)")
+    p_bundle.add_argument("--model-host", default=DEFAULT_MODEL_HOST, help="origin models are downloaded from")
+    p_bundle.add_argument("--cache", type=Path, default=ROOT / ".cache")
+    p_bundle.add_argument("--no-cdn", action="store_true", help="skip the Pyodide CDN (use cache / PyPI mirror)")
+    p_bundle.add_argument("--no-kernels", action="store_true", help="ship without the SIMD GEMM kernels")
     p_serve = sub.add_parser("serve", help="serve dist/ on http://127.0.0.1:PORT (builds when missing)")
     p_serve.add_argument("--port", type=int, default=8000)
     p_serve.add_argument("--host", default="127.0.0.1")
@@ -435,6 +605,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "build":
             build(args.out, args.model_host, args.cache, use_cdn=not args.no_cdn, kernels=not args.no_kernels)
+        elif args.command == "bundle":
+            bundle(args.out, args.model_host, args.cache, use_cdn=not args.no_cdn, kernels=not args.no_kernels)
         elif args.command == "serve":
             if args.rebuild or not (args.out / "index.html").exists():
                 build(args.out)
