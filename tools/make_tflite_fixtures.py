@@ -132,6 +132,32 @@ def heads_model():
     return keras.Model(x_in, [soft, sig, tanh, hs, lr, up]), [((BATCH, 8, 8, 4), (-3.0, 3.0))]
 
 
+def div_model():
+    """int8 DIV the way the reference DivElementwise meets it: positive and negative
+    denominators, a broadcast denominator, a fused ReLU, and numerators exactly at the zero
+    point (the input generator below sets some to 0.0)."""
+    @tf.function(input_signature=[tf.TensorSpec([None, 4, 16], tf.float32, name="numerator"),
+                                  tf.TensorSpec([None, 4, 16], tf.float32, name="denominator")])
+    def fn(numerator, denominator):
+        return {"quotient": numerator / denominator,
+                "negated": numerator / (-denominator),
+                "broadcast": numerator / denominator[:, :1, :],
+                "relu": tf.nn.relu(numerator / (denominator * 0.5))}
+    return fn, [((BATCH, 4, 16), (-2.0, 2.0)), ((BATCH, 4, 16), (0.5, 2.0))]
+
+
+def sum_model():
+    """int8 SUM over the last axis, over H and W with keep_dims, over one middle axis and
+    over everything but the batch."""
+    @tf.function(input_signature=[tf.TensorSpec([None, 6, 5, 8], tf.float32, name="x")])
+    def fn(x):
+        return {"last": tf.reduce_sum(x, axis=-1),
+                "spatial": tf.reduce_sum(x, axis=[1, 2], keepdims=True),
+                "rows": tf.reduce_sum(x * 0.5 + 0.25, axis=1),
+                "all": tf.reduce_sum(x, axis=[1, 2, 3])}
+    return fn, [((BATCH, 6, 5, 8), (-1.0, 1.0))]
+
+
 def hybrid_model():
     """Layers big enough (> 1024 weights) for dynamic-range quantization to make every hybrid
     kernel appear: depthwise, 1x1 and 3x3 conv, dense."""
@@ -232,12 +258,22 @@ CASES = {
     "legacy_uint8": (legacy_uint8_model, "prebuilt"),
     "heads_int8": (heads_model, "int8"),
     "hybrid_dynamic": (hybrid_model, "dynamic"),
+    "div_int8": (div_model, "int8"),
+    "sum_int8": (sum_model, "int8"),
 }
 
+# LiteRT 2.3's BUILTIN_REF int8 SUM returns values unrelated to the sums (e.g. -1 for every
+# element, and a different answer per axis layout), while its builtin kernels agree with the
+# float maths; these cases store the builtin kernels' outputs as the expectation and keep the
+# BUILTIN_REF outputs beside them (ref_output_i) as evidence.
+ORACLE_BUILTIN = {"sum_int8"}
+# Inputs forced to exactly 0.0 (the quantized zero point) in these cases: (input index, slice).
+EXACT_ZEROS = {"div_int8": (0, (slice(None), 0, slice(0, 6)))}
 
-def run_reference(model_bytes: bytes, inputs: list[np.ndarray]) -> tuple[list, list, list]:
-    interp = Interpreter(model_content=model_bytes,
-                         experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+
+def run_reference(model_bytes: bytes, inputs: list[np.ndarray],
+                  resolver=OpResolverType.BUILTIN_REF) -> tuple[list, list, list]:
+    interp = Interpreter(model_content=model_bytes, experimental_op_resolver_type=resolver)
     details = interp.get_input_details()
     for d, x in zip(details, inputs):
         interp.resize_tensor_input(d["index"], x.shape)
@@ -269,11 +305,20 @@ def build(case: str) -> None:
     model_bytes = model if variant == "prebuilt" else convert(model, specs, variant)
     rng = np.random.default_rng(abs(hash(case)) % (2**32) if False else 1234)
     inputs = [rng.uniform(lo, hi, shape).astype(np.float32) for shape, (lo, hi) in specs]
+    if case in EXACT_ZEROS:
+        index, where = EXACT_ZEROS[case]
+        inputs[index][where] = 0.0
     cast_inputs, outputs, out_details = run_reference(model_bytes, inputs)
+    oracle = "ai-edge-litert 2.3.0 BUILTIN_REF"
+    arrays = {f"input_{i}": x for i, x in enumerate(cast_inputs)}
+    if case in ORACLE_BUILTIN:
+        arrays.update({f"ref_output_{i}": y for i, y in enumerate(outputs)})
+        _, outputs, out_details = run_reference(model_bytes, inputs,
+                                                OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        oracle = "ai-edge-litert 2.3.0 BUILTIN_WITHOUT_DEFAULT_DELEGATES (BUILTIN_REF in ref_output_i)"
     target = OUT / case
     target.mkdir(parents=True, exist_ok=True)
     (target / "model.tflite").write_bytes(model_bytes)
-    arrays = {f"input_{i}": x for i, x in enumerate(cast_inputs)}
     arrays.update({f"output_{i}": y for i, y in enumerate(outputs)})
     np.savez_compressed(target / "io.npz", **arrays)
     meta = {
@@ -281,7 +326,7 @@ def build(case: str) -> None:
         "output_names": [d["name"] for d in out_details],
         "output_quantization": [list(map(float, d["quantization"])) for d in out_details],
         "generator": "tools/make_tflite_fixtures.py",
-        "tensorflow": tf.__version__, "oracle": "ai-edge-litert 2.3.0 BUILTIN_REF",
+        "tensorflow": tf.__version__, "oracle": oracle,
         "model_bytes": len(model_bytes),
     }
     (target / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")

@@ -765,18 +765,68 @@ def _float_div(call):
     return [out]
 
 
+def div(call: Call) -> list:
+    """DIV; int8/uint8 exact (reference DivElementwise: Newton-Raphson reciprocal of the
+    denominator, headroom-normalised numerator, one output multiplier)."""
+    a_t, b_t = call.in_t[:2]
+    y_t = call.out_t[0]
+    if not (is_quantized(a_t) and is_quantized(b_t) and is_quantized(y_t)
+            and y_t.dtype in (np.int8, np.uint8)):
+        return via_float(_float_div)(call)
+    if "div" not in call.cache:
+        s1, z1 = scale_zp(a_t)
+        s2, z2 = scale_zp(b_t)
+        so, zo = scale_zp(y_t)
+        # div.cc: input1 scale / (input2 scale * output scale), the product taken in float.
+        real = float(np.float32(s1) / np.float32(np.float32(s2) * np.float32(so)))
+        call.cache["div"] = (z1, z2, zo, Q.quantize_multiplier(real))
+    z1, z2, zo, (mult, shift) = call.cache["div"]
+    a, b = call.inputs[:2]
+    F.guard(np.broadcast_shapes(a.shape, b.shape), "broadcast result")
+    denominator = b.astype(np.int64) - z2
+    if np.any(denominator == 0):
+        raise call.fail("division by zero: the quantized denominator equals its zero point "
+                        f"({z2}) in {int((denominator == 0).sum())} element(s)")
+    out = Q.divide_quantized(a.astype(np.int64) - z1, denominator, mult, shift) + zo
+    lo, hi = _act_range(call, y_t)
+    return [np.clip(out, lo, hi).astype(y_t.dtype)]
+
+
+def sum_reduce(call: Call) -> list:
+    """SUM; int8/uint8 as LiteRT 2.3's builtin kernel computes it (``QuantizedMeanOrSum`` with
+    compute_sum): integer sum of the raw values, then in float32
+    ``round(sum * (s_in / s_out) - z_in * (s_in / s_out) * count) + z_out``, clamped.
+    (Its BUILTIN_REF int8 SUM returns values unrelated to the sums; see docs/tflite.md.)"""
+    x = call.inputs[0]
+    x_t, y_t = call.in_t[0], call.out_t[0]
+    if not (is_quantized(x_t) and is_quantized(y_t) and y_t.dtype in (np.int8, np.uint8)):
+        return via_float(_float_reduce)(call)
+    axes = _axes(call, x.ndim)
+    keep = call.o.get("keep_dims", False)
+    s_in, z_in = scale_zp(x_t)
+    s_out, z_out = scale_zp(y_t)
+    count = int(np.prod([x.shape[a] for a in axes]))
+    scale = np.float32(np.float32(s_in) / np.float32(s_out))
+    bias = np.float32(np.float32(np.float32(-z_in) * scale) * np.float32(count))
+    total = x.astype(np.int64).sum(axis=axes, keepdims=keep)
+    value = (total.astype(np.float32) * scale + bias).astype(np.float32)
+    out = Q.round_half_away(value.astype(np.float64)).astype(np.int64) + z_out
+    info = np.iinfo(y_t.dtype)
+    return [np.clip(out, info.min, info.max).astype(y_t.dtype)]
+
+
 HANDLERS: dict[str, Callable[[Call], list]] = {
     "CONV_2D": conv_2d,
     "DEPTHWISE_CONV_2D": depthwise_conv_2d,
     "TRANSPOSE_CONV": transpose_conv,
     "FULLY_CONNECTED": fully_connected,
     "ADD": add_sub, "SUB": add_sub, "MUL": mul,
-    "DIV": via_float(_float_div),
+    "DIV": div,
     "SQUARED_DIFFERENCE": via_float(_float_binary),
     "MAXIMUM": max_min, "MINIMUM": max_min,
     "MAX_POOL_2D": pool, "AVERAGE_POOL_2D": pool,
     "MEAN": mean,
-    "SUM": via_float(_float_reduce),
+    "SUM": sum_reduce,
     "REDUCE_MAX": via_float(_float_reduce),
     "L2_NORMALIZATION": via_float(_float_unary(lambda x, c: F.l2_normalize(x))),
     "SOFTMAX": via_float(_float_softmax),

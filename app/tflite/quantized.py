@@ -192,3 +192,80 @@ def asymmetric_quantize_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
         vals = round_half_away((np.float32(nudged) + values * inv).astype(np.float32))
         q[r] = np.clip(vals, -128, 127).astype(np.int8)
     return q, factors, offsets
+
+
+# ---------------------------------------------------------------- division (reference DivElementwise)
+
+def _wrap_int32(x: np.ndarray) -> np.ndarray:
+    """Two's-complement int32 wrap-around of int64 values (gemmlowp's raw fixed-point adds)."""
+    return ((np.asarray(x, np.int64) + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+
+
+def count_leading_zeros32(x: np.ndarray) -> np.ndarray:
+    """``CountLeadingZeros`` of non-negative values below 2^32 (32 for zero)."""
+    x = np.asarray(x, np.int64)
+    bits = np.zeros(x.shape, np.int64)
+    rest = x.copy()
+    for step in (16, 8, 4, 2, 1):
+        big = rest >= (np.int64(1) << step)
+        bits += np.where(big, step, 0)
+        rest = np.where(big, rest >> step, rest)
+    return np.where(x == 0, 32, 31 - bits)
+
+
+def count_leading_sign_bits32(x: np.ndarray) -> np.ndarray:
+    """``CountLeadingSignBits`` of int32 values: redundant sign bits (31 for zero, 0 for INT32_MIN)."""
+    x = np.asarray(x, np.int64)
+    positive = count_leading_zeros32(np.maximum(x, 0)) - 1
+    negative = count_leading_zeros32(np.where(x < 0, 2 * -x - 1, 0))
+    return np.where(x >= 0, positive, np.where(x == INT32_MIN, 0, negative))
+
+
+def _saturating_shift_left(x: np.ndarray, exponent: int) -> np.ndarray:
+    """gemmlowp ``SaturatingRoundingMultiplyByPOT<exponent>`` for exponent > 0."""
+    threshold = (1 << (31 - exponent)) - 1
+    return np.where(x > threshold, INT32_MAX, np.where(x < -threshold, INT32_MIN, x << exponent))
+
+
+def one_over_one_plus_x_for_x_in_0_1(a: np.ndarray) -> np.ndarray:
+    """gemmlowp's Newton-Raphson 1 / (1 + a) for Q0.31 ``a`` in [0, 1): Q0.31 raw result."""
+    a = np.asarray(a, np.int64)
+    total = a + INT32_MAX                                      # RoundingHalfSum(a, F0::One())
+    half_denominator = np.where(total >= 0, (total + 1) // 2, -((-total + 1) // 2))
+    # Q2.29 constants 48/17 and -32/17; F0 * F2 products are doubling high multiplies.
+    x = _wrap_int32(1515870810 + saturating_rounding_doubling_high_mul(half_denominator, -1010580540))
+    for _ in range(3):
+        half_denominator_times_x = saturating_rounding_doubling_high_mul(half_denominator, x)
+        one_minus = _wrap_int32((1 << 29) - half_denominator_times_x)
+        x = _wrap_int32(x + _saturating_shift_left(saturating_rounding_doubling_high_mul(x, one_minus), 2))
+    return _saturating_shift_left(x, 1)                        # Rescale<0>(ExactMulByPot<-1>(x))
+
+
+def get_reciprocal(x: np.ndarray, integer_digits: int = 31) -> tuple[np.ndarray, np.ndarray]:
+    """TFLite ``GetReciprocal`` for positive int32 ``x``: (Q0.31 reciprocal of the normalised
+    value, num_bits_over_unit), i.e. 1/x = raw * 2^-31 * 2^-num_bits_over_unit."""
+    x = np.asarray(x, np.int64)
+    headroom_plus_one = count_leading_zeros32(x)
+    shifted_sum_minus_one = ((x << headroom_plus_one) & 0xFFFFFFFF) - (1 << 31)
+    return one_over_one_plus_x_for_x_in_0_1(shifted_sum_minus_one), integer_digits - headroom_plus_one
+
+
+def divide_quantized(numerator: np.ndarray, denominator: np.ndarray, multiplier: int, shift: int) -> np.ndarray:
+    """Reference int8/uint8 ``DivElementwise`` on zero-point-free int32 values: the quotient
+    rescaled by (multiplier, shift), before the output zero point and clamp. A zero
+    denominator is the caller's to refuse (TFLite only DCHECKs it)."""
+    numerator = np.asarray(numerator, np.int64)
+    denominator = np.asarray(denominator, np.int64)
+    numerator, denominator = np.broadcast_arrays(numerator, denominator)
+    flip = denominator < 0
+    numerator = np.where(flip, -numerator, numerator)
+    denominator = np.where(flip, -denominator, denominator)
+    inverse, recip_shift = get_reciprocal(denominator, 31)
+    headroom = count_leading_sign_bits32(numerator)
+    # MultiplyByQuantizedMultiplierGreaterThanOne(numerator, inverse, headroom)
+    unscaled = saturating_rounding_doubling_high_mul(_wrap_int32(numerator << headroom), inverse)
+    total_shift = shift - recip_shift - headroom
+    # MultiplyByQuantizedMultiplierSmallerThanOneExp: total_shift <= 0 for any non-zero
+    # numerator; a zero numerator gives 0 whatever the shift.
+    right = np.clip(-total_shift, 0, 62)
+    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(unscaled, multiplier), right)

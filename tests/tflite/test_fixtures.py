@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from app.errors import ModelFormatError
 from app.tflite import Interpreter, load
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tflite"
@@ -19,7 +20,7 @@ CASES = sorted(p.name for p in FIXTURES.iterdir() if (p / "model.tflite").exists
 
 # Quantized cases whose every output element matched LiteRT bit for bit when the kernels were
 # written; a regression to "within one step" there means a rounding rule changed.
-BIT_EXACT = {"cnn_int8", "cnn_uint8", "ops_int8", "legacy_uint8", "heads_int8"}
+BIT_EXACT = {"cnn_int8", "cnn_uint8", "ops_int8", "legacy_uint8", "heads_int8", "div_int8", "sum_int8"}
 
 
 def _run(case: str):
@@ -67,9 +68,13 @@ def test_predict_quantizes_floats_and_dequantizes(case):
     """load().predict takes floats for an integer model and returns dequantized floats."""
     folder = FIXTURES / case
     io = np.load(folder / "io.npz")
+    interp = Interpreter(model_path=folder / "model.tflite")
+    if len(interp.get_input_details()) > 1:  # the classifier interface takes one image tensor
+        with pytest.raises(ModelFormatError, match="single-input models; this TFLite model has 2 inputs"):
+            load((folder / "model.tflite").read_bytes(), name=f"{case}.tflite")
+        return
     model = load((folder / "model.tflite").read_bytes(), name=f"{case}.tflite")
     x_int = io["input_0"]
-    interp = Interpreter(model_path=folder / "model.tflite")
     d_in = interp.get_input_details()[0]
     d_out = interp.get_output_details()[0]
     if np.issubdtype(x_int.dtype, np.integer):
@@ -129,3 +134,40 @@ def test_app_load_model_dispatches_tflite_files():
     scale_out, zp_out = model.interpreter.get_output_details()[0]["quantization"]
     expected = (io["output_0"].astype(np.float32) - zp_out) * scale_out
     assert np.abs(model.predict(x) - expected).max() <= scale_out * 1.0001
+
+
+def test_int8_div_by_the_denominator_zero_point_is_refused():
+    """The reference kernel only DCHECKs a zero denominator; Vitrine names the operator."""
+    folder = FIXTURES / "div_int8"
+    io = np.load(folder / "io.npz")
+    interp = Interpreter(model_path=folder / "model.tflite", model_name="div_int8.tflite")
+    details = interp.get_input_details()
+    for i, d in enumerate(details):
+        interp.resize_tensor_input(d["index"], io[f"input_{i}"].shape)
+    interp.allocate_tensors()
+    denominator = io["input_1"].copy()
+    denominator[0, 1, 3] = details[1]["quantization"][1]
+    interp.set_tensor(details[0]["index"], io["input_0"])
+    interp.set_tensor(details[1]["index"], denominator)
+    with pytest.raises(ModelFormatError, match=r"DIV.*division by zero: the quantized denominator equals its zero point \(-128\) in 1 element"):
+        interp.invoke()
+
+
+def test_litert_reference_int8_sum_is_not_the_oracle():
+    """Why sum_int8 stores LiteRT's builtin-kernel outputs: its BUILTIN_REF int8 SUM (kept as
+    ref_output_i) disagrees with the float sum by far more than one step, the builtin kernel
+    does not (checked against the dequantized input, independent of Vitrine)."""
+    folder = FIXTURES / "sum_int8"
+    io = np.load(folder / "io.npz")
+    meta = json.loads((folder / "meta.json").read_text())
+    interp = Interpreter(model_path=folder / "model.tflite")
+    scale_in, zp_in = interp.get_input_details()[0]["quantization"]
+    x = (io["input_0"].astype(np.float64) - zp_in) * scale_in
+    last = x.sum(axis=-1)
+    index = meta["output_names"].index(
+        next(d["name"] for d in interp.get_output_details() if list(d["shape"]) == [1, 6, 5]))
+    scale_out, zp_out = meta["output_quantization"][index]
+    builtin = (io[f"output_{index}"].astype(np.float64) - zp_out) * scale_out
+    reference = (io[f"ref_output_{index}"].astype(np.float64) - zp_out) * scale_out
+    assert np.abs(builtin - last).max() <= scale_out
+    assert np.abs(reference - last).max() > 10 * scale_out

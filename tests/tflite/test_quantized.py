@@ -121,3 +121,41 @@ def test_predict_input_errors():
         model.predict(np.zeros((2, 8, 8, 3), np.float32))
     with pytest.raises(ModelInputError, match="pass float .* or int8, received int32"):
         model.predict(np.zeros((1, 16, 16, 3), np.int32))
+
+
+# ---------------------------------------------------------------- integer division helpers
+
+def naive_clsb(x: int) -> int:
+    """Redundant sign bits of an int32, counted bit by bit."""
+    bits = [(x >> i) & 1 for i in range(31, -1, -1)]
+    count = 0
+    for bit in bits[1:]:
+        if bit != bits[0]:
+            break
+        count += 1
+    return count
+
+
+@pytest.mark.parametrize("x", [0, 1, -1, 2, -2, 127, -128, 255, 2**30, -(2**30), 2**31 - 1, -(2**31), 12345, -99999])
+def test_count_leading_sign_bits(x):
+    assert int(Q.count_leading_sign_bits32(np.array([x]))[0]) == naive_clsb(x)
+
+
+@pytest.mark.parametrize("x", [1, 2, 3, 5, 7, 100, 127, 128, 200, 255, 256, 1000, 65535, 2**30 + 7])
+def test_get_reciprocal_is_one_over_x(x):
+    raw, bits_over_unit = Q.get_reciprocal(np.array([x]))
+    approx = int(raw[0]) * 2.0**-31 * 2.0 ** -int(bits_over_unit[0])
+    assert 0 < int(raw[0]) <= 2**31 - 1
+    assert abs(approx * x - 1.0) < 1e-8
+
+
+def test_divide_quantized_is_within_one_of_the_real_quotient():
+    rng = np.random.default_rng(0)
+    numerators = rng.integers(-255, 256, 4000)
+    denominators = rng.integers(1, 256, 4000) * rng.choice([-1, 1], 4000)
+    for real in (0.013, 0.5, 0.9, 3.7, 41.0):
+        mult, shift = Q.quantize_multiplier(real)
+        got = Q.divide_quantized(numerators, denominators, mult, shift)
+        want = numerators / denominators * real
+        assert np.abs(got - want).max() <= 0.5 + 1e-6 + abs(want).max() * 2e-8, real
+        assert np.all(got[numerators == 0] == 0)
