@@ -3,7 +3,10 @@
 * "same" pads -> explicit pads, resize scale -> size (when shapes are static);
 * batch-norm -> ``scale_shift``; grouped conv with one channel per group -> depthwise;
 * zero ``pad`` folded into the following conv's pads;
-* ``scale_shift`` folded into the preceding conv / depthwise / dense / transposed conv;
+* ``scale_shift`` folded into the preceding conv / depthwise / dense / transposed conv (for
+  ``conv2d`` as a per-channel ``scale`` input applied in the epilogue, so the loader's kernel is
+  shared with the source graph instead of being copied scaled: a ResNet50 keeps one copy of its
+  weights, not two);
 * a parameterless activation fused into the preceding conv / dense / scale_shift / add.
 
 A rewrite only fires when the intermediate tensor has no other reader and is not a graph output,
@@ -185,7 +188,7 @@ class _Work:
                 return None
             if not (self._is_const(node.inputs[1]) and self._is_const(node.inputs[2])):
                 return None
-            kernel = self.weights[producer.inputs[1]].astype(np.float64)
+            kernel = self.weights[producer.inputs[1]]
             cout = _output_channels(producer.op, kernel)
             scale = self.weights[node.inputs[1]].astype(np.float64)
             shift = self.weights[node.inputs[2]].astype(np.float64)
@@ -194,7 +197,17 @@ class _Work:
             scale = np.broadcast_to(scale.reshape(-1), (cout,))
             shift = np.broadcast_to(shift.reshape(-1), (cout,))
             bias = self.weights[producer.inputs[2]].astype(np.float64) if len(producer.inputs) > 2 else np.zeros(cout)
-            new_kernel = _scale_kernel(producer.op, kernel, scale)
+            if producer.op == "conv2d":
+                # act(conv * scale + bias): the kernel stays as loaded; an earlier epilogue scale s1
+                # composes: (conv * s1 + b) * s + t = conv * (s1 * s) + (b * s + t)
+                new_bias = bias * scale + shift
+                if len(producer.inputs) > 3:
+                    scale = scale * self.weights[producer.inputs[3]].astype(np.float64)
+                inputs = (producer.inputs[0], producer.inputs[1],
+                          self._new_weight(f"{producer.name}/folded_bias", new_bias),
+                          self._new_weight(f"{producer.name}/bn_scale", scale))
+                return Node(producer.name, producer.op, inputs, node.outputs, producer.attrs)
+            new_kernel = _scale_kernel(producer.op, kernel.astype(np.float64), scale)
             inputs = (producer.inputs[0], self._new_weight(f"{producer.name}/folded_kernel", new_kernel),
                       self._new_weight(f"{producer.name}/folded_bias", bias * scale + shift))
             return Node(producer.name, producer.op, inputs, node.outputs, producer.attrs)

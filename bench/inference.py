@@ -27,6 +27,10 @@ Per model (same input bytes for every engine: ``input_0`` of the fixture's io.np
   whole batch in one page (its best case).
 * max |diff| between Vitrine's and TF.js's batch-1 outputs (and each against TensorFlow's own
   output stored in io.npz).
+* worker memory: the engine worker's own high-water mark, reported from inside the worker
+  (``info`` -> ``memory.heap_bytes`` = Pyodide's WebAssembly linear memory, which never shrinks),
+  read after the latency runs and, for each pool worker, after the throughput run; printed
+  against the goal 2 x the model's weight bytes + 150 MB.
 * peak memory: VmHWM (peak resident set size) from /proc of the Chromium renderer process that
   hosts the engine, read after loading + warm-up + the latency runs. Each engine runs in its own
   browser context (own renderer process); the process is found as the renderer that appeared
@@ -112,6 +116,8 @@ class Case:
                 if path.name == "model.json" or path.suffix == ".bin":
                     archive.write(path, path.name)
         self.zip_bytes = buffer.getvalue()
+        # the model's weights as stored (float32 shards): the yardstick of the per-worker memory goal
+        self.weight_bytes = sum(path.stat().st_size for path in directory.iterdir() if path.suffix == ".bin")
 
     def generated_files(self) -> dict[str, bytes]:
         return {f"{self.name}/model.zip": self.zip_bytes, f"{self.name}/b1.f32": self.single.tobytes(),
@@ -311,7 +317,11 @@ VITRINE_POOL = """async ([zipUrl, name, url, imageShape, count]) => {
       perWorker[i]++;
     }
   }));
-  return {elapsed: performance.now() - started, workers: scripts.map((s) => s.getAttribute("name")), per_worker: perWorker};
+  const elapsed = performance.now() - started;
+  // each worker's memory high-water mark (info.memory: wasm linear memory in Pyodide)
+  const heaps = [];
+  for (const engine of engines) heaps.push((check(await engine.call(JSON.stringify({call: "info", id: "bench-memory"}), null)).memory || {}).heap_bytes ?? null);
+  return {elapsed, workers: scripts.map((s) => s.getAttribute("name")), per_worker: perWorker, heap_bytes: heaps};
 }"""
 
 
@@ -337,6 +347,27 @@ def vitrine_load(page, origin: str, case: Case) -> tuple[str, float]:
     loaded = vitrine_call(page, {"call": "load_model", "id": "bench-load", "args": {"name": f"{case.name}.zip"}},
                           f"{origin}/__bench/gen/{case.name}/model.zip")
     return loaded["result"]["model"], loaded["elapsed_ms"]
+
+
+def mib(value: int | None) -> float | None:
+    return None if value is None else round(value / 2**20, 1)
+
+
+def worker_memory(page, case: Case) -> dict:
+    """The engine worker's memory high-water mark against the goal 2 x weights + 150 MB.
+
+    Measured inside the worker (``info`` -> ``memory.heap_bytes``: the size of Pyodide's
+    WebAssembly linear memory, which holds every Python object and array and never shrinks).
+    The DevTools protocol cannot give this figure: ``Runtime.getHeapUsage`` on the worker target
+    counts the JS heap and array-buffer backing stores only (~25-55 MB whatever the model), and
+    ``Runtime.queryObjects`` does not answer on worker targets."""
+    info = vitrine_call(page, {"call": "info", "id": "bench-memory"})["result"]
+    memory = info.get("memory") or {}
+    weights_mb = mib(case.weight_bytes)
+    # gemm_report after the runs: which ops ran on the SIMD kernels, numpy fallbacks by reason
+    return {"vitrine_gemm_report": info.get("gemm_report"),
+            "worker_heap_mb": mib(memory.get("heap_bytes")), "weights_mb": weights_mb,
+            "worker_memory_budget_mb": round(2 * weights_mb + 150, 1)}
 
 
 # ------------------------------------------------------------------ peers in the harness page
@@ -427,6 +458,7 @@ def run_model(browser, cdp, origin: str, key: str, case: Case, onnx_url: str | N
         result["cpu_ms_per_image"] = round(cpu_ms, 1)
         vitrine_out = flat_outputs(lat["outputs"])
         result["peak_mb"] = peak_mb(pid)
+        result.update(worker_memory(page, case))
     finally:
         context.close()
 
@@ -452,6 +484,7 @@ def run_model(browser, cdp, origin: str, key: str, case: Case, onnx_url: str | N
                 result["throughput_ips"] = round(len(case.batch) / (pool["elapsed"] / 1000), 3)
                 result["throughput_mode"] = f"the page's worker pool ?workers={workers}: {pool['workers']}, images per worker {pool['per_worker']}"
                 result["pool_peak_mb"] = peak_mb(engine_process(cdp, before))
+                result["pool_worker_heap_mb"] = [mib(b) for b in pool["heap_bytes"]]
             else:
                 page.close()
                 result.update(vitrine_pages_throughput(context, origin, case, workers, log, key))
@@ -556,19 +589,22 @@ def run_benchmark(browser, dist: Path, cases: dict[str, tuple[Case, Path | None]
 
 def format_table(report: dict) -> str:
     lines = ["| model | Vitrine ms | TF.js ms | ORT ms | Vitrine/TF.js | Vitrine/best peer | CPU ms Vitrine / TF.js / ORT "
-             "| throughput Vitrine/TF.js (img/s) | max abs diff | peak MB Vitrine / TF.js |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| throughput Vitrine/TF.js (img/s) | max abs diff | peak MB Vitrine / TF.js "
+             "| worker heap MB / budget (2 x weights + 150) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for key, m in report["models"].items():
         if "error" in m:
-            lines.append(f"| {key} | failed: {m['error'].splitlines()[0][:120]} |" + " |" * 8)
+            lines.append(f"| {key} | failed: {m['error'].splitlines()[0][:120]} |" + " |" * 9)
             continue
         ort = f"{m['ort_latency_ms']:.0f}" if "ort_latency_ms" in m else "–"
         cpu = f"{m['cpu_ms_per_image']:.0f} / {m['tfjs_cpu_ms_per_image']:.0f} / {m.get('ort_cpu_ms_per_image', '–')}"
         thr = (f"{m['throughput_ratio']:.2f} ({m['throughput_ips']:.2f} / {m['tfjs_throughput_ips']:.2f})"
                if "throughput_ratio" in m else "–")
+        pool_heaps = "".join(f" (pool {', '.join(map(str, m['pool_worker_heap_mb']))})" if m.get("pool_worker_heap_mb") else "")
+        memory = f"{m.get('worker_heap_mb')}{pool_heaps} / {m.get('worker_memory_budget_mb')}"
         lines.append(f"| {key} | {m['latency_ms']:.0f} | {m['tfjs_latency_ms']:.0f} | {ort} | {m['latency_ratio']:.2f} | "
                      f"{m['best_peer_latency_ratio']:.2f} | {cpu} | {thr} | {m['max_abs_diff']:.1e} | "
-                     f"{m['peak_mb']} / {m['tfjs_peak_mb']} |")
+                     f"{m['peak_mb']} / {m['tfjs_peak_mb']} | {memory} |")
     return "\n".join(lines)
 
 

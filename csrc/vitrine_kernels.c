@@ -230,14 +230,16 @@ typedef struct {
  * output pixel is gathered tap by tap from the input (or from `zeros` in the padding). */
 VK_INLINE void vk_conv_tile(const int mr, int32_t nr, const vk_conv_geometry *g, const float *const *xn,
                             const int32_t *ih0, const int32_t *iw0, const float *bp, const float *bias8,
-                            float *y, int32_t ldy, int32_t activation) {
+                            const float *scale8, float *y, int32_t ldy, int32_t activation) {
     vk_f32x4 acc[VK_MR][2];
     float tail[VK_MR][VK_NR];
     vk_f32x4 b0 = bias8 ? vk_load(bias8) : vk_splat(0.0f);
     vk_f32x4 b1 = bias8 ? vk_load(bias8 + 4) : vk_splat(0.0f);
+    /* with a per-channel scale the bias is added after scaling (folded batch-norm), so the sum
+     * starts at zero */
     for (int r = 0; r < mr; r++) {
-        acc[r][0] = b0;
-        acc[r][1] = b1;
+        acc[r][0] = scale8 ? vk_splat(0.0f) : b0;
+        acc[r][1] = scale8 ? vk_splat(0.0f) : b1;
     }
     for (int32_t kh = 0; kh < g->KH; kh++) {
         for (int32_t kw = 0; kw < g->KW; kw++) {
@@ -259,6 +261,13 @@ VK_INLINE void vk_conv_tile(const int mr, int32_t nr, const vk_conv_geometry *g,
                     acc[r][1] += av * w1;
                 }
             }
+        }
+    }
+    if (scale8) {
+        vk_f32x4 s0 = vk_load(scale8), s1 = vk_load(scale8 + 4);
+        for (int r = 0; r < mr; r++) {
+            acc[r][0] = acc[r][0] * s0 + b0;
+            acc[r][1] = acc[r][1] * s1 + b1;
         }
     }
     for (int r = 0; r < mr; r++) {
@@ -283,7 +292,7 @@ int32_t vk_conv2d(int32_t N, int32_t H, int32_t W, const float *x, int32_t x_pix
                   int32_t Cin, int32_t KH, int32_t KW, int32_t stride_h, int32_t stride_w,
                   int32_t dil_h, int32_t dil_w, int32_t pad_top, int32_t pad_left, int32_t OH,
                   int32_t OW, const float *packed_w, int32_t Cout, const float *bias, float *y,
-                  int32_t y_pixel_stride, int32_t activation, const float *zeros) {
+                  int32_t y_pixel_stride, int32_t activation, const float *zeros, const float *scale) {
     if (N < 0 || H < 0 || W < 0 || Cin < 1 || Cout < 0 || OH < 0 || OW < 0 || KH < 1 || KW < 1)
         return VK_E_DIM;
     if (stride_h < 1 || stride_w < 1 || dil_h < 1 || dil_w < 1) return VK_E_STRIDE;
@@ -295,7 +304,7 @@ int32_t vk_conv2d(int32_t N, int32_t H, int32_t W, const float *x, int32_t x_pix
     const vk_conv_geometry g = {H, W, Cin, KH, KW, dil_h, dil_w, x_pixel_stride, zeros};
     const vk_index K = (vk_index)KH * KW * Cin;
     const vk_index pixels = (vk_index)N * OH * OW;
-    float bias_tail[VK_NR];
+    float bias_tail[VK_NR], scale_tail[VK_NR];
     for (vk_index p0 = 0; p0 < pixels; p0 += VK_MR) {
         int32_t mr = pixels - p0 < VK_MR ? (int32_t)(pixels - p0) : VK_MR;
         const float *xn[VK_MR];
@@ -322,11 +331,20 @@ int32_t vk_conv2d(int32_t N, int32_t H, int32_t W, const float *x, int32_t x_pix
                     bias8 = bias_tail;
                 }
             }
+            const float *scale8 = 0;
+            if (scale) {
+                if (nr == VK_NR) {
+                    scale8 = scale + j;
+                } else {
+                    for (int32_t t = 0; t < VK_NR; t++) scale_tail[t] = t < nr ? scale[j + t] : 0.0f;
+                    scale8 = scale_tail;
+                }
+            }
             switch (mr) {
-            case 4: vk_conv_tile(4, nr, &g, xn, ih0, iw0, bp, bias8, yrow + j, y_pixel_stride, activation); break;
-            case 3: vk_conv_tile(3, nr, &g, xn, ih0, iw0, bp, bias8, yrow + j, y_pixel_stride, activation); break;
-            case 2: vk_conv_tile(2, nr, &g, xn, ih0, iw0, bp, bias8, yrow + j, y_pixel_stride, activation); break;
-            default: vk_conv_tile(1, nr, &g, xn, ih0, iw0, bp, bias8, yrow + j, y_pixel_stride, activation); break;
+            case 4: vk_conv_tile(4, nr, &g, xn, ih0, iw0, bp, bias8, scale8, yrow + j, y_pixel_stride, activation); break;
+            case 3: vk_conv_tile(3, nr, &g, xn, ih0, iw0, bp, bias8, scale8, yrow + j, y_pixel_stride, activation); break;
+            case 2: vk_conv_tile(2, nr, &g, xn, ih0, iw0, bp, bias8, scale8, yrow + j, y_pixel_stride, activation); break;
+            default: vk_conv_tile(1, nr, &g, xn, ih0, iw0, bp, bias8, scale8, yrow + j, y_pixel_stride, activation); break;
             }
         }
     }

@@ -20,7 +20,7 @@ from ..errors import VitrineError
 ACTIVATIONS = {"linear": 0, "relu": 1, "relu6": 2, "hard_swish": 3, "hard_silu": 3}
 
 #: Must equal VK_ABI_VERSION in csrc/vitrine_kernels.h.
-KERNEL_ABI_VERSION = 4
+KERNEL_ABI_VERSION = 5
 
 _F32 = np.dtype(np.float32)
 _ITEM = _F32.itemsize
@@ -203,7 +203,7 @@ class SimdKernelBackend:
             "vk_sgemm_packed": [i, i, i, p, i, p, p, p, i, i],
             "vk_sgemm": [i, i, i, p, i, p, i, p, p, i, i, p],
             "vk_depthwise_conv2d": [i, i, i, i, p, i, i, p, p, i, i, i, i, i, i, i, i, p, i],
-            "vk_conv2d": [i, i, i, p, i, i, i, i, i, i, i, i, i, i, i, i, p, i, p, p, i, i, p],
+            "vk_conv2d": [i, i, i, p, i, i, i, i, i, i, i, i, i, i, i, i, p, i, p, p, i, i, p, p],
             "vk_scale_shift": [i, i, p, p, p, p, i],
         }
         for symbol, argtypes in signatures.items():
@@ -293,10 +293,11 @@ class SimdKernelBackend:
         )
         return y
 
-    def conv2d(self, x, kernel, bias=None, *, strides=(1, 1), dilations=(1, 1), pads=(0, 0, 0, 0), groups=1,
-               activation="linear"):
+    def conv2d(self, x, kernel, bias=None, scale=None, *, strides=(1, 1), dilations=(1, 1), pads=(0, 0, 0, 0),
+               groups=1, activation="linear"):
         """Convolution with the IR's arguments (x NHWC, kernel [KH, KW, Cin/groups, Cout], explicit
-        ``pads`` = (top, bottom, left, right)), computed without an im2col buffer."""
+        ``pads`` = (top, bottom, left, right)), computed without an im2col buffer; with ``scale``
+        [Cout], ``act(conv * scale + bias)`` (batch-norm in the epilogue)."""
         x = _check_nhwc("conv2d", x)
         n, h, w, c = x.shape
         if not isinstance(groups, int) or groups < 1 or c % groups:
@@ -307,6 +308,7 @@ class SimdKernelBackend:
         if cout % groups:
             raise FastpathError(f"conv2d: {cout} output channels are not divisible by groups={groups}")
         bias = _check_bias("conv2d", bias, cout)
+        scale = _check_bias("conv2d", scale, cout, "scale")
         geometry = _conv_geometry("conv2d", x.shape, (kh, kw), strides, dilations, pads, activation)
         (sh, sw), (dh, dw), (top, _, left, _), (oh, ow) = geometry
         y = np.empty((n, oh, ow, cout), dtype=_F32)
@@ -320,7 +322,7 @@ class SimdKernelBackend:
                                     left, oh, ow, weights.data.ctypes.data, cout_g,
                                     None if bias is None else bias.ctypes.data + g * cout_g * _ITEM,
                                     y.ctypes.data + g * cout_g * _ITEM, cout, ACTIVATIONS[activation],
-                                    zeros.ctypes.data),
+                                    zeros.ctypes.data, None if scale is None else scale.ctypes.data + g * cout_g * _ITEM),
                 f"conv2d x={x.shape} kernel={kernel.shape} group {g}",
             )
         return y
@@ -359,11 +361,11 @@ def _check_nhwc(op: str, x) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
-def _check_bias(op: str, bias, channels: int):
+def _check_bias(op: str, bias, channels: int, what: str = "bias"):
     if bias is None:
         return None
     if not isinstance(bias, np.ndarray) or bias.dtype != _F32 or bias.shape != (channels,):
-        raise FastpathError(f"{op}: bias must be a float32 array of shape ({channels},), got {_describe(bias)}")
+        raise FastpathError(f"{op}: {what} must be a float32 array of shape ({channels},), got {_describe(bias)}")
     return np.ascontiguousarray(bias)
 
 

@@ -21,15 +21,19 @@ _IM2COL_MAX_ELEMENTS = 8 * 1024 * 1024
 _TAP_GEMM_MIN_RATIO = 2
 
 
-def _finish(y, bias, activation):
+def _finish(y, bias, activation, scale=None):
+    if scale is not None:
+        y *= scale
     if bias is not None:
         y += bias
     return apply_activation(y, activation)
 
 
 @register("conv2d")
-def conv2d(x, kernel, bias=None, *, strides=(1, 1), dilations=(1, 1), pads=(0, 0, 0, 0), groups=1,
+def conv2d(x, kernel, bias=None, scale=None, *, strides=(1, 1), dilations=(1, 1), pads=(0, 0, 0, 0), groups=1,
            activation="linear"):
+    """act(conv(x, kernel) * scale + bias); ``scale`` [Cout] is a batch-norm that
+    :mod:`app.optimize` moved into the convolution without a scaled copy of the kernel."""
     n, h, w, c = x.shape
     kh, kw, cin_g, cout = kernel.shape
     pads = resolve_pads(pads, h, w, (kh, kw), strides, dilations)
@@ -39,13 +43,13 @@ def conv2d(x, kernel, bias=None, *, strides=(1, 1), dilations=(1, 1), pads=(0, 0
         xs = x if strides == (1, 1) else x[:, ::strides[0], ::strides[1], :][:, :oh, :ow]
         a = np.ascontiguousarray(xs).reshape(-1, c)
         y = gemm(a, kernel.reshape(c, cout))
-        return _finish(y, bias, activation).reshape(n, oh, ow, cout)
+        return _finish(y, bias, activation, scale).reshape(n, oh, ow, cout)
     if groups == 1 and strides == (1, 1) and _TAP_GEMM_MIN_RATIO * cout <= c:
         # Few output channels (DenseNet's 128 -> 32): one wide GEMM x @ W[C, KH*KW*Cout] on the
         # unpadded input, then KH*KW shifted adds of Cout-wide slices, beats copying KH*KW*C
         # input columns for im2col.
         y = _tap_gemm(x, kernel, pads, dilations, oh, ow)
-        return _finish(y, bias, activation)
+        return _finish(y, bias, activation, scale)
     xp = pad_spatial(x, pads)
     y = np.empty((n, oh, ow, cout), dtype=np.float32)
     if groups == 1:
@@ -58,7 +62,7 @@ def conv2d(x, kernel, bias=None, *, strides=(1, 1), dilations=(1, 1), pads=(0, 0
             yg = np.empty((n, oh, ow, cout_g), dtype=np.float32)
             _im2col_gemm(xg, wg, yg, (kh, kw), strides, dilations)
             y[..., g * cout_g:(g + 1) * cout_g] = yg
-    return _finish(y, bias, activation)
+    return _finish(y, bias, activation, scale)
 
 
 def _tap_gemm(x, kernel, pads, dilations, oh, ow):

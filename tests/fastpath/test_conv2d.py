@@ -10,8 +10,9 @@ from app.fastpath import FastpathError
 EPS32 = float(np.finfo(np.float32).eps)
 
 
-def naive_conv2d(x, kernel, bias, strides, dilations, pads, groups, activation):
-    """y[n,i,j,o] = sum_{p,q,c in group(o)} xpad[n, i*sh + p*dh, j*sw + q*dw, c] * k[p,q,c,o]."""
+def naive_conv2d(x, kernel, bias, strides, dilations, pads, groups, activation, scale=None):
+    """y[n,i,j,o] = sum_{p,q,c in group(o)} xpad[n, i*sh + p*dh, j*sw + q*dw, c] * k[p,q,c,o]
+    (times scale[o] when given), plus bias[o], then the activation."""
     n, h, w, c = x.shape
     kh, kw, cin_g, cout = kernel.shape
     cout_g = cout // groups
@@ -32,6 +33,9 @@ def naive_conv2d(x, kernel, bias, strides, dilations, pads, groups, activation):
                         taps = kernel[p, q, :, g * cout_g:(g + 1) * cout_g].astype(np.float64)
                         y[:, i, j, g * cout_g:(g + 1) * cout_g] += part @ taps
                         magnitude[:, i, j, g * cout_g:(g + 1) * cout_g] += np.abs(part) @ np.abs(taps)
+    if scale is not None:
+        y *= scale
+        magnitude *= np.abs(scale) * (1 + 2 * EPS32)
     if bias is not None:
         y += bias
         magnitude += np.abs(bias)
@@ -76,6 +80,30 @@ def test_conv2d_matches_naive_loop(simd_backend, case, activation):
     assert (np.abs(got - expected) <= tolerance).all(), float(np.max(np.abs(got - expected) - tolerance))
 
 
+@pytest.mark.parametrize("activation", ["linear", "relu"])
+@pytest.mark.parametrize("case", CASES)
+def test_conv2d_with_epilogue_scale_matches_naive_loop(simd_backend, case, activation):
+    # a batch-norm applied after the sum (app.optimize keeps the loader's kernel and adds a scale)
+    n, h, w, cin, kh, kw, cout, strides, dilations, pads, groups = case
+    rng = np.random.default_rng(h * 1000 + cin * 10 + cout + 1)
+    x = (2 * rng.standard_normal((n, h, w, cin))).astype(np.float32)
+    kernel = rng.standard_normal((kh, kw, cin // groups, cout)).astype(np.float32)
+    bias = rng.standard_normal(cout).astype(np.float32)
+    scale = rng.uniform(-2, 2, cout).astype(np.float32)
+    got = simd_backend.conv2d(x, kernel, bias, scale, strides=strides, dilations=dilations, pads=pads, groups=groups,
+                              activation=activation)
+    expected, tolerance = naive_conv2d(x, kernel, bias, strides, dilations, pads, groups, activation, scale)
+    assert (np.abs(got - expected) <= tolerance).all(), float(np.max(np.abs(got - expected) - tolerance))
+
+
+def test_conv2d_scale_without_bias_hand_computed(simd_backend):
+    x = np.arange(1, 10, dtype=np.float32).reshape(1, 3, 3, 1)
+    kernel = np.ones((2, 2, 1, 2), np.float32)
+    got = simd_backend.conv2d(x, kernel, None, np.array([0.5, -1.0], np.float32))
+    np.testing.assert_array_equal(got[0, :, :, 0], [[6.0, 8.0], [12.0, 14.0]])
+    np.testing.assert_array_equal(got[0, :, :, 1], [[-12.0, -16.0], [-24.0, -28.0]])
+
+
 def test_conv2d_without_bias_hand_computed(simd_backend):
     x = np.arange(1, 10, dtype=np.float32).reshape(1, 3, 3, 1)
     kernel = np.ones((2, 2, 1, 1), np.float32)
@@ -96,6 +124,7 @@ GOOD_K = np.ones((3, 3, 4, 6), np.float32)
         (dict(groups=3), r"groups must be a positive divisor of the 4 input channels, got 3"),
         (dict(groups=2, kernel=np.ones((3, 3, 2, 5), np.float32)), r"5 output channels are not divisible by groups=2"),
         (dict(bias=np.ones(5, np.float32)), r"conv2d: bias must be a float32 array of shape \(6,\)"),
+        (dict(scale=np.ones(6, np.float64)), r"conv2d: scale must be a float32 array of shape \(6,\), got float64"),
         (dict(activation="swish"), r"conv2d: activation must be one of \['hard_silu', 'hard_swish', 'linear', 'relu', 'relu6'\], got 'swish'"),
         (dict(pads="same"), r"conv2d: pads must be explicit \(top, bottom, left, right\), got 'same'"),
         (dict(dilations=(1, 0)), r"strides/dilations must be >= 1 and pads >= 0, got strides=\(1, 1\), dilations=\(1, 0\)"),
@@ -103,10 +132,10 @@ GOOD_K = np.ones((3, 3, 4, 6), np.float32)
     ],
 )
 def test_conv2d_invalid_arguments(simd_backend, kwargs, message):
-    args = dict(x=GOOD_X, kernel=GOOD_K, bias=None, strides=(1, 1), dilations=(1, 1), pads=(1, 1, 1, 1), groups=1,
-                activation="linear") | kwargs
+    args = dict(x=GOOD_X, kernel=GOOD_K, bias=None, scale=None, strides=(1, 1), dilations=(1, 1), pads=(1, 1, 1, 1),
+                groups=1, activation="linear") | kwargs
     with pytest.raises(FastpathError, match=message):
-        simd_backend.conv2d(args.pop("x"), args.pop("kernel"), args.pop("bias"), **args)
+        simd_backend.conv2d(args.pop("x"), args.pop("kernel"), args.pop("bias"), args.pop("scale"), **args)
 
 
 def test_c_conv2d_argument_checks(simd_backend):
@@ -114,15 +143,16 @@ def test_c_conv2d_argument_checks(simd_backend):
     backing = np.zeros(256, np.float32)  # keep the array alive: a bare .ctypes.data would dangle
     buf = backing.ctypes.data
     common = dict(N=1, H=4, W=4, x=buf, xs=2, cin=2, kh=3, kw=3, sh=1, sw=1, dh=1, dw=1, pt=0, pl=0, oh=2, ow=2,
-                  w=buf, cout=2, bias=None, y=buf, ys=2, act=0, zeros=buf)
+                  w=buf, cout=2, bias=None, y=buf, ys=2, act=0, zeros=buf, scale=None)
 
     def call(**changes):
         a = common | changes
         return lib.vk_conv2d(a["N"], a["H"], a["W"], a["x"], a["xs"], a["cin"], a["kh"], a["kw"], a["sh"], a["sw"],
                              a["dh"], a["dw"], a["pt"], a["pl"], a["oh"], a["ow"], a["w"], a["cout"], a["bias"], a["y"],
-                             a["ys"], a["act"], a["zeros"])
+                             a["ys"], a["act"], a["zeros"], a["scale"])
 
     assert call() == 0
+    assert call(scale=buf) == 0
     assert call(cin=0) == -1
     assert call(xs=1) == -2  # pixel stride < Cin
     assert call(act=9) == -3
