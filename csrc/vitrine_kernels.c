@@ -229,8 +229,8 @@ typedef struct {
 /* One mr x VK_NR tile of a convolution: like vk_tile over K = KH*KW*Cin, but the A row of each
  * output pixel is gathered tap by tap from the input (or from `zeros` in the padding). */
 VK_INLINE void vk_conv_tile(const int mr, int32_t nr, const vk_conv_geometry *g, const float *const *xn,
-                            const int32_t *ih0, const int32_t *iw0, const float *bp, const float *bias8,
-                            const float *scale8, float *y, int32_t ldy, int32_t activation) {
+                            const int32_t *ih0, const int32_t *iw0, const float *bp, int32_t bstep,
+                            const float *bias8, const float *scale8, float *y, int32_t ldy, int32_t activation) {
     vk_f32x4 acc[VK_MR][2];
     float tail[VK_MR][VK_NR];
     vk_f32x4 b0 = bias8 ? vk_load(bias8) : vk_splat(0.0f);
@@ -254,7 +254,7 @@ VK_INLINE void vk_conv_tile(const int mr, int32_t nr, const vk_conv_geometry *g,
             for (int32_t c = 0; c < g->Cin; c++) {
                 vk_f32x4 w0 = vk_load(bp);
                 vk_f32x4 w1 = vk_load(bp + 4);
-                bp += VK_NR;
+                bp += bstep;
                 for (int r = 0; r < mr; r++) {
                     vk_f32x4 av = vk_splat(arow[r][c]);
                     acc[r][0] += av * w0;
@@ -291,15 +291,17 @@ VK_INLINE void vk_conv_tile(const int mr, int32_t nr, const vk_conv_geometry *g,
 int32_t vk_conv2d(int32_t N, int32_t H, int32_t W, const float *x, int32_t x_pixel_stride,
                   int32_t Cin, int32_t KH, int32_t KW, int32_t stride_h, int32_t stride_w,
                   int32_t dil_h, int32_t dil_w, int32_t pad_top, int32_t pad_left, int32_t OH,
-                  int32_t OW, const float *packed_w, int32_t Cout, const float *bias, float *y,
+                  int32_t OW, const float *w, int32_t w_ld, int32_t Cout, const float *bias, float *y,
                   int32_t y_pixel_stride, int32_t activation, const float *zeros, const float *scale) {
     if (N < 0 || H < 0 || W < 0 || Cin < 1 || Cout < 0 || OH < 0 || OW < 0 || KH < 1 || KW < 1)
         return VK_E_DIM;
     if (stride_h < 1 || stride_w < 1 || dil_h < 1 || dil_w < 1) return VK_E_STRIDE;
     if (x_pixel_stride < Cin || y_pixel_stride < Cout) return VK_E_LD;
+    /* row-major weights are read 8 columns at a time: whole panels only, never past a row */
+    if (w_ld != 0 && (w_ld < Cout || Cout % VK_NR != 0)) return VK_E_LD;
     if (vk_bad_activation(activation)) return VK_E_ACTIVATION;
     if (N == 0 || Cout == 0 || OH == 0 || OW == 0) return VK_OK;
-    if (x == 0 || packed_w == 0 || y == 0 || zeros == 0) return VK_E_NULL;
+    if (x == 0 || w == 0 || y == 0 || zeros == 0) return VK_E_NULL;
 
     const vk_conv_geometry g = {H, W, Cin, KH, KW, dil_h, dil_w, x_pixel_stride, zeros};
     const vk_index K = (vk_index)KH * KW * Cin;
@@ -321,7 +323,9 @@ int32_t vk_conv2d(int32_t N, int32_t H, int32_t W, const float *x, int32_t x_pix
         float *yrow = y + p0 * y_pixel_stride;
         for (int32_t j = 0; j < Cout; j += VK_NR) {
             int32_t nr = Cout - j < VK_NR ? Cout - j : VK_NR;
-            const float *bp = packed_w + (vk_index)j * K;
+            /* panel j: packed = K x VK_NR contiguous; row-major = columns j.. of every row */
+            const float *bp = w_ld ? w + j : w + (vk_index)j * K;
+            const int32_t bstep = w_ld ? w_ld : VK_NR;
             const float *bias8 = 0;
             if (bias) {
                 if (nr == VK_NR) {
@@ -341,10 +345,10 @@ int32_t vk_conv2d(int32_t N, int32_t H, int32_t W, const float *x, int32_t x_pix
                 }
             }
             switch (mr) {
-            case 4: vk_conv_tile(4, nr, &g, xn, ih0, iw0, bp, bias8, scale8, yrow + j, y_pixel_stride, activation); break;
-            case 3: vk_conv_tile(3, nr, &g, xn, ih0, iw0, bp, bias8, scale8, yrow + j, y_pixel_stride, activation); break;
-            case 2: vk_conv_tile(2, nr, &g, xn, ih0, iw0, bp, bias8, scale8, yrow + j, y_pixel_stride, activation); break;
-            default: vk_conv_tile(1, nr, &g, xn, ih0, iw0, bp, bias8, scale8, yrow + j, y_pixel_stride, activation); break;
+            case 4: vk_conv_tile(4, nr, &g, xn, ih0, iw0, bp, bstep, bias8, scale8, yrow + j, y_pixel_stride, activation); break;
+            case 3: vk_conv_tile(3, nr, &g, xn, ih0, iw0, bp, bstep, bias8, scale8, yrow + j, y_pixel_stride, activation); break;
+            case 2: vk_conv_tile(2, nr, &g, xn, ih0, iw0, bp, bstep, bias8, scale8, yrow + j, y_pixel_stride, activation); break;
+            default: vk_conv_tile(1, nr, &g, xn, ih0, iw0, bp, bstep, bias8, scale8, yrow + j, y_pixel_stride, activation); break;
             }
         }
     }

@@ -62,7 +62,18 @@ CASES = [
     (3, 5, 5, 8, 3, 3, 12, (1, 1), (1, 1), (1, 1, 1, 1), 2),
     (1, 6, 6, 12, 3, 3, 9, (2, 1), (1, 1), (1, 0, 1, 0), 3),
     (1, 14, 14, 64, 3, 3, 32, (1, 1), (1, 1), (1, 1, 1, 1), 1),
+    # groups of 8 output channels: each group's weights read in place at a column offset
+    (2, 6, 6, 8, 3, 3, 16, (1, 1), (1, 1), (1, 1, 1, 1), 2),
 ]
+
+
+def test_conv2d_with_a_non_contiguous_kernel_packs_it(simd_backend):
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((1, 6, 6, 4)).astype(np.float32)
+    kernel = np.asfortranarray(rng.standard_normal((3, 3, 4, 16)).astype(np.float32))  # not C-contiguous
+    got = simd_backend.conv2d(x, kernel, None, pads=(1, 1, 1, 1))
+    expected, tolerance = naive_conv2d(x, kernel, None, (1, 1), (1, 1), (1, 1, 1, 1), 1, "linear")
+    assert (np.abs(got - expected) <= tolerance).all()
 
 
 @pytest.mark.parametrize("activation", ["linear", "relu", "relu6", "hard_swish"])
@@ -143,16 +154,19 @@ def test_c_conv2d_argument_checks(simd_backend):
     backing = np.zeros(256, np.float32)  # keep the array alive: a bare .ctypes.data would dangle
     buf = backing.ctypes.data
     common = dict(N=1, H=4, W=4, x=buf, xs=2, cin=2, kh=3, kw=3, sh=1, sw=1, dh=1, dw=1, pt=0, pl=0, oh=2, ow=2,
-                  w=buf, cout=2, bias=None, y=buf, ys=2, act=0, zeros=buf, scale=None)
+                  w=buf, w_ld=0, cout=2, bias=None, y=buf, ys=2, act=0, zeros=buf, scale=None)
 
     def call(**changes):
         a = common | changes
         return lib.vk_conv2d(a["N"], a["H"], a["W"], a["x"], a["xs"], a["cin"], a["kh"], a["kw"], a["sh"], a["sw"],
-                             a["dh"], a["dw"], a["pt"], a["pl"], a["oh"], a["ow"], a["w"], a["cout"], a["bias"], a["y"],
+                             a["dh"], a["dw"], a["pt"], a["pl"], a["oh"], a["ow"], a["w"], a["w_ld"], a["cout"], a["bias"], a["y"],
                              a["ys"], a["act"], a["zeros"], a["scale"])
 
     assert call() == 0
     assert call(scale=buf) == 0
+    assert call(w_ld=2) == -2  # row-major weights need whole 8-column panels
+    assert call(w_ld=8, cout=8, ys=8) == 0
+    assert call(w_ld=4, cout=8, ys=8) == -2  # row stride < Cout
     assert call(cin=0) == -1
     assert call(xs=1) == -2  # pixel stride < Cin
     assert call(act=9) == -3
