@@ -35,6 +35,9 @@ ZENODO_DOI_PREFIX = "10.5281/zenodo."
 ProgressCallback = Callable[[int, "int | None"], None]
 CancelCheck = Callable[[], bool]
 
+# Answers worth retrying after a wait: rate limiting and a gateway / server that is briefly away.
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+
 
 class RecordNotFoundError(ModelSourceError):
     """No Zenodo record (nor concept) has this id (``record``)."""
@@ -255,6 +258,55 @@ def verify_md5(data: bytes, expected_md5: str, *, name: str, digest: str | None 
         )
 
 
+# -- retrying after 429 / 5xx (shared by the client and the browser worker's download) -----------
+
+def retry_wait_seconds(retry_after: str | None, attempt: int, *, max_wait: float = 60.0) -> float:
+    """Seconds to wait before retry number ``attempt`` (1-based): the ``Retry-After`` header
+    (delta-seconds or an HTTP date) when readable, else 1, 2, 4, ... s; always within
+    ``0..max_wait``."""
+    wait = None
+    if retry_after:
+        try:
+            wait = float(retry_after)
+        except ValueError:
+            try:  # the other allowed form: an HTTP date
+                wait = email.utils.parsedate_to_datetime(retry_after).timestamp() - time.time()
+            except (TypeError, ValueError, IndexError):
+                wait = None  # unreadable: fall back to exponential back-off
+    if wait is None or wait != wait:  # NaN from float("nan")
+        wait = 2.0 ** (attempt - 1)
+    return min(max(wait, 0.0), max_wait)
+
+
+def retry_notice(status: int, *, what: str, wait: float, attempt: int, max_retries: int) -> str:
+    """What the user is told while Vitrine waits to retry, e.g. "Zenodo rate-limited the request
+    for file model.zip; retrying in 3 s (retry 1 of 3)"."""
+    reason = "rate-limited the request" if status == 429 else f"answered HTTP {status}"
+    return f"Zenodo {reason} for {what}; retrying in {wait:g} s (retry {attempt} of {max_retries})"
+
+
+def retries_exhausted_error(status: int, *, what: str, url: str, max_retries: int) -> DownloadError:
+    """The error once ``max_retries`` retries still met ``status`` (429: :class:`RateLimitedError`)."""
+    if status == 429:
+        return RateLimitedError(
+            f"Zenodo rate-limited the request for {what} (HTTP 429) and still did after "
+            f"{max_retries} retries; anonymous use allows about 60 requests per minute, "
+            f"wait a minute and try again"
+        )
+    return DownloadError(f"Zenodo is unavailable (HTTP {status}) for {what} after {max_retries} retries: {url}")
+
+
+def interrupted_error(name: str, *, received: int, expected_size: int | None, reason: str) -> DownloadError:
+    """A body whose connection failed mid-way (browser fetch: the reader rejects; offline, server
+    gone, a Content-Length the server did not honour). Worded like a truncation, because that is
+    what happened to the file."""
+    of = f" of {expected_size}" if expected_size is not None else ""
+    return DownloadError(
+        f"download of {name} was truncated: received {received}{of} bytes before the connection failed "
+        f"({reason}); check the network connection and try again"
+    )
+
+
 # -- the client ----------------------------------------------------------------------------------
 
 @dataclass
@@ -293,41 +345,17 @@ class ZenodoClient:
         attempt = 0
         while True:
             response = self.transport.get(url, headers=headers)
-            if response.status not in (429, 502, 503, 504):
+            if response.status not in RETRY_STATUSES:
                 return response
             response.close()
             if attempt >= self.max_retries:
-                if response.status == 429:
-                    raise RateLimitedError(
-                        f"Zenodo rate-limited the request for {what} (HTTP 429) and still did after "
-                        f"{self.max_retries} retries; anonymous use allows about 60 requests per minute, "
-                        f"wait a minute and try again"
-                    )
-                raise DownloadError(
-                    f"Zenodo is unavailable (HTTP {response.status}) for {what} after {self.max_retries} retries: {url}"
-                )
+                raise retries_exhausted_error(response.status, what=what, url=url, max_retries=self.max_retries)
             attempt += 1
-            wait = self._retry_wait(response, attempt)
-            reason = "rate-limited the request" if response.status == 429 else f"answered HTTP {response.status}"
-            self.notice(f"Zenodo {reason} for {what}; retrying in {wait:g} s (retry {attempt} of {self.max_retries})")
+            wait = retry_wait_seconds(response.header("retry-after"), attempt, max_wait=self.max_wait_seconds)
+            self.notice(retry_notice(response.status, what=what, wait=wait, attempt=attempt, max_retries=self.max_retries))
             (self.sleep or time.sleep)(wait)
             if cancel is not None and cancel():
                 raise CancelledError(f"{what}: cancelled while waiting to retry")
-
-    def _retry_wait(self, response, attempt: int) -> float:
-        header = response.header("retry-after")
-        wait = None
-        if header:
-            try:
-                wait = float(header)
-            except ValueError:
-                try:  # the other allowed form: an HTTP date
-                    wait = email.utils.parsedate_to_datetime(header).timestamp() - time.time()
-                except (TypeError, ValueError, IndexError):
-                    wait = None  # unreadable: fall back to exponential back-off
-        if wait is None:
-            wait = 2.0 ** (attempt - 1)
-        return min(max(wait, 0.0), self.max_wait_seconds)
 
     def _get_json(self, url: str, *, what: str):
         response = self._get(url, what=what)

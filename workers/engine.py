@@ -55,20 +55,179 @@ def _send_progress(event_json):
     xworker.sync.on_progress(event_json)
 
 
+# Bytes of the last model that download_model opened here (not the ones sent through call(): the
+# page has those already). The page takes them once with model_bytes() so that it can load the same
+# model into its other workers and into a replacement worker (models are not patient data).
+_downloaded = {}
+_serving_call = [False]
+
+
+def _keep_downloaded_bytes(handle_method):
+    def handle(request, payload=None, progress=None):
+        reply = handle_method(request, payload, progress)
+        if (not _serving_call[0] and isinstance(request, dict) and request.get("call") == "open_model"
+                and reply.get("ok") and payload is not None):
+            _downloaded.clear()  # one model at a time: an older download is not needed any more
+            _downloaded[reply["result"]["model"]] = bytes(payload)
+        return reply
+    return handle
+
+
+if _service is not None:
+    _service.handle = _keep_downloaded_bytes(_service.handle)
+
+
 def call(request_json, payload=None):
     """One protocol call: JSON text in, JSON text out; ``payload`` is an optional Uint8Array.
     When the worker's packages did not load, every call answers with that boot failure."""
     if _boot_error is not None:
         return _boot_failure_reply(request_json)
     data = None if payload is None else payload.to_bytes()
-    return _service.handle_json(str(request_json), data, _send_progress)
+    _serving_call[0] = True
+    try:
+        return _service.handle_json(str(request_json), data, _send_progress)
+    finally:
+        _serving_call[0] = False
+
+
+def model_bytes(handle):
+    """The bytes of a model that ``download_model`` opened under ``handle``, as a Uint8Array,
+    handed over once (the worker then forgets them); ``None`` when this worker does not hold them."""
+    from pyodide.ffi import to_js
+
+    data = _downloaded.pop(str(handle), None)
+    return None if data is None else to_js(data)
+
+
+async def hold_life_lock(lock_name, worker_name):
+    """Take the Web Lock ``lock_name`` and never release it: the browser releases it when this
+    worker ends (terminated, closed, crashed, out of memory), which is how the page learns that a
+    worker died even while a call is in flight (docs/ui.md, "Fault handling").
+    ``worker_name`` is published as ``self.vitrineWorkerName`` (tests find the worker by it)."""
+    import asyncio
+
+    import js
+    from pyodide.ffi import create_proxy, to_js
+
+    js.self.vitrineWorkerName = str(worker_name)
+    locks = getattr(js.navigator, "locks", None)
+    if locks is None:
+        return json.dumps({"ok": False, "call": "hold_life_lock", "error": {
+            "type": "UnavailableCallError", "internal": False,
+            "message": "this browser has no Web Locks API (navigator.locks) in workers"}})
+    granted = asyncio.get_event_loop().create_future()
+
+    def keep(lock):
+        if not granted.done():
+            granted.set_result(lock is not None)
+        # a promise that never settles keeps the lock for the worker's whole life
+        return js.Promise.new(create_proxy(lambda resolve, reject: None))
+
+    _life_callbacks.append(create_proxy(keep))
+    locks.request(str(lock_name), to_js({"ifAvailable": True}, dict_converter=js.Object.fromEntries), _life_callbacks[-1])
+    if not await granted:
+        return json.dumps({"ok": False, "call": "hold_life_lock", "error": {
+            "type": "ServiceRequestError", "internal": False,
+            "message": f"the Web Lock {lock_name!r} is already held (worker names must be unique per page)"}})
+    return json.dumps({"ok": True, "call": "hold_life_lock", "result": {"lock": str(lock_name)}})
+
+
+_life_callbacks = []
 
 
 def cancel_download(download_id):
-    """Ask a running download_model to stop at its next chunk (the worker keeps serving calls
-    while the download awaits the network)."""
-    _cancelled_downloads.add(str(download_id))
-    return json.dumps({"ok": True, "id": str(download_id), "call": "cancel_download", "result": {"cancelled": True}})
+    """Stop a running download_model at once: its fetch is aborted (the connection closes, also
+    while waiting for a stalled server or before a retry) and it answers ``CancelledError``."""
+    download_id = str(download_id)
+    _cancelled_downloads.add(download_id)
+    controller = _download_aborts.get(download_id)
+    if controller is not None:
+        controller.abort()
+    return json.dumps({"ok": True, "id": download_id, "call": "cancel_download", "result": {"cancelled": True}})
+
+
+# download id -> the AbortController of its fetch, so that a cancel stops the transfer itself
+_download_aborts = {}
+DOWNLOAD_MAX_RETRIES = 3  # after HTTP 429 / 502 / 503 / 504, waiting Retry-After (docs/zenodo.md)
+DOWNLOAD_MAX_WAIT_SECONDS = 60.0
+
+
+async def _fetch_model_file(source, name, download_id, progress, notice):
+    """The verified bytes of ``source`` (a resolve_model result), streamed with progress.
+
+    Retries 429 / 5xx answers after ``Retry-After`` (async: the worker keeps serving calls),
+    turns every network failure into a DownloadError naming the file and what arrived, and
+    stops at once when cancel_download aborts the fetch."""
+    import asyncio
+
+    from js import AbortController
+    from pyodide.http import pyfetch
+
+    from app.errors import CancelledError
+    from app.zenodo import (RETRY_STATUSES, interrupted_error, read_verified, retries_exhausted_error,
+                            retry_notice, retry_wait_seconds)
+
+    url = str(source["url"])
+    size = source.get("size")
+
+    def cancelled():
+        return download_id in _cancelled_downloads
+
+    attempt = 0
+    while True:
+        if cancelled():
+            raise CancelledError(f"download of {name} cancelled before it started")
+        controller = AbortController.new()
+        _download_aborts[download_id] = controller
+        try:
+            response = await pyfetch(url, cache="no-store", signal=controller.signal)
+        except Exception as exc:  # a JS TypeError / AbortError: offline, DNS, refused, CORS, CSP, cancel
+            if cancelled():
+                raise CancelledError(f"download of {name} cancelled before any byte arrived") from exc
+            raise DownloadError(f"could not download {name}: no answer from {url} ({_js_reason(exc)}); "
+                                f"check the network connection and try again") from exc
+        if response.status not in RETRY_STATUSES:
+            break
+        if attempt >= DOWNLOAD_MAX_RETRIES:
+            raise retries_exhausted_error(response.status, what=f"file {name}", url=url, max_retries=DOWNLOAD_MAX_RETRIES)
+        attempt += 1
+        wait = retry_wait_seconds(response.headers.get("retry-after"), attempt, max_wait=DOWNLOAD_MAX_WAIT_SECONDS)
+        notice(retry_notice(response.status, what=f"file {name}", wait=wait, attempt=attempt,
+                            max_retries=DOWNLOAD_MAX_RETRIES), wait)
+        controller.abort()  # the error body is not needed
+        waited = 0.0
+        while waited < wait and not cancelled():  # short steps so that Cancel is not delayed
+            step = min(0.1, wait - waited)
+            await asyncio.sleep(step)
+            waited += step
+    if response.status != 200:
+        if response.status == 404:
+            raise DownloadError(f"file {name} not found on Zenodo (HTTP 404 from {url})")
+        raise DownloadError(f"download of {name} failed: HTTP {response.status} from {url}")
+    chunks = []
+    done = 0
+    reader = response.js_response.body.getReader()
+    progress(0, size)
+    while True:
+        try:
+            part = await reader.read()
+        except Exception as exc:  # the connection failed mid-body (or the cancel aborted it)
+            if cancelled():
+                raise CancelledError(f"download of {name} cancelled after {done} bytes") from exc
+            raise interrupted_error(name, received=done, expected_size=size, reason=_js_reason(exc)) from exc
+        if part.done:
+            break
+        chunk = part.value.to_bytes()
+        chunks.append(chunk)
+        done += len(chunk)
+        progress(done, size)
+    return read_verified(chunks, name=name, expected_size=size, expected_md5=source.get("md5"), cancel=cancelled)
+
+
+def _js_reason(exc):
+    # "TypeError: network error" / "AbortError: ..." rather than Pyodide's multi-line JsException text
+    text = " ".join(str(exc).split())
+    return text[:200] or type(exc).__name__
 
 
 CACHE_NAME = "vitrine-models-v1"
@@ -89,8 +248,6 @@ async def download_model(request_json):
     With ``cache`` (the user opted in) a verified zip is kept in the Cache API under record id +
     MD5 and read from there next time (its MD5 is checked again). Returns the open_model reply
     envelope with ``call`` "download_model" and ``result.from_cache``."""
-    from pyodide.http import pyfetch
-
     from app.zenodo import read_verified
 
     request = json.loads(str(request_json))
@@ -103,6 +260,10 @@ async def download_model(request_json):
     def progress(done, total):
         _send_progress(json.dumps({"id": request.get("id"), "call": "download_model", "stage": "download",
                                    "done": done, "total": total, "file": name}))
+
+    def notice(message, wait_seconds):
+        _send_progress(json.dumps({"id": request.get("id"), "call": "download_model", "stage": "notice",
+                                   "message": message, "wait_seconds": wait_seconds, "file": name}))
 
     try:
         use_cache = bool(args.get("cache")) and source.get("md5") and source.get("record")
@@ -118,30 +279,7 @@ async def download_model(request_json):
                                      expected_md5=source.get("md5"), on_progress=progress)
         from_cache = data is not None
         if data is None:
-            try:
-                response = await pyfetch(str(source["url"]), cache="no-store")
-            except Exception as exc:
-                raise DownloadError(f"could not reach {source.get('url')}: {exc}") from exc
-            if response.status != 200:
-                if response.status == 429:
-                    raise DownloadError(f"Zenodo rate-limited the download of {name} (HTTP 429); wait a minute and try again")
-                raise DownloadError(f"download of {name} failed: HTTP {response.status} from {source.get('url')}")
-            chunks = []
-            done = 0
-            reader = response.js_response.body.getReader()
-            progress(0, source.get("size"))
-            while download_id not in _cancelled_downloads:
-                part = await reader.read()
-                if part.done:
-                    break
-                chunk = part.value.to_bytes()
-                chunks.append(chunk)
-                done += len(chunk)
-                progress(done, source.get("size"))
-            else:
-                await reader.cancel()
-            data = read_verified(chunks, name=name, expected_size=source.get("size"), expected_md5=source.get("md5"),
-                                 cancel=lambda: download_id in _cancelled_downloads)
+            data = await _fetch_model_file(source, name, download_id, progress, notice)
             if use_cache:
                 from js import Response as JsResponse, Uint8Array
 
@@ -159,6 +297,7 @@ async def download_model(request_json):
         return json.dumps(reply)
     finally:
         _cancelled_downloads.discard(download_id)
+        _download_aborts.pop(download_id, None)
 
 
 async def cached_models(base_url):
@@ -234,4 +373,5 @@ def _boot_failure_reply(request_json):
                    "the site's files may be incomplete or damaged"}})
 
 
-__export__ = ["call", "load_optional", "cancel_download", "download_model", "cached_models", "forget_cached_models"]
+__export__ = ["call", "load_optional", "cancel_download", "download_model", "cached_models", "forget_cached_models",
+              "model_bytes", "hold_life_lock"]

@@ -18,6 +18,8 @@ Usage::
         zenodo.slow_body(123, "model.tfjs.zip", chunk_bytes=4096, delay_seconds=0.05,
                          stall_after=50_000)  # throttled; holds the connection open at 50 000 B
         zenodo.release_stalled()                      # a stalled body sends the rest
+        zenodo.drop_stalled()                         # ... or closes: connection lost mid-body
+        zenodo.reset_faults()                         # forget all failures and body faults
         zenodo.wrong_checksum(123, "model.tfjs.zip")  # publish a wrong md5
         zenodo.url          # "http://127.0.0.1:PORT"  (pass as --zenodo-url / zenodo_url=)
         zenodo.requests     # [RequestLog(method, path, headers, at), ...] for assertions
@@ -270,6 +272,16 @@ class FakeZenodo:
         f = self._records[record_id].files[key]
         f.md5 = hashlib.md5(f.data + b"tampered").hexdigest()
         return f.md5
+
+    def reset_faults(self) -> None:
+        """Forget every configured failure and body fault (a test that failed half-way may leave
+        some behind); stalled bodies are dropped."""
+        with self._lock:
+            self._failures.clear()
+            for record in self._records.values():
+                for f in record.files.values():
+                    f.faults.clear()
+        self._drop.set()
 
     def clear_log(self) -> None:
         self.requests.clear()
