@@ -84,6 +84,19 @@ SOURCE_DATE_EPOCH = 315532800  # 1980-01-01T00:00:00Z
 STORED_SUFFIXES = (".whl", ".zip", ".gz", ".png", ".jpg")  # compressed already
 WHEEL_SOURCE_FILES = ("pyproject.toml", "README.md")  # besides app/: what pyproject.toml reads
 
+# Lock entries added to the shipped pyodide-lock.json for the wheels we add (name -> what Pyodide
+# needs besides file name / version / sha256), so the worker loads them by name and Pyodide
+# fetches them with an integrity check, like its own wheels.
+ADDED_LOCK_ENTRIES = {
+    "pydicom": {"wheel": "pydicom-3.0.1-py3-none-any.whl", "imports": ["pydicom"], "depends": []},
+    "nibabel": {"wheel": "nibabel-5.3.2-py3-none-any.whl", "imports": ["nibabel"],
+                "depends": ["numpy", "packaging", "typing-extensions"]},
+    # replaces Pyodide's own typing-extensions 4.11.0 entry (not shipped)
+    "typing-extensions": {"wheel": "typing_extensions-4.12.2-py3-none-any.whl", "imports": ["typing_extensions"], "depends": []},
+}
+APP_PACKAGE = "vitrine"  # distribution name in the lock; imports `app`
+MEDICAL_GROUP = ["packaging", "typing-extensions", "pydicom", "nibabel"]
+
 PYSCRIPT_PACKAGE = "node_modules/@pyscript/core"
 MICROPYTHON_PACKAGE = "node_modules/@micropython/micropython-webassembly-pyscript"
 MICROPYTHON_VERSION = "1.26.0-preview-293"
@@ -308,6 +321,25 @@ def content_security_policy(model_host: str, inline_script_hashes: tuple[str, ..
     ])
 
 
+def extend_lock(lock: dict, wheels: dict[str, tuple[str, bytes]], imports: dict[str, list[str]],
+                depends: dict[str, list[str]]) -> dict:
+    """A copy of Pyodide's lock with an entry per added wheel (``name -> (path relative to
+    pyodide/, bytes)``). Pyodide resolves ``file_name`` against its index URL (``pyodide/``) and
+    fetches it with ``integrity: sha256-...`` from the entry, so a damaged wheel is refused."""
+    extended = json.loads(json.dumps(lock))
+    for name, (relative, data) in wheels.items():
+        unknown = [dep for dep in depends[name] if dep not in extended["packages"] and dep not in wheels]
+        if unknown:
+            raise BuildError(f"lock entry {name}: depends on {unknown}, which neither pyodide-lock.json nor the added wheels provide")
+        version = Path(relative).name.split("-")[1]
+        extended["packages"][name] = {
+            "name": name, "version": version, "file_name": relative, "install_dir": "site",
+            "sha256": sha256_of(data), "package_type": "package", "imports": imports[name],
+            "depends": depends[name], "unvendored_tests": False,
+        }
+    return extended
+
+
 def main_thread_config(ui_dir: Path) -> dict:
     """PyScript config of the MicroPython UI: every ``ui/*.py`` except ``main.py`` is copied into
     the interpreter's working directory (on ``sys.path``), so ``ui/main.py`` can ``import`` it.
@@ -346,9 +378,11 @@ def build(out_dir: Path, model_host: str = DEFAULT_MODEL_HOST, cache_dir: Path |
         manifest["files"][relative] = {"sha256": sha256_of(data), "bytes": len(data)}
 
     try:
-        # 1. Pyodide core from npm, checked against the pins.
+        # 1. Pyodide core from npm, checked against the pins (the lock is extended in step 3).
         for name, expected in PYODIDE_CORE_SHA256.items():
-            emit(f"pyodide/{name}", verify(name, (pyodide_pkg / name).read_bytes(), expected, f"npm pyodide@{PYODIDE_VERSION}"))
+            data = verify(name, (pyodide_pkg / name).read_bytes(), expected, f"npm pyodide@{PYODIDE_VERSION}")
+            if name != "pyodide-lock.json":
+                emit(f"pyodide/{name}", data)
         lock = json.loads((pyodide_pkg / "pyodide-lock.json").read_text())
         if lock["info"]["version"] != PYODIDE_VERSION:
             raise BuildError(f"pyodide-lock.json is for Pyodide {lock['info']['version']}, expected {PYODIDE_VERSION}")
@@ -359,15 +393,25 @@ def build(out_dir: Path, model_host: str = DEFAULT_MODEL_HOST, cache_dir: Path |
             entry = lock["packages"][package]
             emit(f"pyodide/{entry['file_name']}", fetcher.get(entry["file_name"], entry["sha256"]))
 
-        # 3. Pinned pure-Python wheels from PyPI, and our own package as a wheel.
-        for file_name in PYPI_WHEELS:
-            emit(f"wheels/{file_name}", fetch_pypi_wheel(cache_dir, file_name))
+        # 3. Pinned pure-Python wheels from PyPI and our own package as a wheel, entered into the
+        #    shipped lock so that the browser checks their sha256 too.
+        added = {}
+        for name, entry in ADDED_LOCK_ENTRIES.items():
+            data = fetch_pypi_wheel(cache_dir, entry["wheel"])
+            emit(f"wheels/{entry['wheel']}", data)
+            added[name] = (f"../wheels/{entry['wheel']}", data)
         with tempfile.TemporaryDirectory() as work:
             app_wheel = build_app_wheel(Path(work))
             manifest["simd_kernels"] = add_simd_kernels(app_wheel, Path(work)) if kernels else None
             normalize_wheel(app_wheel)
             manifest["version"] = app_wheel.name.split("-")[1]
             emit(f"wheels/{app_wheel.name}", app_wheel.read_bytes())
+            added[APP_PACKAGE] = (f"../wheels/{app_wheel.name}", app_wheel.read_bytes())
+        imports = {name: entry["imports"] for name, entry in ADDED_LOCK_ENTRIES.items()} | {APP_PACKAGE: ["app"]}
+        # no depends for the app: Pillow is declared by engine.json (boot) on its own
+        depends = {name: entry["depends"] for name, entry in ADDED_LOCK_ENTRIES.items()} | {APP_PACKAGE: []}
+        emit("pyodide/pyodide-lock.json",
+             json.dumps(extend_lock(lock, added, imports, depends), sort_keys=True, separators=(",", ":")).encode())
 
         # 4. PyScript (no source maps) and MicroPython.
         for path in sorted((pyscript_pkg / "dist").iterdir()):
@@ -382,16 +426,15 @@ def build(out_dir: Path, model_host: str = DEFAULT_MODEL_HOST, cache_dir: Path |
                 if path.is_file() and "__pycache__" not in path.parts:
                     emit(f"{source_dir}/{path.relative_to(ROOT / source_dir).as_posix()}", path.read_bytes())
         # Optional groups the worker installs on demand (workers/engine.py load_optional):
-        # names resolve in pyodide-lock.json, paths are relative to the page.
-        wheel_urls = {"app": f"./wheels/{app_wheel.name}",
-                      "optional": {"medical": ["packaging", *(f"./wheels/{name}" for name in PYPI_WHEELS)]}}
+        # names resolve in the shipped pyodide-lock.json (sha256-checked by Pyodide when fetched).
+        wheel_urls = {"app": f"./wheels/{app_wheel.name}", "optional": {"medical": MEDICAL_GROUP}}
         engine_config = {
             # URLs in a worker's config file resolve against the config file itself
             "interpreter": "../pyodide/pyodide.mjs",
             # passthrough: Pyodide's own loadPackage (sha256-checked against the lock) instead of
             # micropip, no IndexedDB package cache, no index lookups.
             "packages_cache": "passthrough",
-            "packages": [*BOOT_PACKAGES, "." + wheel_urls["app"]],  # relative to config/
+            "packages": [*BOOT_PACKAGES, APP_PACKAGE],
         }
         emit("config/engine.json", json.dumps(engine_config, indent=2).encode())
         emit("config/main.json", json.dumps(main_thread_config(ROOT / "ui"), indent=2).encode())
