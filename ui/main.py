@@ -26,7 +26,12 @@ MEDICAL_SUFFIXES = (".dcm", ".dicom", ".nii", ".nii.gz")
 # PyScript resolves a worker name only once
 engine_name = "engine"
 engine = None          # the primary worker (catalog, downloads, charts, exports)
-pool = []              # [{"name", "engine", "busy"}]: workers that classify images
+pool = []              # live worker slots (new_slot), the primary first: all of them classify images
+pool_stats = {"deaths": 0, "replacements": 0, "next_pool": 0, "target": 1}
+# Web Lock names are shared by every tab of the site: this tab's workers get names of their own
+TAB_ID = str(window.Math.random())[2:12]
+WORKER_STOPPED = "__vitrine_worker_stopped__"
+primary_ready = asyncio.Event()  # clear while the primary worker is being replaced
 engine_info = {}
 _proxies = []          # keep event-handler proxies alive
 _next_id = [0]
@@ -43,6 +48,7 @@ state = {
     "medical_loaded": False,
     "pending_choice": None,
     "download_id": None,
+    "batch": None,        # the running batch (predict), which replacement workers join
 }
 
 
@@ -126,11 +132,40 @@ def on_progress(event_json):
         handler(event)
 
 
-async def call(name, args=None, payload=None, worker=None, request_id=None):
+async def call(name, args=None, payload=None, worker=None, request_id=None, slot=None):
+    """One engine call (docs/worker-api.md) to ``slot`` (default: the primary worker). If that
+    worker dies before answering, the reply is ``{"ok": false, "stopped": true, "error":
+    {"type": "WorkerStoppedError", ...}}`` instead of a promise that never settles."""
     request = {"call": name, "id": request_id or new_id(name), "args": args or {}}
-    target = worker or engine
-    reply = await target.call(json.dumps(request), payload)
-    return json.loads(reply)
+    if slot is None and worker is None:
+        await primary_ready.wait()  # a replacement of the primary worker may be booting
+        slot = primary_slot()
+    elif slot is None:
+        slot = slot_of(worker)
+    if slot is None:  # a handle outside the pool: nobody watches it
+        return json.loads(await (worker or engine).call(json.dumps(request), payload))
+    if slot["dead"]:
+        return stopped_reply(slot, name)
+    stopped, reply = await race(slot, slot["engine"].call(json.dumps(request), payload))
+    return stopped_reply(slot, name) if stopped else json.loads(reply)
+
+
+async def race(slot, pending):
+    """Await a worker's promise or the worker's death, whichever comes first: (stopped, value)."""
+    try:
+        value = await window.Promise.race(to_js([pending, slot["death"]]))
+    except Exception as exc:  # a rejected call: the channel to the worker broke
+        worker_died(slot, "a call to it failed (%s)" % exc)
+        return True, None
+    if isinstance(value, str) and value == WORKER_STOPPED:
+        return True, None
+    return False, value
+
+
+def stopped_reply(slot, call_name):
+    return {"ok": False, "stopped": True, "call": call_name, "error": {
+        "type": "WorkerStoppedError", "internal": False,
+        "message": "engine worker %s (%s) stopped before answering %s" % (slot["label"], slot["name"], call_name)}}
 
 
 async def file_bytes(file):
@@ -170,14 +205,19 @@ async def start_engine():
         window.console.warn("GEMM backend selection failed: " + gemm["error"]["message"])
     engine = worker
     engine_info = reply["result"]
-    pool.clear()
-    pool.append({"name": engine_name, "engine": worker, "busy": False})
+    script = document.querySelector('script[type="py"][worker][name="%s"]' % engine_name)
+    slot = new_slot(engine_name, worker, script, True, "1")
+    for old in [s for s in pool if s["primary"]]:
+        pool.remove(old)
+    pool.insert(0, slot)
+    primary_ready.set()
     engine_info["workers"] = len(pool)
     # One handle for the rest of the UI and for tests: window.vitrineEngine.call(json, bytes|null)
     window.vitrineEngine = worker
     document.body.setAttribute("data-engine-name", engine_name)
-    document.body.setAttribute("data-pool-size", str(len(pool)))
     show_engine_info(engine_info)
+    update_pool_attributes()
+    await watch_life(slot)
     document.body.setAttribute("data-engine-ready-ms", str(window.performance.now()))
     set_engine_state("ready", "Engine ready. Nothing you add leaves this computer.")
     return True
@@ -186,30 +226,45 @@ async def start_engine():
 async def restart_engine(reason="Cancelled"):
     """Hard cancel (docs/worker-api.md): terminate the engine worker, whatever it is running, and
     boot a fresh one. Loaded models are lost; replies still pending from the old worker never come."""
-    global engine_name, engine
+    global engine
     old = document.querySelector('script[type="py"][worker][name="%s"]' % engine_name)
     window.vitrineEngine = None
     engine = None
+    primary = primary_slot()
+    if primary is not None:
+        retire(primary)  # a deliberate stop: not a fault, no replacement from the death watch
     if old is not None:
         old.xworker.terminate()
         old.remove()
     set_engine_state("booting", "%s: restarting the engine…" % reason)
-    generation = int(document.body.getAttribute("data-engine-generation") or "0") + 1
-    document.body.setAttribute("data-engine-generation", str(generation))
-    engine_name = "engine-%d" % generation
-    script = document.createElement("script")
-    script.type = "py"
-    script.src = ENGINE_SRC
-    script.setAttribute("worker", "")
-    script.setAttribute("name", engine_name)
-    script.setAttribute("config", ENGINE_CONFIG)
-    document.body.append(script)
+    next_primary_script()
     if await start_engine() and state["model"] is not None:
         # a fresh interpreter: the model must be loaded again (the UI offers it, it does not
         # assume the user still wants it)
         state["model"] = None
         set_model_status("The engine was restarted; choose the model again.")
         update_predict_button()
+
+
+def next_primary_script():
+    """Add the script of a new primary worker ``engine-<generation>`` (PyScript resolves a worker
+    name only once, so a fresh worker needs a fresh name)."""
+    global engine_name
+    generation = int(document.body.getAttribute("data-engine-generation") or "0") + 1
+    document.body.setAttribute("data-engine-generation", str(generation))
+    engine_name = "engine-%d" % generation
+    return add_worker_script(engine_name)
+
+
+def add_worker_script(name):
+    script = document.createElement("script")
+    script.type = "py"
+    script.src = ENGINE_SRC
+    script.setAttribute("worker", "")
+    script.setAttribute("name", name)
+    script.setAttribute("config", ENGINE_CONFIG)
+    document.body.append(script)
+    return script
 
 
 def on_restart_request(event):
@@ -325,6 +380,11 @@ def model_ready(reply, keep_bytes):
     state["model"] = {"handle": result["model"], "name": result["name"], "card": result["card"],
                       "md5": result["md5"], "source": result["source"], "bytes": keep_bytes,
                       "file": result["file"], "format": result["format"]}
+    primary = primary_slot()
+    if primary is not None:
+        primary["handle"] = result["model"]
+        primary["model_md5"] = result["md5"]
+    update_pool_attributes()
     render_card(result["card"], [("Format", result["format"]), ("Size", fmt_bytes(result.get("bytes")))])
     if explain_view:
         explain_view.model_ready(result)
@@ -437,7 +497,9 @@ async def fetch_reference(event=None, reference=None, chosen_file=None):
     progress_handlers[request_id] = progress
     request = {"id": request_id, "args": {"source": source, "cache": bool(el("cache-opt-in").checked),
                                            "base_url": str(document.baseURI)}}
-    reply = json.loads(await engine.download_model(json.dumps(request)))
+    primary = primary_slot()
+    stopped, reply_json = await race(primary, engine.download_model(json.dumps(request)))
+    reply = stopped_reply(primary, "download_model") if stopped else json.loads(reply_json)
     progress_handlers.pop(request_id, None)
     show(el("model-cancel"), False)
     state["download_id"] = None
@@ -446,7 +508,10 @@ async def fetch_reference(event=None, reference=None, chosen_file=None):
     state["loading"] = None
     if reply["ok"]:
         show(row, False)
-        model_ready(reply, None)
+        # keep the verified bytes in page memory too (a model is not patient data): the other
+        # workers of the pool and any replacement worker load them from here
+        stopped, data = await race(primary, engine.model_bytes(reply["result"]["model"]))
+        model_ready(reply, None if stopped else data)
         if reply["result"].get("from_cache"):
             set_model_status("Model ready: %s (from this browser's cache, MD5 verified)" % reply["result"]["name"])
         await load_into_pool()
@@ -639,18 +704,18 @@ def image_item(image):
     return item
 
 
-async def ensure_medical(worker):
-    reply = json.loads(await worker.load_optional("medical", str(document.baseURI)))
-    if not reply["ok"]:
-        raise RuntimeError(error_text(reply["error"]))
-
-
-async def engine_call_with_optional(name, args, data, worker=None):
+async def engine_call_with_optional(name, args, data, worker=None, slot=None):
     """A call that may need pydicom / nibabel first: install them on demand and retry once."""
-    reply = await call(name, args, data, worker=worker)
+    reply = await call(name, args, data, worker=worker, slot=slot)
     if not reply["ok"] and reply["error"]["type"] == "OptionalPackagesNeededError":
-        await ensure_medical(worker or engine)
-        reply = await call(name, args, data, worker=worker)
+        target = slot or slot_of(worker) or primary_slot()
+        stopped, loaded = await race(target, target["engine"].load_optional("medical", str(document.baseURI)))
+        if stopped:
+            return stopped_reply(target, name)
+        loaded = json.loads(loaded)
+        if not loaded["ok"]:
+            raise RuntimeError(error_text(loaded["error"]))
+        reply = await call(name, args, data, worker=worker, slot=slot)
     return reply
 
 
@@ -780,6 +845,10 @@ async def on_phi_toggle(event):
 
 # ---------------------------------------------------------------------------- prediction
 async def predict(event=None):
+    """Classify the images over every worker that has the model (docs/ui.md, "Worker pool"). Each
+    worker pulls the next image from one queue, so a fast worker is never idle; results fill the
+    cards and the table rows of their own image as they arrive (the order stays the image order).
+    A worker that dies mid-image is replaced and its image retried once (``worker_died``)."""
     model = state["model"]
     images = [i for i in state["images"] if i["status"] in ("ok", "error")]
     if model is None or not images:
@@ -793,57 +862,41 @@ async def predict(event=None):
     state["current_run"] = run
     for image in images:
         run["results"].append({"file": image["name"], "probabilities": None, "error": image["error"] if image["status"] == "error" else None,
-                               "thumb": image.get("thumb"), "pending": image["status"] == "ok", "ms": None})
+                               "thumb": image.get("thumb"), "pending": image["status"] == "ok", "ms": None,
+                               "worker": None, "running": False, "note": None})
     render_run(run)
-    todo = [(index, image) for index, image in enumerate(images) if image["status"] == "ok"]
+    todo = [(index, image, 0) for index, image in enumerate(images) if image["status"] == "ok"]
     total = len(todo)
     show(el("predict-progress-row"))
     show(el("predict-cancel"))
     el("predict-progress").max = total
     el("predict-progress").value = 0
     document.body.setAttribute("data-run-state", "running")
-    done = [0]
-    queue = list(todo)
-
-    async def work(slot):
-        while queue and not state["cancel"]:
-            index, image = queue.pop(0)
-            result = run["results"][index]
-            attempts = 0
-            while True:
-                try:
-                    data = await file_bytes(image["file"])
-                    reply = await engine_call_with_optional("classify", {"model": slot["handle"], "name": image["name"]}, data, worker=slot["engine"])
-                    break
-                except Exception as exc:  # the worker died (JS error from the channel)
-                    attempts += 1
-                    if attempts > 1:
-                        reply = {"ok": False, "error": {"message": "the engine worker failed twice on this image: %s" % exc}}
-                        break
-            result["pending"] = False
-            if reply["ok"]:
-                result["probabilities"] = reply["result"]["probabilities"]
-                result["ms"] = reply["result"]["ms"]
-            else:
-                result["error"] = error_text(reply["error"])
-            done[0] += 1
-            el("predict-progress").value = done[0]
-            el("predict-status").textContent = "Image %d of %d (%s ms per image)" % (done[0], total, result["ms"] if result["ms"] is not None else "–")
-            await update_result(run, index)
-
-    slots = [{"engine": p["engine"], "handle": p.get("handle", model["handle"])} for p in pool if p.get("handle") or p["engine"] is engine]
-    await asyncio.gather(*[work(slot) for slot in slots])
+    batch = {"run": run, "model": model, "queue": todo, "in_flight": 0, "done": 0, "total": total,
+             "finished": asyncio.Event(), "workers": []}
+    state["batch"] = batch
+    started_ms = window.performance.now()
+    document.body.setAttribute("data-run-started-ms", str(started_ms))
+    staff_batch(batch)
+    check_batch(batch)
+    await batch["finished"].wait()
+    state["batch"] = None
+    # classify phase only (first request to last result), for bench/workflow.py
+    document.body.setAttribute("data-run-classify-ms", str(window.performance.now() - started_ms))
+    done = batch["done"]
     state["running"] = False
     show(el("predict-cancel"), False)
     run["cancelled"] = state["cancel"]
     for result in run["results"]:
         if result["pending"]:
             result["pending"] = False
-            result["error"] = "not classified (cancelled)"
+            result["error"] = "not classified (cancelled)" if state["cancel"] else "not classified: no engine worker was left to run it"
     if state["cancel"]:
-        el("predict-status").textContent = "Cancelled after %d of %d images." % (done[0], total)
+        el("predict-status").textContent = "Cancelled after %d of %d images." % (done, total)
     else:
-        el("predict-status").textContent = "Done: %d of %d images classified." % (done[0], total)
+        failed = len([r for r in run["results"] if r["error"] and r["worker"]])
+        el("predict-status").textContent = "Done: %d of %d images classified%s." % (
+            done - failed, total, " (%d failed: see the table)" % failed if failed else "")
     state["runs"].append(run)
     render_history()
     await render_batch(run)
@@ -853,9 +906,81 @@ async def predict(event=None):
     update_predict_button()
 
 
+def staff_batch(batch):
+    """Start a classify loop on every live worker that has the batch's model and has none yet."""
+    for slot in pool:
+        if (not slot["dead"] and slot["handle"] and slot["model_md5"] == batch["model"]["md5"]
+                and slot["name"] not in batch["workers"]):
+            batch["workers"].append(slot["name"])
+            asyncio.create_task(classify_loop(batch, slot))
+
+
+def check_batch(batch):
+    """End the batch when every image has its result, or when nothing runs and nothing can
+    (cancelled, or no worker left)."""
+    if batch["finished"].is_set():
+        return
+    if batch["done"] >= batch["total"]:
+        batch["finished"].set()
+    elif batch["in_flight"] == 0 and (state["cancel"] or not live_ready_slots(batch["model"]) and not pool_stats.get("replacing")):
+        batch["finished"].set()
+
+
+def live_ready_slots(model):
+    return [s for s in pool if not s["dead"] and s["handle"] and s["model_md5"] == model["md5"]]
+
+
+async def classify_loop(batch, slot):
+    run = batch["run"]
+    try:
+        while batch["queue"] and not state["cancel"] and not slot["dead"]:
+            index, image, attempts = batch["queue"].pop(0)
+            result = run["results"][index]
+            result["worker"] = slot["name"]
+            result["running"] = True
+            batch["in_flight"] += 1
+            await update_result(run, index, chart=False)
+            data = await file_bytes(image["file"])
+            reply = await engine_call_with_optional("classify", {"model": slot["handle"], "name": image["name"]}, data, slot=slot)
+            batch["in_flight"] -= 1
+            result["running"] = False
+            if reply.get("stopped"):
+                if attempts == 0:
+                    # the worker died with this image in flight: once more, on whichever worker is free
+                    result["stopped_on"] = slot["label"]
+                    result["note"] = "engine worker %s stopped while classifying this image; retried" % slot["label"]
+                    pool_event("Image %s was in flight on engine worker %s when it stopped; retrying it once." % (image["name"], slot["label"]))
+                    batch["queue"].insert(0, (index, image, 1))
+                    staff_batch(batch)
+                    await update_result(run, index, chart=False)
+                    continue
+                reply = {"ok": False, "error": {"message": "not classified: the engine worker stopped twice while classifying this image "
+                                                           "(engine worker %s, then %s); the image may need more memory than this browser gives a worker"
+                                                           % (result.get("stopped_on"), slot["label"])}}
+            result["pending"] = False
+            if reply["ok"]:
+                result["probabilities"] = reply["result"]["probabilities"]
+                result["ms"] = reply["result"]["ms"]
+            else:
+                result["error"] = error_text(reply["error"])
+            batch["done"] += 1
+            el("predict-progress").value = batch["done"]
+            el("predict-status").textContent = "Image %d of %d (%s ms per image)" % (batch["done"], batch["total"], result["ms"] if result["ms"] is not None else "–")
+            if batch["done"] == 1:
+                document.body.setAttribute("data-first-result-ms", str(window.performance.now()))
+            await update_result(run, index)
+            check_batch(batch)
+    finally:
+        if slot["name"] in batch["workers"]:
+            batch["workers"].remove(slot["name"])
+        check_batch(batch)
+
+
 def cancel_predict(event):
     state["cancel"] = True
     el("predict-status").textContent = "Cancelling after the current image…"
+    if state["batch"] is not None:
+        check_batch(state["batch"])
 
 
 def predicted_of(run, probabilities):
@@ -885,6 +1010,7 @@ def result_card(run, index):
     result = run["results"][index]
     card = make("article", None, "result-card")
     card.id = "result-%d" % index
+    card.setAttribute("data-index", str(index))
     card.setAttribute("data-file", result["file"])
     head = make("div", None, "result-head")
     if result.get("thumb"):
@@ -907,9 +1033,17 @@ def result_card(run, index):
 def fill_result_card(run, index, card):
     result = run["results"][index]
     summary = card.querySelector(".result-summary")
+    if result.get("worker"):
+        # which engine worker classified (or is classifying) this image: shown, and testable
+        card.setAttribute("data-worker", result["worker"])
+    if result.get("note"):
+        card.setAttribute("data-note", result["note"])
     if result["pending"]:
-        summary.textContent = "waiting…"
-        card.setAttribute("data-status", "pending")
+        summary.textContent = ("classifying on engine worker %s…" % result["worker"].replace("engine-pool-", "pool ")
+                               if result.get("running") else "waiting…")
+        if result.get("note"):
+            summary.textContent += " (" + result["note"] + ")"
+        card.setAttribute("data-status", "running" if result.get("running") else "pending")
     elif result["error"]:
         summary.textContent = "Error: " + result["error"]
         summary.className = "result-summary error-text"
@@ -917,22 +1051,25 @@ def fill_result_card(run, index, card):
         card.setAttribute("data-error", result["error"])
     else:
         names = predicted_of(run, result["probabilities"])
-        summary.textContent = "Predicted: %s%s" % (", ".join(names) or "none above the threshold",
-                                                  " (%s ms)" % result["ms"] if result["ms"] is not None else "")
+        summary.textContent = "Predicted: %s%s%s" % (", ".join(names) or "none above the threshold",
+                                                    " (%s ms)" % result["ms"] if result["ms"] is not None else "",
+                                                    "; " + result["note"] if result.get("note") else "")
         card.setAttribute("data-status", "ok")
         card.setAttribute("data-probs", json.dumps(result["probabilities"]))
         if explain_view:
             explain_view.offer(card, run, result)
 
 
-async def update_result(run, index):
+async def update_result(run, index, chart=True):
     if state["current_run"] is not run:
         return
     card = el("result-%d" % index)
     if card is None:
         return
     fill_result_card(run, index, card)
-    await draw_chart(run, index, card)
+    update_table_row(run, index)
+    if chart:
+        await draw_chart(run, index, card)
 
 
 async def draw_chart(run, index, card):
@@ -970,6 +1107,11 @@ async def render_batch(run):
 def render_table(run):
     table = el("results-table")
     show(table, True)
+    # the box scrolls sideways on narrow screens: make it reachable and named for keyboard users
+    wrap = table.parentNode
+    wrap.setAttribute("tabindex", "0")
+    wrap.setAttribute("role", "region")
+    wrap.setAttribute("aria-label", "Results table (scrolls sideways)")
     classes = run["card"]["classes"]
     head = table.querySelector("thead")
     clear(head)
@@ -1002,23 +1144,40 @@ def render_table(run):
             return r["probabilities"][sort_col - 2]
         order.sort(key=key, reverse=sort_desc)
     for i in order:
-        r = run["results"][i]
-        tr = make("tr")
-        tr.setAttribute("data-file", r["file"])
-        tr.append(make("th", r["file"]))
-        if r["probabilities"] is not None:
-            tr.setAttribute("data-probs", json.dumps(r["probabilities"]))
-            names = predicted_of(run, r["probabilities"])
-            tr.append(make("td", ", ".join(names)))
-            for c, p in enumerate(r["probabilities"]):
-                cell = make("td", percent(p), "num" + (" top" if classes[c] in names else ""))
-                tr.append(cell)
-        else:
-            tr.setAttribute("data-error", r["error"] or "")
-            cell = make("td", "pending" if r["pending"] else "Error: %s" % r["error"], "error-text" if r["error"] else "")
-            cell.colSpan = len(classes) + 1
+        body.append(table_row(run, i))
+
+
+def table_row(run, i):
+    classes = run["card"]["classes"]
+    r = run["results"][i]
+    tr = make("tr")
+    tr.setAttribute("data-file", r["file"])
+    tr.setAttribute("data-index", str(i))
+    if r.get("worker"):
+        tr.setAttribute("data-worker", r["worker"])
+    name_cell = make("th", r["file"])
+    name_cell.scope = "row"
+    tr.append(name_cell)
+    if r["probabilities"] is not None:
+        tr.setAttribute("data-probs", json.dumps(r["probabilities"]))
+        names = predicted_of(run, r["probabilities"])
+        tr.append(make("td", ", ".join(names), "predicted"))
+        for c, p in enumerate(r["probabilities"]):
+            cell = make("td", percent(p), "num" + (" top" if classes[c] in names else ""))
             tr.append(cell)
-        body.append(tr)
+    else:
+        tr.setAttribute("data-error", r["error"] or "")
+        cell = make("td", "pending" if r["pending"] else "Error: %s" % r["error"], "error-text" if r["error"] else "")
+        cell.colSpan = len(classes) + 1
+        tr.append(cell)
+    return tr
+
+
+def update_table_row(run, index):
+    """Replace one row as its result arrives (the row stays where the current sort put it)."""
+    old = el("results-table").querySelector("tbody tr[data-index='%d']" % index)
+    if old is not None:
+        old.replaceWith(table_row(run, index))
 
 
 def sort_table(col):
@@ -1127,49 +1286,208 @@ def pool_target():
     return max(1, min(MAX_POOL, cores - 1, by_memory))
 
 
-async def start_pool_worker(index):
-    name = "engine-pool-%d" % index
-    script = document.createElement("script")
-    script.type = "py"
-    script.src = ENGINE_SRC
-    script.setAttribute("worker", "")
-    script.setAttribute("name", name)
-    script.setAttribute("config", ENGINE_CONFIG)
-    document.body.append(script)
+def new_slot(name, worker, script, primary, label):
+    """A worker of the pool. ``death`` is a JS promise that resolves to WORKER_STOPPED when the
+    worker is found dead; every call to the worker races against it (``race``)."""
+    slot = {"name": name, "label": label, "engine": worker, "script": script, "primary": primary,
+            "handle": None, "model_md5": None, "dead": False, "retired": False, "resolve_death": None}
+
+    def executor(resolve, reject):
+        slot["resolve_death"] = resolve
+
+    proxy = create_proxy(executor)
+    _proxies.append(proxy)
+    slot["death"] = window.Promise.new(proxy)
+    return slot
+
+
+def primary_slot():
+    for slot in pool:
+        if slot["primary"]:
+            return slot
+    return None
+
+
+def slot_of(worker):
+    for slot in pool:
+        if slot["engine"] is worker:
+            return slot
+    return None
+
+
+async def watch_life(slot):
+    """Death watch: the worker takes a Web Lock named after itself and never releases it; this
+    thread asks for the same lock, which the browser grants only when the worker has ended
+    (closed, terminated, crashed, out of memory), even in the middle of a call."""
+    lock_name = "vitrine-life-%s-%s" % (TAB_ID, slot["name"])
+    locks = getattr(window.navigator, "locks", None)
+    stopped, reply = await race(slot, slot["engine"].hold_life_lock(lock_name, slot["name"]))
+    if stopped:
+        return
+    reply = json.loads(reply)
+    if locks is None or not reply["ok"]:
+        document.body.setAttribute("data-death-watch", "none")
+        window.console.warn("engine worker %s: no death watch (%s); a worker that dies silently is not noticed"
+                            % (slot["name"], reply.get("error", {}).get("message", "no navigator.locks on the page")))
+        return
+
+    def released(lock):
+        if not slot["retired"]:
+            worker_died(slot, "it stopped running")
+
+    proxy = create_proxy(released)
+    _proxies.append(proxy)
+    locks.request(lock_name, proxy)
+    document.body.setAttribute("data-death-watch", "web-locks")
+
+
+def retire(slot):
+    """Stop watching a worker this page ends on purpose (hard cancel): not a fault."""
+    slot["retired"] = True
+    slot["dead"] = True
+    slot["resolve_death"](WORKER_STOPPED)
+    if slot["primary"]:
+        primary_ready.clear()
+    if slot in pool:
+        pool.remove(slot)
+    update_pool_attributes()
+
+
+def worker_died(slot, cause):
+    """A worker ended without being asked to: its pending calls answer WorkerStoppedError, the
+    running batch retries its in-flight image once, and a fresh worker takes its place."""
+    if slot["dead"]:
+        return
+    slot["dead"] = True
+    slot["resolve_death"](WORKER_STOPPED)
+    if slot["primary"]:
+        primary_ready.clear()
+    if slot in pool:
+        pool.remove(slot)
+    pool_stats["deaths"] += 1
+    document.body.setAttribute("data-worker-deaths", str(pool_stats["deaths"]))
+    pool_event("Engine worker %s (%s) stopped: %s. Starting a replacement…" % (slot["label"], slot["name"], cause))
+    update_pool_attributes()
+    pool_stats["replacing"] = pool_stats.get("replacing", 0) + 1
+    asyncio.create_task(replace_worker(slot))
+
+
+async def replace_worker(dead):
+    global engine
+    try:
+        script = dead["script"]
+        if script is not None:
+            script.xworker.terminate()  # it may linger half-alive (e.g. out of memory): make sure
+            script.remove()
+        if dead["primary"]:
+            window.vitrineEngine = None
+            engine = None
+            next_primary_script()
+            if not await start_engine():
+                pool_event("Engine worker %s could not be replaced: the new engine did not start." % dead["label"])
+                return
+            slot = primary_slot()
+        else:
+            slot = await start_pool_worker(dead["label"])
+        await load_model_into(slot)
+        pool_stats["replacements"] += 1
+        document.body.setAttribute("data-worker-replacements", str(pool_stats["replacements"]))
+        pool_event("Engine worker %s stopped; replaced by a fresh worker (%s)%s." % (
+            dead["label"], slot["name"], ", the model is loaded again" if slot["handle"] else ""))
+    except Exception as exc:  # a replacement that cannot start leaves the pool smaller, said in words
+        pool_event("Engine worker %s could not be replaced: %s" % (dead["label"], exc))
+    finally:
+        pool_stats["replacing"] -= 1
+        update_pool_attributes()
+        if state["batch"] is not None:
+            staff_batch(state["batch"])
+            check_batch(state["batch"])
+
+
+def pool_event(text):
+    """Say what happened to the workers, in the results section (a polite live region)."""
+    log = el("pool-events")
+    if log is None:
+        log = make("ul", None, "pool-events")
+        log.id = "pool-events"
+        log.setAttribute("role", "log")
+        log.setAttribute("aria-live", "polite")
+        log.setAttribute("aria-label", "Engine worker events")
+        anchor = el("run-title")
+        anchor.parentNode.insertBefore(log, anchor)
+    stamp = str(window.Date.new().toISOString())[11:19]
+    log.append(make("li", "%s %s" % (stamp, text)))
+    window.console.info("vitrine pool: " + text)
+
+
+def update_pool_attributes():
+    live = [s for s in pool if not s["dead"]]
+    model = state["model"]
+    ready = live_ready_slots(model) if model is not None else []
+    document.body.setAttribute("data-pool-size", str(len(live)))
+    document.body.setAttribute("data-pool-ready", str(len(ready)))
+    engine_info["workers"] = len(live)
+    size = el("pool-size")
+    if size is not None:
+        size.textContent = "%d of %d (%d with the model loaded)" % (len(live), pool_stats["target"], len(ready))
+
+
+async def start_pool_worker(label=None):
+    pool_stats["next_pool"] += 1
+    name = "engine-pool-%d" % pool_stats["next_pool"]
+    script = add_worker_script(name)
     worker = await workers[name]
+    worker.on_progress = on_progress
     gemm = json.loads(await worker.call(GEMM_REQUEST, None))
     if not gemm["ok"]:
         window.console.warn("pool worker GEMM selection failed: " + gemm["error"]["message"])
-    slot = {"name": name, "engine": worker, "busy": False}
+    slot = new_slot(name, worker, script, False, label or str(len(pool) + 1))
     pool.append(slot)
-    engine_info["workers"] = len(pool)
-    el("pool-size").textContent = str(len(pool))
-    document.body.setAttribute("data-pool-size", str(len(pool)))
-    await load_model_into(slot)
+    update_pool_attributes()
+    await watch_life(slot)
+    return slot
 
 
 async def load_model_into(slot):
+    """Load the current model into one worker from the bytes kept in page memory (every source
+    keeps them: built-in demo, local file, Zenodo / catalog download)."""
     model = state["model"]
-    if model is None or slot["engine"] is engine:
+    if model is None or slot["dead"] or (slot["handle"] and slot["model_md5"] == model["md5"]):
         return
-    slot["handle"] = None
     if model.get("bytes") is None:
-        return  # downloaded models stay in the primary worker (their bytes are not kept here)
-    reply = await call("open_model", {"name": model["file"]}, model["bytes"], worker=slot["engine"])
+        pool_event("Engine worker %s cannot get model %s: its bytes are not in this page." % (slot["label"], model["name"]))
+        return
+    old = slot["handle"]
+    slot["handle"] = None
+    slot["model_md5"] = None
+    update_pool_attributes()
+    if old and not slot["primary"]:
+        await call("unload_model", {"model": old}, slot=slot)  # one model per pool worker: free the memory
+    reply = await call("open_model", {"name": model["file"]}, model["bytes"], slot=slot)
     if reply["ok"] and state["model"] is model:
         slot["handle"] = reply["result"]["model"]
+        slot["model_md5"] = model["md5"]
+        if slot["primary"]:
+            model["handle"] = slot["handle"]
+        if state["batch"] is not None:  # a batch started while this worker was loading: join it
+            staff_batch(state["batch"])
+    elif not reply["ok"] and not reply.get("stopped"):
+        pool_event("Engine worker %s could not load %s: %s" % (slot["label"], model["name"], error_text(reply["error"])))
+    update_pool_attributes()
 
 
 async def load_into_pool():
-    for slot in pool:
-        if slot["engine"] is not engine:
-            await load_model_into(slot)
+    await asyncio.gather(*[load_model_into(slot) for slot in list(pool) if not slot["primary"]])
 
 
 async def grow_pool():
-    for index in range(1, pool_target()):
+    pool_stats["target"] = pool_target()
+    document.body.setAttribute("data-pool-target", str(pool_stats["target"]))
+    update_pool_attributes()
+    for index in range(1, pool_stats["target"]):
         try:
-            await start_pool_worker(index)
+            slot = await start_pool_worker()
+            await load_model_into(slot)
         except Exception as exc:  # a worker that cannot start leaves the pool smaller, not broken
             window.console.warn("pool worker %d did not start: %s" % (index, exc))
 

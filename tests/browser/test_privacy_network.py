@@ -262,13 +262,16 @@ def engine_worker(page):
     return pyodide_workers[0]
 
 
-def run_session(page, site: PrivacySite, images: list[Path]) -> dict:
-    """A full session: model from (fake) Zenodo, the images checked and classified, CSV + JSON
-    export, End session. Returns what the page showed: {"shown": {file: probs}, "percents": [...]}."""
+def run_session(page, site: PrivacySite, images: list[Path], before_end=None, cache_opt_in: bool = False) -> dict:
+    """A full session: model from (fake) Zenodo (kept in the Cache API only with
+    ``cache_opt_in``), the images checked and classified, CSV + JSON export, ``before_end()``
+    if given, End session. Returns what the page showed: {"shown": {file: probs}, "percents":
+    [table cells], "exports": {button: text}}."""
     page.set_viewport_size({"width": 1366, "height": 900})
     page.goto(site.url)
     wait(page, "body[data-engine-state='ready']")
     wait(page, "body[data-model-state='ready']")
+    page.set_checked("#cache-opt-in", cache_opt_in)
     page.fill("#model-reference", f"10.5281/zenodo.{RECORD}")
     page.click("#model-fetch")
     wait(page, f"body[data-model-state='ready'][data-model-md5='{site.model_md5}']")
@@ -293,6 +296,8 @@ def run_session(page, site: PrivacySite, images: list[Path]) -> dict:
         exports[button] = Path(info.value.path()).read_text(encoding="utf-8")
     for name in shown:  # the exports hold the results (so the needles are the right ones)
         assert all(name in text for text in exports.values()), name
+    if before_end is not None:
+        before_end()
     page.click("#end-session")
     wait(page, "body[data-runs='0']")
     return {"shown": shown, "percents": percents, "exports": exports}
