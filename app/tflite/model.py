@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from app.errors import ModelFormatError, ModelInputError
+from app.ir import TensorSpec
 from app.tflite import quantized as Q
 from app.tflite.interpreter import Interpreter
 
@@ -88,6 +89,17 @@ class TFLiteModel:
     @property
     def output_shapes(self) -> list[tuple]:
         return [(None,) + tuple(int(d) for d in o["shape"][1:]) for o in self._outputs]
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        """The input tensor as ``app.ir.Graph.inputs`` describes one (name, shape with batch None),
+        so code that reads ``model.graph.inputs`` of an engine Model can read this the same way."""
+        return [TensorSpec(self._input["name"], self.input_shape)]
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        """The output tensors, as ``app.ir.Graph.outputs`` (see :attr:`inputs`)."""
+        return [TensorSpec(d["name"], shape) for d, shape in zip(self._outputs, self.output_shapes)]
 
     @property
     def layer_names(self) -> list[str]:

@@ -1,0 +1,130 @@
+"""The page's TFLite files through the worker's calls on plain CPython (the same calls the browser
+test makes in Pyodide): LiteRT's outputs on real image files.
+
+Expected values: ``tests/fixtures/tflite/page/expected.npz`` from
+``tools/make_tflite_page_fixtures.py`` (ai-edge-litert 2.3.0 BUILTIN_REF, run in /opt/litertenv),
+on the inputs tools/make_demo_model.py computed with Pillow / pydicom / OpenCV; never from Vitrine.
+Tolerances (issue #8): float 1e-4 relative to the output scale, int8 one quantization step (here the
+int8 outputs are bit-exact, which is asserted too: LiteRT BUILTIN_REF is the reference).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.service import EngineService
+
+REPO = Path(__file__).resolve().parents[2]
+PAGE = REPO / "tests" / "fixtures" / "tflite" / "page"
+SAMPLES = REPO / "static" / "demo" / "samples"
+UNET_IMAGE = REPO / "tests" / "fixtures" / "gradcam" / "ui_unet" / "image.png"
+META = json.loads((PAGE / "meta.json").read_text())
+FLOAT_RTOL = 1e-4
+DEMO_MODELS = ("demo_float32.tflite", "demo_int8.tflite", "demo_tflite.zip")
+
+
+@pytest.fixture(scope="module")
+def expected():
+    with np.load(PAGE / "expected.npz") as data:
+        return {key: data[key] for key in data.files}
+
+
+@pytest.fixture
+def service():
+    return EngineService()
+
+
+def _open(service, name):
+    reply = service.handle({"call": "open_model", "args": {"name": name}}, (PAGE / name).read_bytes())
+    assert reply["ok"], reply
+    return reply["result"]
+
+
+def test_fixture_files_are_the_ones_the_generator_recorded():
+    for name, entry in {**META["models"], **META["bad"]}.items():
+        assert hashlib.sha256((PAGE / name).read_bytes()).hexdigest() == entry["sha256"], name
+    assert hashlib.sha256((PAGE / "unet_tflite.zip").read_bytes()).hexdigest() == META["unet"]["zip_sha256"]
+    assert hashlib.sha256((PAGE / "unet_int8.zip").read_bytes()).hexdigest() == META["unet"]["int8_zip_sha256"]
+
+
+@pytest.mark.parametrize("model_file", DEMO_MODELS)
+def test_classify_matches_litert_on_real_image_files(service, expected, model_file):
+    opened = _open(service, model_file)
+    assert opened["format"] == "tflite"
+    key = model_file.split(".")[0]
+    reference = expected[f"{key}__output"]
+    output_scale = float(np.abs(reference).max())
+    step, zero_point = META["models"][model_file]["output_quantization"]
+    for i, name in enumerate(str(f) for f in expected["files"]):
+        reply = service.handle({"call": "classify", "args": {"model": opened["model"], "name": name}},
+                               (SAMPLES / name).read_bytes())
+        assert reply["ok"], reply
+        shown = np.asarray(reply["result"]["probabilities"])
+        if step:  # full int8: one output quantization step at most (observed: bit-exact)
+            np.testing.assert_allclose(shown, reference[i], rtol=0, atol=step * 1.0001, err_msg=name)
+            np.testing.assert_array_equal(np.round(shown / step + zero_point).astype(np.int64), expected[f"{key}__output_q"][i])
+        else:
+            np.testing.assert_allclose(shown, reference[i], rtol=0, atol=FLOAT_RTOL * output_scale, err_msg=name)
+
+
+def test_bare_tflite_gets_numbered_classes_and_the_zip_its_card(service):
+    bare = _open(service, "demo_float32.tflite")
+    assert bare["card"]["classes"] == [f"class {i}" for i in range(6)]
+    assert bare["card"]["input_size"] == [64, 64] and bare["card"].get("standardize") is None
+    assert bare["has_card"] is False
+    zipped = _open(service, "demo_tflite.zip")
+    assert zipped["has_card"] is True
+    assert zipped["card"]["classes"] == ["CT", "MR", "ultrasound", "fundus photo", "microscopy", "other photo"]
+    assert zipped["card"]["standardize"] == "tf"
+    int8 = _open(service, "demo_int8.tflite")
+    assert int8["summary"]["inputs"][0]["shape"] == [None, 64, 64, 3]
+    assert int8["summary"]["outputs"][0]["shape"] == [None, 6]
+
+
+@pytest.mark.parametrize("model_file, masks_key", [("unet_tflite.zip", "unet__masks"), ("unet_int8.zip", "unet_int8__masks")])
+def test_tflite_unet_masks_equal_litert_argmax(service, expected, model_file, masks_key):
+    opened = _open(service, model_file)
+    reply = service.handle({"call": "segment", "args": {"model": opened["model"], "name": "image.png"}},
+                           UNET_IMAGE.read_bytes())
+    assert reply["ok"], reply
+    mask = np.asarray(Image.open(io.BytesIO(base64.b64decode(reply["result"]["mask_png"]))))
+    np.testing.assert_array_equal(mask, expected[masks_key][0])
+    counts = np.bincount(expected[masks_key][0].ravel(), minlength=3).tolist()
+    assert [c["pixels"] for c in reply["result"]["classes"]] == counts
+
+
+def test_tflite_unet_float_masks_are_tensorflows():
+    """The float LiteRT masks the tests use are TensorFlow's own (the ui_unet fixture)."""
+    with np.load(PAGE / "expected.npz") as data, np.load(UNET_IMAGE.parent / "io.npz") as tf_data:
+        np.testing.assert_array_equal(data["unet__masks"], tf_data["masks"])
+
+
+@pytest.mark.parametrize("model_file, words", [
+    ("truncated.tflite", ["truncated.tflite", "outside the file"]),
+    ("corrupt.tflite", ["corrupt.tflite", "outside the file"]),
+    ("custom_op.tflite", ["custom_op.tflite", "custom operator", "FlexRGBToHSV"]),
+    ("unsupported_op.tflite", ["unsupported_op.tflite", "CUMSUM", "not supported"]),
+])
+def test_bad_tflite_files_are_refused_naming_the_file_and_the_op(service, model_file, words):
+    reply = service.handle({"call": "open_model", "args": {"name": model_file}}, (PAGE / model_file).read_bytes())
+    assert reply["ok"] is False
+    assert reply["error"]["internal"] is False
+    for word in words:
+        assert word in reply["error"]["message"], (word, reply["error"])
+    if model_file in ("custom_op.tflite", "unsupported_op.tflite"):
+        # the op the message names is one LiteRT lists for the file
+        named = next(w for w in words if w in META["bad"][model_file]["ops"])
+        assert named in reply["error"]["message"]
+    # the engine stays usable: the next model opens and classifies
+    opened = _open(service, "demo_tflite.zip")
+    reply = service.handle({"call": "classify", "args": {"model": opened["model"], "name": "ct_head.png"}},
+                           (SAMPLES / "ct_head.png").read_bytes())
+    assert reply["ok"], reply
