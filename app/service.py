@@ -205,6 +205,7 @@ class EngineService:
             "gemm_backend": self._gemm_report["backend"] if self._gemm_report else f"numpy matmul ({gemm_backend()})",
             "gemm_report": self._gemm_report,
             "optional_modules": {name: find_spec(name) is not None for name in ("pydicom", "nibabel")},
+            "tflite_runtime": _tflite_runtime_module(),
             "calls": sorted(self.calls),
             "models_loaded": len(self._models),
             # the worker's memory high-water mark (Pyodide: wasm linear memory), see app.runtime
@@ -716,6 +717,17 @@ def _model_summary(model: Any) -> dict:
         if specs is not None:
             summary[side] = [{"name": getattr(s, "name", None), "shape": list(getattr(s, "shape", ()) or ())} for s in specs]
     return summary
+
+
+def _tflite_runtime_module() -> str | None:
+    """The module ``from tflite_runtime.interpreter import Interpreter`` gives in this engine
+    ("app.tflite.interpreter" where app.tflite.install_alias() provides the name, as in the
+    browser worker), or None when that import fails."""
+    try:
+        from tflite_runtime.interpreter import Interpreter
+    except ImportError:
+        return None
+    return Interpreter.__module__
 
 
 def _pyodide_version() -> str | None:

@@ -112,8 +112,25 @@ class _Head:
     wanted: tuple[str, ...]    # tensors the backward pass reads
 
 
+def source_graph_of(model) -> Graph:
+    """The layer graph Grad-CAM differentiates (``model.source_graph``); a model without one (a
+    quantized ``.tflite`` on the TFLite interpreter) raises :class:`UnsupportedLayerError` saying why."""
+    graph = getattr(model, "source_graph", None)
+    if graph is not None:
+        return graph
+    name = getattr(model, "source", None) or getattr(model, "name", None) or type(model).__name__
+    if getattr(model, "format", None) == "tflite":
+        reason = getattr(model, "engine_reason", None)
+        raise UnsupportedLayerError(
+            f"{name}: Grad-CAM needs the model's layer graph, but this TFLite model runs on the TFLite interpreter"
+            + (f" ({reason})" if reason else "")
+            + ", which computes no gradients; a float32 / float16 .tflite or a TF.js layers-model can be explained")
+    raise UnsupportedLayerError(f"{name}: Grad-CAM needs the model's layer graph (a TF.js layers-model or a float "
+                                f".tflite); this {type(model).__name__} has none")
+
+
 def _prepare(model, layer) -> _Head:
-    graph: Graph = model.source_graph
+    graph: Graph = source_graph_of(model)
     if len(graph.outputs) != 1:
         raise ModelInputError(f"model {graph.name!r}: Grad-CAM needs a single-output classifier; this model "
                               f"has {len(graph.outputs)} outputs")
@@ -179,7 +196,7 @@ def upsample_heatmap(maps: np.ndarray, size: Sequence[int]) -> np.ndarray:
 def spatial_layers(model) -> list[str]:
     """Names of the layers Grad-CAM can target: one output of rank 4 with H, W > 1 (unknown sizes
     count as spatial) on the path to the class score, in execution order."""
-    graph: Graph = model.source_graph
+    graph: Graph = source_graph_of(model)
     producers = {out: node for node in graph.nodes for out in node.outputs}
     score_tensor, stripped = _class_score(graph, producers)
     return _spatial_candidates(graph, _ancestors(score_tensor, producers), _static_shapes(model, graph))

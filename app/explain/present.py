@@ -16,8 +16,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import ModelInputError, UnsupportedLayerError
-from .gradcam import compute_gradcam, spatial_layers
+from ..errors import ModelInputError
+from .gradcam import compute_gradcam, source_graph_of, spatial_layers
 from .overlay import heatmap_overlay_png, jet, png_bytes
 from .segment import class_areas, mask_overlay_png, mask_png, masks_from_output, palette
 
@@ -114,9 +114,7 @@ def explain_image(model, tensor: np.ndarray, background: np.ndarray, classes: Se
     the top class) at ``layer`` (None: the last spatial layer), drawn over ``background`` (uint8,
     the resized image before standardisation)."""
     _check_alpha(alpha)
-    if getattr(model, "source_graph", None) is None:
-        raise UnsupportedLayerError(f"Grad-CAM needs a TF.js layers-model (its layer graph); this model is "
-                                    f"{getattr(model, 'format', type(model).__name__)}")
+    source_graph_of(model)  # a model without a layer graph is refused, saying why
     if is_segmentation_model(model):
         raise ModelInputError(f"this is a segmentation model (output shape {_fmt(model.output_shape)}): "
                               f"it has masks, not Grad-CAM heatmaps; use the mask view")

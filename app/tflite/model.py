@@ -18,11 +18,14 @@ class TFLiteModel:
 
     format = "tflite"
 
-    def __init__(self, interpreter: Interpreter, name: str, card=None):
+    def __init__(self, interpreter: Interpreter, name: str, card=None, engine_reason: str | None = None):
         self.interpreter = interpreter
         self.name = name
         self.source = name
         self.card = card
+        # why the model runs here and not as an engine graph (e.g. "model input/output 'x' is
+        # INT8"): said in errors of features that need the graph, such as Grad-CAM
+        self.engine_reason = engine_reason
         inputs = interpreter.get_input_details()
         outputs = interpreter.get_output_details()
         if len(inputs) != 1:
@@ -193,7 +196,8 @@ def load(data: bytes, name: str, card=None, *, engine: str = "auto"):
     if engine == "auto":
         from app.tflite.to_ir import to_graph
 
-        graph, _reason = to_graph(interp.model_info)
+        graph, reason = to_graph(interp.model_info)
         if graph is not None:
             return graph
-    return TFLiteModel(interp, name, card)
+        return TFLiteModel(interp, name, card, engine_reason=reason)
+    return TFLiteModel(interp, name, card, engine_reason="engine='interpreter' was asked for")

@@ -128,3 +128,38 @@ def test_bad_tflite_files_are_refused_naming_the_file_and_the_op(service, model_
     reply = service.handle({"call": "classify", "args": {"model": opened["model"], "name": "ct_head.png"}},
                            (SAMPLES / "ct_head.png").read_bytes())
     assert reply["ok"], reply
+
+
+@pytest.mark.parametrize("model_file, atol", [
+    ("demo_float32.tflite", 1e-3),   # the demo's float32 weights: observed 3e-7
+    ("demo_tflite.zip", 2e-3),       # float16-rounded weights move the map: observed 2.9e-4
+])
+def test_gradcam_through_a_float_tflite_matches_tensorflow_on_the_keras_model(service, model_file, atol):
+    """The float .tflite becomes an engine graph (app.tflite.to_ir), so Grad-CAM runs on it; the
+    reference is TensorFlow GradientTape on the Keras demo model (tests/fixtures/gradcam/demo_model),
+    whose last conv layer is the TFLite model's CONV_2D + fused RELU."""
+    with np.load(REPO / "tests" / "fixtures" / "gradcam" / "demo_model" / "io.npz") as data:
+        ref = {key: data[key] for key in data.files}
+    opened = _open(service, model_file)
+    for i, name in enumerate(str(f) for f in ref["files"]):
+        for class_index, key in ((int(ref["class_index"][i]), "heatmap_upsampled"),
+                                 (int(ref["runner_up_class"][i]), "runner_up_heatmap_upsampled")):
+            reply = service.handle({"call": "explain", "args": {"model": opened["model"], "name": name,
+                                                                "class": class_index}},
+                                   (SAMPLES / name).read_bytes())
+            assert reply["ok"], reply
+            assert reply["result"]["class_index"] == class_index
+            assert "block4_conv" in reply["result"]["layer"]
+            heatmap = reply["result"]["heatmap"]
+            values = np.frombuffer(base64.b64decode(heatmap["base64"]), dtype="<f4").reshape(heatmap["shape"])
+            np.testing.assert_allclose(values, ref[key][i], atol=atol, err_msg=f"{name} class {class_index}")
+
+
+def test_gradcam_on_an_int8_tflite_says_why_it_cannot(service):
+    opened = _open(service, "demo_int8.tflite")
+    reply = service.handle({"call": "explain", "args": {"model": opened["model"], "name": "ct_head.png"}},
+                           (SAMPLES / "ct_head.png").read_bytes())
+    assert reply["ok"] is False and reply["error"]["type"] == "UnsupportedLayerError"
+    message = reply["error"]["message"]
+    assert message.startswith("demo_int8.tflite: Grad-CAM needs the model's layer graph")
+    assert "TFLite interpreter" in message and "INT8" in message and "float32 / float16 .tflite" in message
