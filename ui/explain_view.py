@@ -69,6 +69,16 @@ def _png_url(b64):
     return "data:image/png;base64," + b64
 
 
+def short_layer_name(name):
+    """A readable label for a layer name. TFLite tensor names join the TensorFlow ops fused into one
+    operator with ";" under the model's name scopes ("model/block4_conv/Relu;model/block4_conv/BiasAdd;
+    ..."): show the first op's last two path parts ("block4_conv/Relu"). Keras layer names have
+    neither and are shown as they are."""
+    first = name.split(";")[0]
+    parts = first.split("/")
+    return "/".join(parts[-2:]) if len(parts) > 2 else first
+
+
 def _percent(fraction):
     return "%.1f %%" % (fraction * 100)
 
@@ -211,6 +221,7 @@ def _stack(base_alt, layer_alt, opacity):
     stack.append(layer)
     figure.append(stack)
     caption = _make("figcaption", "", "explain-caption muted")
+    caption.style.overflowWrap = "anywhere"  # long layer names must not widen the card
     figure.append(caption)
     return figure, base, layer, caption
 
@@ -281,15 +292,20 @@ async def _open_heatmap(box, body, run, result):
     layer_select = _make("select", None, "explain-layer-select")
     layer_select.id = layer_id
     layer_select.disabled = True
+    layer_select.style.maxWidth = "100%"
     controls.append(class_label)
     controls.append(class_select)
     controls.append(layer_label)
     controls.append(layer_select)
+    # shown with the first heatmap: a model that cannot be explained gets its reason, no dead controls
+    controls.hidden = True
     body.append(controls)
     figure, base, heat, caption = _stack("Image %s as the model sees it" % result["file"],
                                          "Grad-CAM heatmap over %s" % result["file"], HEATMAP_OPACITY)
     body.append(figure)
-    body.append(_slider(box, heat, "Heatmap opacity", HEATMAP_OPACITY))
+    opacity_row = _slider(box, heat, "Heatmap opacity", HEATMAP_OPACITY)
+    opacity_row.hidden = True
+    body.append(opacity_row)
     scale = _make("div", None, "explain-scale")
     scale_img = _make("img", None, "explain-scale-img")
     scale_img.alt = "Colour scale: dark blue = no contribution, dark red = strongest contribution"
@@ -325,13 +341,17 @@ async def _open_heatmap(box, body, run, result):
         scale_img.src = _png_url(reply["scale_png"])
         figure.hidden = False
         scale.hidden = False
+        controls.hidden = False
+        opacity_row.hidden = False
         caption.textContent = "Grad-CAM for %s at layer %s (%dx%d, upsampled to %dx%d)" % (
-            reply["class_name"], reply["layer"], reply["layer_heatmap"]["shape"][1], reply["layer_heatmap"]["shape"][0],
-            reply["heatmap"]["shape"][1], reply["heatmap"]["shape"][0])
+            reply["class_name"], short_layer_name(reply["layer"]), reply["layer_heatmap"]["shape"][1],
+            reply["layer_heatmap"]["shape"][0], reply["heatmap"]["shape"][1], reply["heatmap"]["shape"][0])
+        caption.setAttribute("title", reply["layer"])
         if layer_select.options.length == 0:
             for name in reply["layers"]:
-                option = _make("option", name)
+                option = _make("option", short_layer_name(name))
                 option.value = name
+                option.setAttribute("title", name)
                 layer_select.append(option)
             layer_select.disabled = False
         layer_select.value = reply["layer"]
@@ -342,7 +362,7 @@ async def _open_heatmap(box, body, run, result):
         box.setAttribute("data-heatmap-shape", json.dumps(reply["heatmap"]["shape"]))
         box.setAttribute("data-heatmap", reply["heatmap"]["base64"])
         box.setAttribute("data-layer-heatmap", json.dumps(reply["layer_heatmap"]))
-        _status(box, "Red areas raised the score of %s most (%s ms)." % (reply["class_name"], reply["ms"]))
+        _status(box, "Red areas raised the score of %s most (%.1f ms)." % (reply["class_name"], reply["ms"]))
 
     _on(class_select, "change", lambda event: asyncio.create_task(show(layer_select.value or None)))
     _on(layer_select, "change", lambda event: asyncio.create_task(show(layer_select.value or None)))
@@ -358,7 +378,9 @@ async def _open_mask(box, body, run, result):
     body.append(figure)
     body.append(_slider(box, mask, "Mask opacity", MASK_OPACITY))
     table = _make("table", None, "explain-areas")
-    table.append(_make("caption", "Area per class"))
+    table_caption = _make("caption", "Area per class")
+    table_caption.style.textAlign = "left"
+    table.append(table_caption)
     head = _make("tr")
     for title in ("Colour", "Class", "Pixels", "Area"):
         cell = _make("th", title)
@@ -419,4 +441,4 @@ async def _open_mask(box, body, run, result):
         link.remove()
     _on(export, "click", on_export)
     export.disabled = False
-    _status(box, "%s (%s ms)." % (_area_summary(reply["classes"]), reply["ms"]))
+    _status(box, "%s (%.1f ms)." % (_area_summary(reply["classes"]), reply["ms"]))

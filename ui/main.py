@@ -1052,7 +1052,7 @@ def fill_result_card(run, index, card):
     else:
         names = predicted_of(run, result["probabilities"])
         summary.textContent = "Predicted: %s%s%s" % (", ".join(names) or "none above the threshold",
-                                                    " (%s ms)" % result["ms"] if result["ms"] is not None else "",
+                                                    " (%.1f ms)" % result["ms"] if result["ms"] is not None else "",
                                                     "; " + result["note"] if result.get("note") else "")
         card.setAttribute("data-status", "ok")
         card.setAttribute("data-probs", json.dumps(result["probabilities"]))

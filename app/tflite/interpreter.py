@@ -34,9 +34,15 @@ def check_supported(model: ModelInfo) -> None:
     for sub_index, sub in enumerate(model.subgraphs):
         for op in sub.operators:
             if op.name == "CUSTOM":
+                code = op.custom_code
+                hint = ""
+                if isinstance(code, str) and code.startswith("Flex") and len(code) > 4:
+                    # the converter's SELECT_TF_OPS keeps a TensorFlow op, run by TensorFlow's Flex delegate
+                    hint = (f" (the TensorFlow op {code[4:]} kept by the converter's SELECT_TF_OPS, which only "
+                            f"TensorFlow's Flex delegate runs; convert with TFLite builtin operators only)")
                 raise UnsupportedLayerError(
                     f"{model.source}: subgraph {sub_index} {op.label} is a custom operator "
-                    f"{op.custom_code!r}; custom TFLite operators cannot run in Vitrine")
+                    f"{code!r}{hint}; custom TFLite operators cannot run in Vitrine")
             if op.name not in HANDLERS:
                 raise UnsupportedLayerError(
                     f"{model.source}: subgraph {sub_index} {op.label}: TFLite builtin operator "

@@ -179,7 +179,7 @@ BAD_FILES = [
     # (file, words the error must contain: the file and what is wrong with it)
     ("truncated.tflite", ["truncated.tflite", "outside the file"]),
     ("corrupt.tflite", ["corrupt.tflite", "outside the file"]),
-    ("custom_op.tflite", ["custom_op.tflite", "FlexRGBToHSV"]),
+    ("custom_op.tflite", ["custom_op.tflite", "FlexRGBToHSV", "SELECT_TF_OPS"]),
     ("unsupported_op.tflite", ["unsupported_op.tflite", "CUMSUM"]),
 ]
 

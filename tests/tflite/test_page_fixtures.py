@@ -110,7 +110,7 @@ def test_tflite_unet_float_masks_are_tensorflows():
 @pytest.mark.parametrize("model_file, words", [
     ("truncated.tflite", ["truncated.tflite", "outside the file"]),
     ("corrupt.tflite", ["corrupt.tflite", "outside the file"]),
-    ("custom_op.tflite", ["custom_op.tflite", "custom operator", "FlexRGBToHSV"]),
+    ("custom_op.tflite", ["custom_op.tflite", "custom operator", "FlexRGBToHSV", "SELECT_TF_OPS"]),
     ("unsupported_op.tflite", ["unsupported_op.tflite", "CUMSUM", "not supported"]),
 ])
 def test_bad_tflite_files_are_refused_naming_the_file_and_the_op(service, model_file, words):
