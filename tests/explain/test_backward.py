@@ -70,6 +70,72 @@ def naive_pool(x, pool, strides, pads, mode):
     return y
 
 
+def naive_conv2d_transpose(x, kernel, strides, pads, output_padding=(0, 0)):
+    """Every input pixel adds kernel[a, e] @ x to output (i * s + a, j * s + e) of the full canvas;
+    then ``pads`` are cropped (a negative bottom / right pad adds zero rows) and output_padding
+    adds zero rows at the bottom / right."""
+    n, h, w, cin = x.shape
+    kh, kw, cout, _ = kernel.shape
+    full = np.zeros((n, (h - 1) * strides[0] + kh, (w - 1) * strides[1] + kw, cout))
+    for b in range(n):
+        for i in range(h):
+            for j in range(w):
+                for a in range(kh):
+                    for e in range(kw):
+                        full[b, i * strides[0] + a, j * strides[1] + e] += kernel[a, e] @ x[b, i, j]
+    top, bottom, left, right = pads
+    out_h = full.shape[1] - top - bottom + output_padding[0]
+    out_w = full.shape[2] - left - right + output_padding[1]
+    canvas = np.zeros((n, max(full.shape[1], top + out_h), max(full.shape[2], left + out_w), cout))
+    canvas[:, :full.shape[1], :full.shape[2]] = full
+    return canvas[:, top:top + out_h, left:left + out_w]
+
+
+def _tf_source(i, in_size, out_size, align_corners, half_pixel):
+    if align_corners and out_size > 1:
+        return i * (in_size - 1) / (out_size - 1)
+    scale = in_size / out_size
+    return (i + 0.5) * scale - 0.5 if half_pixel else i * scale
+
+
+def naive_resize(x, size, method, align_corners=False, half_pixel=False):
+    """tf.image.resize (TF2: half_pixel) / tf.compat.v1 (align_corners, legacy) per output pixel,
+    written from TensorFlow's resize kernels (compute_interpolation_weights, nearest scaler)."""
+    n, h, w, c = x.shape
+    out = np.zeros((n, size[0], size[1], c))
+    for i in range(size[0]):
+        for j in range(size[1]):
+            if method == "nearest":
+                def pick(k, in_size, out_size):
+                    if align_corners and out_size > 1:
+                        src = round(k * (in_size - 1) / (out_size - 1))
+                    elif half_pixel:
+                        src = math.floor((k + 0.5) * in_size / out_size)
+                    else:
+                        src = math.floor(k * in_size / out_size)
+                    return min(max(src, 0), in_size - 1)
+                out[:, i, j] = x[:, pick(i, h, size[0]), pick(j, w, size[1])]
+                continue
+            value = 0.0
+            for (r, wr) in _taps(_tf_source(i, h, size[0], align_corners, half_pixel), h):
+                for (q, wq) in _taps(_tf_source(j, w, size[1], align_corners, half_pixel), w):
+                    value = value + wr * wq * x[:, r, q]
+            out[:, i, j] = value
+    return out
+
+
+def _taps(src, in_size):
+    low = math.floor(src)
+    lerp = src - low
+    return [(min(max(low, 0), in_size - 1), 1 - lerp), (min(max(math.ceil(src), 0), in_size - 1), lerp)]
+
+
+def naive_layer_norm(x, gamma, beta, axes, epsilon):
+    mean = x.mean(axis=axes, keepdims=True)
+    variance = ((x - mean) ** 2).mean(axis=axes, keepdims=True)
+    return (x - mean) / np.sqrt(variance + epsilon) * gamma + beta
+
+
 def _sigmoid(x):
     return 1 / (1 + np.exp(-x))
 
@@ -162,6 +228,87 @@ CASES = [
      lambda x: np.pad(x, ((0, 0), (1, 2), (0, 1), (0, 0)))),
     ("crop", "crop", {"begin": (0, 1, 0, 0), "end": (2, 3, 3, 2)}, [_r(2, 4, 4, 2)], [True],
      lambda x: x[:, 1:3, 0:3, :]),
+    # heads of real models: ConvNeXt (LayerNorm), U-Nets / FPNs (resize, transposed conv), MobileNetV3
+    # (hard swish / hard sigmoid), TFLite graphs (prelu, maximum, div, slices, mirror pad)
+    ("layer_norm_last_axis", "layer_norm", {"axes": (-1,), "epsilon": 1e-6}, [_r(3, 7), _r(7), _r(7)],
+     [True, False, False], lambda x, g, b: naive_layer_norm(x, g, b, (-1,), 1e-6)),
+    ("layer_norm_4d_channels", "layer_norm", {"axes": (3,), "epsilon": 1e-3}, [_r(2, 3, 4, 5), _r(5), _r(5)],
+     [True, False, False], lambda x, g, b: naive_layer_norm(x, g, b, (3,), 1e-3)),
+    ("layer_norm_hwc_no_beta", "layer_norm", {"axes": (1, 2, 3), "epsilon": 1e-3}, [_r(2, 3, 4, 2), _r(2)],
+     [True, False], lambda x, g: naive_layer_norm(x, g, 0.0, (1, 2, 3), 1e-3)),
+    ("layer_norm_no_scale", "layer_norm", {"axes": (-1,), "epsilon": 1e-3}, [_r(4, 6)], [True],
+     lambda x: naive_layer_norm(x, 1.0, 0.0, (-1,), 1e-3)),
+    ("resize_bilinear_half_pixel_up", "resize", {"size": (7, 8), "method": "bilinear", "half_pixel_centers": True},
+     [_r(2, 3, 5, 2)], [True], lambda x: naive_resize(x, (7, 8), "bilinear", half_pixel=True)),
+    ("resize_bilinear_half_pixel_down", "resize", {"size": (3, 2), "method": "bilinear", "half_pixel_centers": True},
+     [_r(1, 7, 5, 3)], [True], lambda x: naive_resize(x, (3, 2), "bilinear", half_pixel=True)),
+    ("resize_bilinear_align_corners", "resize", {"size": (6, 9), "method": "bilinear", "align_corners": True},
+     [_r(1, 4, 5, 2)], [True], lambda x: naive_resize(x, (6, 9), "bilinear", align_corners=True)),
+    ("resize_bilinear_legacy", "resize", {"size": (5, 7), "method": "bilinear"},
+     [_r(1, 3, 4, 2)], [True], lambda x: naive_resize(x, (5, 7), "bilinear")),
+    ("resize_nearest_upsampling_2x", "resize", {"scale": (2, 2), "method": "nearest"},
+     [_r(2, 3, 4, 2)], [True], lambda x: naive_resize(x, (6, 8), "nearest")),
+    ("resize_nearest_half_pixel", "resize", {"size": (5, 7), "method": "nearest", "half_pixel_centers": True},
+     [_r(1, 3, 4, 2)], [True], lambda x: naive_resize(x, (5, 7), "nearest", half_pixel=True)),
+    ("resize_nearest_align_corners", "resize", {"size": (5, 3), "method": "nearest", "align_corners": True},
+     [_r(1, 3, 4, 2)], [True], lambda x: naive_resize(x, (5, 3), "nearest", align_corners=True)),
+    ("conv_transpose_s2_same", "conv2d_transpose", {"strides": (2, 2), "pads": (0, 1, 0, 1)},
+     [_r(2, 3, 4, 3), _r(3, 3, 2, 3)], [True, False],
+     lambda x, k: naive_conv2d_transpose(x, k, (2, 2), (0, 1, 0, 1))),
+    ("conv_transpose_s2_k2_bias_relu", "conv2d_transpose", {"strides": (2, 2), "activation": "relu"},
+     [_r(1, 3, 3, 4), _r(2, 2, 3, 4), _r(3)], [True, False, False],
+     lambda x, k, b: np.maximum(naive_conv2d_transpose(x, k, (2, 2), (0, 0, 0, 0)) + b, 0)),
+    ("conv_transpose_k1_s3_negative_pad", "conv2d_transpose", {"strides": (3, 3), "pads": (0, -2, 0, -2)},
+     [_r(1, 2, 3, 2), _r(1, 1, 3, 2)], [True, False],
+     lambda x, k: naive_conv2d_transpose(x, k, (3, 3), (0, -2, 0, -2))),
+    ("conv_transpose_output_padding", "conv2d_transpose", {"strides": (2, 2), "pads": (1, 1, 1, 1),
+                                                           "output_padding": (1, 1)},
+     [_r(1, 3, 3, 2), _r(3, 3, 2, 2)], [True, False],
+     lambda x, k: naive_conv2d_transpose(x, k, (2, 2), (1, 1, 1, 1), (1, 1))),
+    ("selu", "selu", {}, [_r(2, 5)], [True],
+     lambda x: 1.0507009873554805 * np.where(x > 0, x, 1.6732632423543772 * np.expm1(x))),
+    ("hard_sigmoid_keras3", "hard_sigmoid", {}, [_r(3, 5) * 3], [True], lambda x: np.clip(x + 3, 0, 6) / 6),
+    ("hard_sigmoid_keras2", "hard_sigmoid", {"variant": "keras2"}, [_r(3, 5) * 2], [True],
+     lambda x: np.clip(0.2 * x + 0.5, 0, 1)),
+    ("hard_swish", "hard_swish", {}, [_r(3, 5) * 3], [True], lambda x: x * np.clip(x + 3, 0, 6) / 6),
+    ("dense_fused_hard_swish", "dense", {"activation": "hard_swish"}, [_r(3, 5), _r(5, 4)], [True, False],
+     lambda x, k: (x @ k) * np.clip(x @ k + 3, 0, 6) / 6),
+    ("softsign", "softsign", {}, [_r(2, 5)], [True], lambda x: x / (1 + np.abs(x))),
+    ("exponential", "exponential", {}, [_r(2, 5)], [True], np.exp),
+    ("mish", "mish", {}, [_r(2, 5)], [True], lambda x: x * np.tanh(np.log1p(np.exp(x)))),
+    ("log_softmax", "log_softmax", {"axis": -1}, [_r(3, 6)], [True], lambda x: np.log(_softmax(x))),
+    ("prelu", "prelu", {}, [_r(2, 3, 3, 4), np.abs(_r(1, 1, 4)) * 0.3], [True, False],
+     lambda x, a: np.where(x >= 0, x, a * x)),
+    ("div", "div", {}, [_r(2, 3), np.abs(_r(1, 3)) + 0.5], [True, True], lambda a, b: a / b),
+    ("maximum_3_broadcast", "maximum", {}, [_r(2, 3, 4), _r(2, 3, 4), _r(1, 1, 4)], [True, True, True],
+     lambda a, b, c: np.maximum(np.maximum(a, b), c)),
+    ("minimum", "minimum", {}, [_r(2, 5), _r(2, 5)], [True, True], np.minimum),
+    ("pow", "pow", {}, [np.abs(_r(2, 4)) + 0.5, _r(2, 4)], [True, True], np.power),
+    ("neg", "neg", {}, [_r(2, 4)], [True], np.negative),
+    ("sqrt", "sqrt", {}, [np.abs(_r(2, 4)) + 0.5], [True], np.sqrt),
+    ("square", "square", {}, [_r(2, 4)], [True], np.square),
+    ("abs", "abs", {}, [_r(2, 4)], [True], np.abs),
+    ("reduce_max", "reduce_max", {"axes": (1, 2), "keepdims": False}, [_r(2, 3, 4, 5)], [True],
+     lambda x: x.max(axis=(1, 2))),
+    ("reduce_min_keepdims", "reduce_min", {"axes": (-1,), "keepdims": True}, [_r(2, 3, 4)], [True],
+     lambda x: x.min(axis=-1, keepdims=True)),
+    ("slice", "slice", {"begin": (0, 1, 0, 1), "size": (-1, 2, 3, -1)}, [_r(2, 4, 4, 3)], [True],
+     lambda x: x[:, 1:3, 0:3, 1:]),
+    ("strided_slice", "strided_slice", {"begin": (0, 1, None, 0), "end": (None, None, None, 3),
+                                        "strides": (1, 2, -1, 1)}, [_r(2, 5, 4, 4)], [True],
+     lambda x: x[:, 1::2, ::-1, 0:3]),
+    ("getitem", "getitem", {"index": ("ellipsis", ("slice", None, 2, None), 1)}, [_r(2, 3, 4, 3)], [True],
+     lambda x: x[..., :2, 1]),
+    ("tile", "tile", {"reps": (1, 2, 3)}, [_r(2, 3, 2)], [True], lambda x: np.tile(x, (1, 2, 3))),
+    ("gather_last_axis", "gather", {"axis": -1}, [_r(2, 3, 5), np.array([4, 0, 4, 2])], [True, False],
+     lambda x, i: np.take(x, i, axis=-1)),
+    ("cast", "cast", {"dtype": "float32"}, [_r(2, 3)], [True], lambda x: x),
+    ("pad_reflect", "pad", {"pads": ((0, 0), (2, 1), (1, 2), (0, 0)), "mode": "reflect"}, [_r(2, 4, 4, 2)],
+     [True], lambda x: np.pad(x, ((0, 0), (2, 1), (1, 2), (0, 0)), mode="reflect")),
+    ("pad_symmetric", "pad", {"pads": ((0, 0), (2, 2), (0, 1), (0, 0)), "mode": "symmetric"}, [_r(1, 3, 4, 2)],
+     [True], lambda x: np.pad(x, ((0, 0), (2, 2), (0, 1), (0, 0)), mode="symmetric")),
+    ("pad_edge", "pad", {"pads": ((0, 0), (1, 3), (2, 0), (0, 0)), "mode": "edge"}, [_r(1, 3, 3, 2)],
+     [True], lambda x: np.pad(x, ((0, 0), (1, 3), (2, 0), (0, 0)), mode="edge")),
 ]
 
 
@@ -209,12 +356,30 @@ def test_unknown_op_is_unsupported():
 
 
 def test_unsupported_fused_activation():
-    node = Node("fc", "dense", ("x", "k"), ("y",), {"activation": "mish"})
-    with pytest.raises(UnsupportedLayerError, match="fused activation 'mish' has no gradient"):
+    node = Node("fc", "dense", ("x", "k"), ("y",), {"activation": "my_activation"})
+    with pytest.raises(UnsupportedLayerError, match="fused activation 'my_activation' has no gradient"):
         node_vjp(node, _r(2, 2), [_r(2, 3), _r(3, 2)], _r(2, 2), [True, False])
 
 
-def test_reflect_pad_is_unsupported():
-    node = Node("reflect", "pad", ("x",), ("y",), {"pads": ((0, 0), (1, 1)), "mode": "reflect"})
-    with pytest.raises(UnsupportedLayerError, match="pad mode 'reflect' has no gradient"):
+def test_non_copying_pad_mode_is_unsupported():
+    node = Node("ramp", "pad", ("x",), ("y",), {"pads": ((0, 0), (1, 1)), "mode": "linear_ramp"})
+    with pytest.raises(UnsupportedLayerError, match="pad mode 'linear_ramp' has no gradient"):
         node_vjp(node, _r(2, 5), [_r(2, 3)], _r(2, 5), [True])
+
+
+def test_unknown_resize_method_is_unsupported():
+    node = Node("up", "resize", ("x",), ("y",), {"size": (4, 4), "method": "bicubic"})
+    with pytest.raises(UnsupportedLayerError, match="resize method 'bicubic' has no gradient"):
+        node_vjp(node, _r(1, 4, 4, 1), [_r(1, 2, 2, 1)], _r(1, 4, 4, 1), [True])
+
+
+def test_forward_kernels_equal_the_naive_references_used_here():
+    """The finite differences above differentiate the naive references: they must be the
+    functions the engine computes (else a VJP could match a different function)."""
+    from app.kernels import KERNELS
+
+    for _, op, attrs, inputs, _, forward in CASES:
+        if op in ("resize", "conv2d_transpose", "layer_norm"):
+            mine = KERNELS[op](*[np.asarray(x, np.float32) if np.asarray(x).dtype.kind == "f" else x
+                                 for x in inputs], **attrs)
+            np.testing.assert_allclose(mine, forward(*inputs), rtol=1e-4, atol=1e-5, err_msg=f"{op} {attrs}")
