@@ -152,14 +152,37 @@ def _graph_with_head(op: str, attrs: dict) -> Graph:
 
 
 def test_unsupported_op_in_the_head_names_the_layer():
-    model = Model(_graph_with_head("resize", {"size": (12, 12), "method": "bilinear"}), optimize=False)
-    x = np.random.default_rng(1).standard_normal((1, 6, 6, 2)).astype(np.float32)
-    with pytest.raises(UnsupportedLayerError, match=r"Grad-CAM cannot go back through layer 'odd_layer' \(resize\) "
-                                                    r"between 'conv' and the class score: op 'resize' has no gradient; "
+    # a node with two outputs (split) has no VJP; the head reads its first part
+    rng = np.random.default_rng(0)
+    weights = {"k": rng.standard_normal((3, 3, 2, 4)).astype(np.float32),
+               "d": rng.standard_normal((2, 3)).astype(np.float32)}
+    nodes = [Node("conv", "conv2d", ("x", "k"), ("conv",), {"strides": (1, 1), "dilations": (1, 1),
+                                                           "pads": (1, 1, 1, 1), "activation": "relu"}),
+             Node("odd_layer", "split", ("conv",), ("odd", "odd_rest"), {"axis": -1, "sizes": (2, 2)}),
+             Node("gap", "global_avg_pool", ("odd",), ("gap",)),
+             Node("fc", "dense", ("gap", "d"), ("fc",)),
+             Node("probs", "softmax", ("fc",), ("probs",), {"axis": -1})]
+    graph = Graph(nodes=nodes, inputs=[TensorSpec("x", (None, 6, 6, 2))], outputs=[TensorSpec("probs", (None, 3))],
+                  weights=weights, name="handmade",
+                  layer_outputs={"conv": ("conv",), "odd_layer": ("odd", "odd_rest"), "gap": ("gap",), "fc": ("probs",)})
+    model = Model(graph, optimize=False)
+    x = rng.standard_normal((1, 6, 6, 2)).astype(np.float32)
+    with pytest.raises(UnsupportedLayerError, match=r"Grad-CAM cannot go back through layer 'odd_layer' \(split\) "
+                                                    r"between 'conv' and the class score: op 'split' has no gradient; "
                                                     r"the backward pass supports: .*global_avg_pool"):
         gradcam(model, x, layer="conv")
-    # a target after the unsupported layer needs no gradient through it
-    assert gradcam(model, x, layer="odd_layer").shape == (1, 6, 6)
+
+
+def test_gradcam_through_resize_equals_the_map_after_it():
+    """Nearest 2x up-sampling before a global average pool: GAP(up(A)) = GAP(A), so the Grad-CAM map
+    at the conv (through the resize VJP) repeated 2x must be the map at the up-sampled layer (no
+    backward pass through resize). Two different paths, one identity."""
+    model = Model(_graph_with_head("resize", {"scale": (2, 2), "method": "nearest"}), optimize=False)
+    x = np.random.default_rng(1).standard_normal((2, 6, 6, 2)).astype(np.float32)
+    at_conv = gradcam(model, x, layer="conv", upsample=False)
+    at_resize = gradcam(model, x, layer="odd_layer", upsample=False)
+    assert at_conv.shape == (2, 6, 6) and at_resize.shape == (2, 12, 12)
+    np.testing.assert_allclose(np.repeat(np.repeat(at_conv, 2, axis=1), 2, axis=2), at_resize, atol=1e-6)
 
 
 def test_layer_that_does_not_lead_to_the_score():

@@ -281,9 +281,8 @@ def test_unload_model_forgets_its_card(service, demo):
     assert reply["error"]["type"] == "ServiceRequestError" and "no loaded model" in reply["error"]["message"]
 
 
-def _unsupported_head_zip() -> bytes:
-    """Conv2D -> UpSampling2D -> GAP -> Dense(softmax), 6x6 RGB, with a card: the backward pass has
-    no gradient for UpSampling2D (resize), so Grad-CAM at 'conv' must refuse and name it."""
+def _upsampling_head_zip() -> bytes:
+    """Conv2D -> UpSampling2D -> GAP -> Dense(softmax), 6x6 RGB, with a card."""
     import zipfile
 
     def layer(class_name, **config):
@@ -315,17 +314,20 @@ def _unsupported_head_zip() -> bytes:
     return buffer.getvalue()
 
 
-def test_explain_says_which_layer_of_the_head_has_no_gradient(service):
-    opened = _call(service, "open_model", {"name": "odd_head.zip"}, _unsupported_head_zip())
+def test_explain_goes_back_through_upsampling2d(service):
+    """GAP(UpSampling2D(A)) = GAP(A) for nearest 2x: the map at 'conv' (backward through the resize)
+    repeated 2x must equal the map at 'up' (no resize in its head), on the service's own input."""
+    opened = _call(service, "open_model", {"name": "up_head.zip"}, _upsampling_head_zip())
     assert opened["ok"], opened
     image = io.BytesIO()
     Image.fromarray(np.random.default_rng(4).integers(0, 256, (6, 6, 3), dtype=np.uint8)).save(image, "PNG")
     args = {"model": opened["result"]["model"], "name": "scan.png"}
-    reply = _call(service, "explain", {**args, "layer": "conv"}, image.getvalue())
-    assert reply["ok"] is False and reply["error"]["type"] == "UnsupportedLayerError", reply["error"]
-    assert ("Grad-CAM cannot go back through layer 'up' (resize) between 'conv' and the class score"
-            in reply["error"]["message"]), reply["error"]["message"]
-    # the default layer (the last spatial one, after the upsampling) needs no gradient through it
+    at_conv = _call(service, "explain", {**args, "layer": "conv"}, image.getvalue())
     default = _call(service, "explain", args, image.getvalue())
-    assert default["ok"], default
+    assert at_conv["ok"] and default["ok"], (at_conv, default)
     assert default["result"]["layer"] == "up" and default["result"]["layers"] == ["conv", "up"]
+    conv_map = np.reshape(at_conv["result"]["layer_heatmap"]["values"], at_conv["result"]["layer_heatmap"]["shape"])
+    up_map = np.reshape(default["result"]["layer_heatmap"]["values"], default["result"]["layer_heatmap"]["shape"])
+    assert conv_map.shape == (6, 6) and up_map.shape == (12, 12)
+    np.testing.assert_allclose(np.repeat(np.repeat(conv_map, 2, axis=0), 2, axis=1), up_map, atol=1e-6)
+
