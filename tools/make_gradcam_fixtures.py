@@ -134,6 +134,54 @@ def _fused_activation_target():
     return K.Model(inputs, outputs, name="fused_activation_target")
 
 
+def _layernorm_head():
+    """ConvNeXt's classifier head: GAP -> LayerNormalization -> Dense(softmax)."""
+    x = inputs = L.Input((16, 16, 3))
+    x = L.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(x)
+    x = L.Conv2D(12, 3, strides=2, padding="same", name="last_conv")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    x = L.LayerNormalization(epsilon=1e-6, name="head_layernorm")(x)
+    outputs = L.Dense(5, activation="softmax", name="head_dense")(x)
+    return K.Model(inputs, outputs, name="layernorm_head")
+
+
+def _convnext_block():
+    """A ConvNeXt block between the target and the score: patchify stem + channel LayerNorm
+    (target), depthwise 7x7 -> LayerNorm -> Dense(4C) -> GELU -> Dense(C) (Dense on a 4-D tensor
+    = 1x1 conv) -> Add, then GAP -> LayerNorm -> Dense(softmax)."""
+    inputs = L.Input((32, 32, 3))
+    x = L.Conv2D(16, 4, strides=4, name="stem_conv")(inputs)
+    stem = L.LayerNormalization(epsilon=1e-6, name="stem_layernorm")(x)
+    x = L.DepthwiseConv2D(7, padding="same", name="block_depthwise_conv")(stem)
+    x = L.LayerNormalization(epsilon=1e-6, name="block_layernorm")(x)
+    x = L.Dense(64, name="block_pointwise_conv_1")(x)
+    x = L.Activation("gelu", name="block_gelu")(x)
+    x = L.Dense(16, name="block_pointwise_conv_2")(x)
+    x = L.Add(name="block_add")([stem, x])
+    x = L.GlobalAveragePooling2D(name="head_gap")(x)
+    x = L.LayerNormalization(epsilon=1e-6, name="head_layernorm")(x)
+    outputs = L.Dense(4, activation="softmax", name="head_dense")(x)
+    return K.Model(inputs, outputs, name="convnext_block")
+
+
+def _upsample_head():
+    """FPN-like head between the target and the score: bilinear UpSampling2D of the coarse target,
+    Concatenate with the finer map, Conv2D, Conv2DTranspose (stride 2, "same"), nearest
+    UpSampling2D, then GAP -> Dense(softmax)."""
+    inputs = L.Input((16, 16, 3))
+    fine = L.Conv2D(6, 3, padding="same", activation="relu", name="fine_conv")(inputs)
+    x = L.MaxPooling2D(2, name="pool")(fine)
+    coarse = L.Conv2D(8, 3, padding="same", activation="relu", name="coarse_conv")(x)
+    x = L.UpSampling2D(2, interpolation="bilinear", name="up_bilinear")(coarse)
+    x = L.Concatenate(name="merge")([x, fine])
+    x = L.Conv2D(8, 3, padding="same", activation="relu", name="merge_conv")(x)
+    x = L.Conv2DTranspose(6, 3, strides=2, padding="same", activation="relu", name="deconv")(x)
+    x = L.UpSampling2D(2, interpolation="nearest", name="up_nearest")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    outputs = L.Dense(3, activation="softmax", name="scores")(x)
+    return K.Model(inputs, outputs, name="upsample_head")
+
+
 def _tiny_unet(classes: int, activation: str, size: int = 32):
     def block(x, filters, name):
         x = L.Conv2D(filters, 3, padding="same", name=f"{name}_conv")(x)
@@ -167,6 +215,12 @@ CASES = [
          layer="conv2", class_index=1),
     Case("fused_activation_target", "target = Activation after Conv+BN (folded and fused by app.optimize), "
          "separate softmax Activation layer", _fused_activation_target, layer="conv2_relu"),
+    Case("layernorm_head", "ConvNeXt's head: GAP -> LayerNormalization -> Dense(softmax)", _layernorm_head,
+         layer="last_conv"),
+    Case("convnext_block", "target = stem LayerNorm; a ConvNeXt block (depthwise 7x7, LayerNorm, Dense 4C, GELU, "
+         "Dense C, Add), GAP, LayerNorm, Dense(softmax)", _convnext_block, layer="stem_layernorm"),
+    Case("upsample_head", "target = coarse conv; bilinear UpSampling2D, Concatenate, Conv2D, Conv2DTranspose "
+         "(stride 2), nearest UpSampling2D, GAP, Dense(softmax)", _upsample_head, layer="coarse_conv"),
     Case("unet_softmax", "tiny U-Net (MaxPool, UpSampling2D, Conv2DTranspose, Concatenate), 4-class softmax",
          _tiny_unet(4, "softmax")),
     Case("unet_sigmoid", "tiny U-Net, single sigmoid channel (threshold 0.5)", _tiny_unet(1, "sigmoid")),
@@ -288,6 +342,9 @@ BIG_DEEP_LAYERS = {
     "k2_resnet50": "conv5_block2_out",             # a bottleneck block with Add
     "k2_mobilenetv2": "block_16_project_BN",       # Conv_1, BN, ReLU(6)
     "k2_efficientnetb0": "block7a_project_bn",     # top_conv, BN, swish, GAP, Dropout
+    # the last ConvNeXt block (depthwise 7x7, LayerNorm, Dense, GELU, Dense, LayerScale, Add), then
+    # the head GAP -> LayerNorm -> Dense
+    "k2_convnexttiny": "tf.__operators__.add_16",
 }
 
 
@@ -313,6 +370,23 @@ def _activations_and_gradients(model, layer_name, x, classes):
     return np.stack(values).astype(np.float32), np.stack(grads).astype(np.float32)
 
 
+def _rebuild_big(name: str, model_dir: Path):
+    """The cached big model in tf_keras: from its model.json, or (ConvNeXt: tf_keras cannot rebuild
+    its private LayerScale from JSON) the same application built again, with the shards' weights."""
+    try:
+        return lib.load_tfjs_into_tf_keras(model_dir)
+    except (TypeError, ValueError):
+        import make_big_fixtures
+        from tensorflowjs import read_weights
+
+        case = next(c for c in make_big_fixtures.BIG_CASES if c.name == name)
+        model = case.build()
+        model_json = json.loads((model_dir / "model.json").read_text())
+        lib.assign_manifest_weights(model, read_weights.read_weights(model_json["weightsManifest"], str(model_dir),
+                                                                     flatten=True))
+        return model
+
+
 def generate_big(names) -> list[Path]:
     """Grad-CAM references for cached big models (tools/make_big_fixtures.py), not committed:
     each model is rebuilt in tf_keras from its model.json + shards, inputs are its io.npz inputs."""
@@ -323,9 +397,11 @@ def generate_big(names) -> list[Path]:
             print(f"skip {name}: {model_dir} is missing (run tools/make_big_fixtures.py --only {name})")
             continue
         K.backend.clear_session()
-        model = lib.load_tfjs_into_tf_keras(model_dir)
+        model = _rebuild_big(name, model_dir)
         with np.load(model_dir / "io.npz") as data:
             x = data["input_0"]
+            # the rebuilt model is the one the big fixture recorded
+            np.testing.assert_allclose(lib.predict(model, [x])[0], data["output_0"], atol=1e-5, err_msg=name)
         arrays = {"input": x}
         layers = {"default": _last_spatial_layer(model), "deep": BIG_DEEP_LAYERS[name]}
         for role, layer in layers.items():

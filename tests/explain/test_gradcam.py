@@ -17,7 +17,7 @@ from app.model import Model
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "gradcam"
 GRADCAM_CASES = ["small_cnn", "bn_dropout_head", "densenet_concat", "residual_add", "multilabel_sigmoid",
-                 "fused_activation_target"]
+                 "fused_activation_target", "layernorm_head", "convnext_block", "upsample_head"]
 ATOL = 1e-3
 
 
@@ -63,7 +63,7 @@ def test_runner_up_class_matches_tensorflow(name):
     np.testing.assert_allclose(result.heatmap, io["runner_up_heatmap_upsampled"], atol=ATOL)
 
 
-@pytest.mark.parametrize("name", ["small_cnn", "bn_dropout_head", "fused_activation_target"])
+@pytest.mark.parametrize("name", ["small_cnn", "bn_dropout_head", "fused_activation_target", "layernorm_head"])
 def test_default_layer_is_the_last_spatial_one(name):
     # in these cases the fixture's layer is the last one with a spatial output
     io, _ = _case(name)
@@ -252,7 +252,8 @@ def test_errors_are_vitrine_errors():
 
 REPO = Path(__file__).resolve().parents[2]
 BIG = REPO / ".cache" / "fixtures" / "gradcam_big"
-BIG_CASES = ["k2_densenet121", "k2_webipred_densenet121", "k2_resnet50", "k2_mobilenetv2", "k2_efficientnetb0"]
+BIG_CASES = ["k2_densenet121", "k2_webipred_densenet121", "k2_resnet50", "k2_mobilenetv2", "k2_efficientnetb0",
+             "k2_convnexttiny"]
 
 
 @pytest.mark.slow
