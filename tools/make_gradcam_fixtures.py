@@ -345,6 +345,9 @@ BIG_DEEP_LAYERS = {
     # the last ConvNeXt block (depthwise 7x7, LayerNorm, Dense, GELU, Dense, LayerScale, Add), then
     # the head GAP -> LayerNorm -> Dense
     "k2_convnexttiny": "tf.__operators__.add_16",
+    # Conv_1 -> BN -> hard swish (TFOpLambda add / ReLU(6) / multiply) -> GAP -> Conv_2 -> hard swish
+    # -> Dropout -> Logits conv -> Flatten -> softmax
+    "k2_mobilenetv3small": "expanded_conv_10/Add",
 }
 
 
@@ -382,6 +385,13 @@ def _rebuild_big(name: str, model_dir: Path):
         case = next(c for c in make_big_fixtures.BIG_CASES if c.name == name)
         model = case.build()
         model_json = json.loads((model_dir / "model.json").read_text())
+        # TFOpLambda names ("tf.__operators__.add_16") count up per process: take model.json's, by
+        # position, so layer names are the ones the converted model (and so Vitrine) has
+        saved = model_json["modelTopology"]["model_config"]["config"]["layers"]
+        if [entry["class_name"] for entry in saved] != [type(layer).__name__ for layer in model.layers]:
+            raise RuntimeError(f"{name}: the rebuilt application's layers differ from {model_dir}/model.json")
+        for layer, entry in zip(model.layers, saved):
+            layer._name = entry["config"]["name"]
         lib.assign_manifest_weights(model, read_weights.read_weights(model_json["weightsManifest"], str(model_dir),
                                                                      flatten=True))
         return model

@@ -253,7 +253,7 @@ def test_errors_are_vitrine_errors():
 REPO = Path(__file__).resolve().parents[2]
 BIG = REPO / ".cache" / "fixtures" / "gradcam_big"
 BIG_CASES = ["k2_densenet121", "k2_webipred_densenet121", "k2_resnet50", "k2_mobilenetv2", "k2_efficientnetb0",
-             "k2_convnexttiny"]
+             "k2_convnexttiny", "k2_mobilenetv3small"]
 
 
 @pytest.mark.slow
