@@ -163,3 +163,18 @@ def test_gradcam_on_an_int8_tflite_says_why_it_cannot(service):
     message = reply["error"]["message"]
     assert message.startswith("demo_int8.tflite: Grad-CAM needs the model's layer graph")
     assert "TFLite interpreter" in message and "INT8" in message and "float32 / float16 .tflite" in message
+
+
+@pytest.mark.parametrize("model_file, masks_key", [("unet_tflite.zip", "unet__masks"), ("unet_int8.zip", "unet_int8__masks")])
+def test_app_explain_segment_on_a_tflite_unet(model_file, masks_key, expected):
+    """app.explain.segment straight on the loaded TFLite U-Net (float: engine graph with
+    TRANSPOSE_CONV / RESIZE_NEAREST_NEIGHBOR / CONCATENATION; int8: the interpreter), on the
+    fixture's float input: LiteRT's argmax masks exactly (int8 ties included)."""
+    import app
+    from app.explain import segment
+
+    with np.load(UNET_IMAGE.parent / "io.npz") as data:
+        x = data["input"]
+    model = app.load_model(str(PAGE / model_file))
+    assert model.output_shape == (None, 48, 48, 3)
+    np.testing.assert_array_equal(segment(model, x), expected[masks_key])
