@@ -323,8 +323,8 @@ async def _open_heatmap(box, body, run, result):
     ends.append(_make("span", "1"))
     scale.append(scale_img)
     scale.append(ends)
-    scale.append(_make("p", "Colour scale: contribution to the class score, from none (0, blue) to the "
-                            "strongest (1, red).", "explain-scale-caption muted"))
+    scale_caption = _make("p", "", "explain-scale-caption muted")
+    scale.append(scale_caption)
     body.append(scale)
     figure.hidden = True
     scale.hidden = True
@@ -362,6 +362,8 @@ async def _open_heatmap(box, body, run, result):
         box.setAttribute("data-heatmap-shape", json.dumps(reply["heatmap"]["shape"]))
         box.setAttribute("data-heatmap", reply["heatmap"]["base64"])
         box.setAttribute("data-layer-heatmap", json.dumps(reply["layer_heatmap"]))
+        scale_caption.textContent = ("Colour scale for %s: contribution to its score, from none (0, blue) to the "
+                                     "strongest in this image (1, red)." % reply["class_name"])
         _status(box, "Red areas raised the score of %s most (%.1f ms)." % (reply["class_name"], reply["ms"]))
 
     _on(class_select, "change", lambda event: asyncio.create_task(show(layer_select.value or None)))
@@ -414,11 +416,17 @@ async def _open_mask(box, body, run, result):
         swatch.style.display = "inline-block"
         swatch.style.width = "1rem"
         swatch.style.height = "1rem"
-        swatch.style.border = "1px solid #94a3b8"
-        swatch.style.backgroundColor = entry["colour"]
         swatch.setAttribute("role", "img")
-        swatch.setAttribute("aria-label", "colour %s%s" % (entry["colour"], " (not painted)" if entry["index"] == 0 else ""))
         swatch_cell.append(swatch)
+        if entry["index"] == 0:
+            # class 0 is left unpainted on the overlay: an empty dashed box, not its palette black
+            swatch.style.border = "1px dashed #94a3b8"
+            swatch.setAttribute("aria-label", "not painted")
+            swatch_cell.append(_make("span", " not painted", "muted"))
+        else:
+            swatch.style.border = "1px solid #94a3b8"
+            swatch.style.backgroundColor = entry["colour"]
+            swatch.setAttribute("aria-label", "colour %s" % entry["colour"])
         row.append(swatch_cell)
         row.append(_make("td", entry["name"]))
         row.append(_make("td", str(entry["pixels"])))
