@@ -440,7 +440,7 @@ def open_model(resolved: ResolvedModel, *, data: bytes | None = None, **fetch_op
                                     version=resolved.record.version, file=resolved.file.key)
         else:
             card = card.with_source(md5=md5, file=str(resolved.path))
-    model = load_model(package.engine_input)
+    model = load_model(package.engine_input, name=package.name)  # errors name the file, not "<tflite bytes>"
     return OpenedModel(model=model, card=card, package=package, resolved=resolved, md5=md5)
 
 

@@ -68,6 +68,7 @@ def gradcam(model, x, class_index=None, layer: str | None = None, upsample: bool
 
 def compute_gradcam(model, x, class_index=None, layer: str | None = None, upsample: bool = True) -> GradCam:
     """:func:`gradcam` with the details (layer used, classes, logits, layer-resolution map)."""
+    source_graph_of(model)  # a model without a layer graph (int8 .tflite) is refused first, saying why
     feeds = model.check_input(x)  # the engine's own validation (count, dtype, shape, batch axis)
     head = _prepare(model, layer)
     env = Plan(head.graph).run(feeds, wanted=head.wanted)

@@ -178,3 +178,48 @@ def test_app_explain_segment_on_a_tflite_unet(model_file, masks_key, expected):
     model = app.load_model(str(PAGE / model_file))
     assert model.output_shape == (None, 48, 48, 3)
     np.testing.assert_array_equal(segment(model, x), expected[masks_key])
+
+
+# ---- the same files through the command line ------------------------------------------------------
+
+def test_cli_predict_on_the_tflite_zip_matches_litert(tmp_path, expected):
+    import csv
+
+    from app.cli import main
+
+    out = tmp_path / "out.csv"
+    files = [str(SAMPLES / str(f)) for f in expected["files"]]
+    assert main(["predict", "--model", str(PAGE / "demo_tflite.zip"), *files, "--csv", str(out)]) == 0
+    card_classes = ["CT", "MR", "ultrasound", "fundus photo", "microscopy", "other photo"]
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert [row["file"] for row in rows] == files
+    reference = expected["demo_tflite__output"]
+    for i, row in enumerate(rows):
+        shown = [float(row[f"P({c})"]) for c in card_classes]
+        np.testing.assert_allclose(shown, reference[i], rtol=0, atol=FLOAT_RTOL * float(np.abs(reference).max()))
+
+
+@pytest.mark.parametrize("model_file, words", [
+    ("truncated.tflite", ["outside the file"]),
+    ("custom_op.tflite", ["FlexRGBToHSV", "SELECT_TF_OPS"]),
+    ("unsupported_op.tflite", ["CUMSUM"]),
+])
+def test_cli_refuses_bad_tflite_naming_the_file(model_file, words, capsys):
+    from app.cli import main
+
+    code = main(["predict", "--model", str(PAGE / model_file), str(SAMPLES / "ct_head.png")])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert f"{PAGE / model_file}:" in err and "Traceback" not in err, err
+    for word in words:
+        assert word in err, err
+
+
+def test_cli_explain_on_an_int8_tflite_says_why_it_cannot(tmp_path, capsys):
+    from app.cli import main
+
+    code = main(["explain", "--model", str(PAGE / "demo_int8.tflite"), str(SAMPLES / "ct_head.png"),
+                 "--out", str(tmp_path / "overlay.png")])
+    err = capsys.readouterr().err
+    assert code != 0 and not (tmp_path / "overlay.png").exists()
+    assert "demo_int8.tflite: Grad-CAM needs the model's layer graph" in err and "Traceback" not in err, err
