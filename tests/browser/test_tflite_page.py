@@ -144,6 +144,7 @@ def test_tflite_files_and_zip_through_the_page_match_litert(site_page, expected)
     assert box.get_attribute("data-state") == "ready", box.get_attribute("data-error")
     assert int(box.get_attribute("data-class-index")) == ref_class
     np.testing.assert_allclose(shown_heatmap(box), ref_map, atol=GRADCAM_ATOL)
+    print(f"Grad-CAM through demo_float32.tflite: max |page - TensorFlow| = {np.abs(shown_heatmap(box) - ref_map).max():.2e}")
     assert "block4_conv" in box.locator("figcaption").inner_text()
     card_of(page, name).screenshot(path=str(ARTIFACTS / "tflite-float32-explain-card.png"))
 
