@@ -447,9 +447,9 @@ class EngineService:
         started = time.perf_counter()
         image = self._decode(name, payload, "classify")
         card = self._card_of(handle, "classify")
-        tensor = preprocess(image, PreprocessSpec.from_card(card))
+        spec = PreprocessSpec.from_card(card)
         model = self._models[handle]
-        outputs = model.predict(tensor)
+        outputs = model.predict(_model_feed(model, preprocess(image, spec), spec.standardize))
         if isinstance(outputs, (list, tuple)):
             outputs = outputs[0]
         if np.ndim(outputs) == 4:  # a segmentation model (N, H, W, C): per-class areas of its mask
@@ -638,7 +638,7 @@ class EngineService:
         card = self._card_of(handle, call)
         image = self._decode(name, payload, call)
         spec = PreprocessSpec.from_card(card)
-        tensor = preprocess(image, spec)
+        tensor = _model_feed(self._models[handle], preprocess(image, spec), spec.standardize)
         background = resized_image(image, spec)
         if background.dtype != np.uint8:
             background = minmax_to_uint8(background)[0]
@@ -717,6 +717,14 @@ def _model_summary(model: Any) -> dict:
         if specs is not None:
             summary[side] = [{"name": getattr(s, "name", None), "shape": list(getattr(s, "shape", ()) or ())} for s in specs]
     return summary
+
+
+def _model_feed(model: Any, tensor: Any, standardize: Any):
+    """The preprocessed image as the model takes it: a uint8-input TFLite model gets the raw pixels
+    when the card sets no standardisation (app.tflite.image_input); every other model the tensor."""
+    if getattr(model, "format", None) != "tflite":
+        return tensor
+    return _engine_function("app.tflite", "image_input", "classify")(model, tensor, standardize)
 
 
 def _tflite_runtime_module() -> str | None:

@@ -25,7 +25,7 @@ fi
     namex==0.1.0 packaging==26.4 rich==15.0.0 six==1.17.0 termcolor==3.3.0 tqdm==4.70.1 \
     typing_extensions==4.16.0 wrapt==2.5.2 requests==2.34.2 urllib3==2.8.0 \
     certifi==2026.10.19.post1 idna==3.20 charset-normalizer==3.5.3 markdown-it-py==4.3.0 \
-    mdurl==0.1.2 Pygments==2.21.0
+    mdurl==0.1.2 Pygments==2.21.0 opencv-python-headless==4.10.0.84
 "$LITERTENV/bin/pip" install --quiet --no-deps tf-keras==2.21.0
 
 TF_CPP_MIN_LOG_LEVEL=3 "$LITERTENV/bin/python" - <<'PY'

@@ -5,6 +5,7 @@ with LiteRT's outputs on real image files.
 Run with the LiteRT venv (``bash tools/litert_env.sh`` creates it), NOT the project .venv::
 
     /opt/litertenv/bin/python tools/make_tflite_page_fixtures.py
+    /opt/litertenv/bin/python tools/make_tflite_page_fixtures.py --real   # EfficientNet-Lite0 (PyPI)
 
 Pinned oracle: tensorflow-cpu 2.21.0 (converter; tf_keras 2.21.0 rebuilds the TF.js models) and
 ai-edge-litert 2.3.0 run with ``OpResolverType.BUILTIN_REF``. Vitrine's code is not used.
@@ -269,7 +270,71 @@ def bad_models(model_float: bytes) -> dict[str, bytes]:
             "unsupported_op.tflite": unsupported}
 
 
+REAL_PHOTOS = ("chelsea.png", "camera.png")  # scikit-image samples: an RGB photo of a cat, a grey photo
+
+
+def _load_by_path(module_name: str, path: Path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def build_real() -> int:
+    """``--real``: LiteRT's outputs of the pretrained uint8 EfficientNet-Lite0 from PyPI
+    (tests/tflite/real_models.py, sha256-pinned, cached, not committed) on real photographs
+    (tools/fetch_sample_images.py), decoded with Pillow (``convert("RGB")``) and resized with
+    OpenCV INTER_LINEAR to 224x224, fed as uint8 pixels (TFLite's convention for uint8 image
+    models). Writes ``tests/fixtures/tflite/page/real/efficientnet_lite0_uint8.{npz,json}``."""
+    import cv2
+    from PIL import Image
+
+    real_models = _load_by_path("real_models", ROOT / "tests" / "tflite" / "real_models.py")
+    sys.path.insert(0, str(ROOT / "tools"))
+    import fetch_sample_images
+
+    case = "efficientnet_lite0_uint8"
+    real_models.fetch(packages=real_models.QUANTIZED_PACKAGES)
+    model_bytes = real_models.model_path(case).read_bytes()
+    photos = fetch_sample_images.fetch()
+    interpreter = Interpreter(model_content=model_bytes, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+    interpreter.allocate_tensors()
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    if inp["dtype"] != np.uint8:
+        raise SystemExit(f"{case}: expected uint8 input, found {inp['dtype']}")
+    height, width = int(inp["shape"][1]), int(inp["shape"][2])
+    with zipfile.ZipFile(io.BytesIO(model_bytes)) as archive:  # TFLite metadata: labels.txt appended
+        labels = archive.read(next(n for n in archive.namelist() if n.endswith(".txt"))).decode().split("\n")
+    arrays, top5 = {"files": np.array(REAL_PHOTOS)}, {}
+    for i, name in enumerate(REAL_PHOTOS):
+        rgb = np.asarray(Image.open(photos / name).convert("RGB"))
+        pixels = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_LINEAR)
+        interpreter.set_tensor(inp["index"], pixels[None])
+        interpreter.invoke()
+        scores = interpreter.get_tensor(out["index"])[0].copy()
+        arrays[f"pixels_{i}"] = pixels
+        arrays[f"output_q_{i}"] = scores
+        order = [int(k) for k in np.argsort(-scores.astype(np.int64), kind="stable")[:5]]
+        top5[name] = [{"index": k, "score": int(scores[k]), "label": labels[k]} for k in order]
+    target = OUT / "real"
+    target.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(target / f"{case}.npz", **arrays)
+    meta = {"case": case, "model_sha256": sha256(model_bytes), "oracle": ORACLE,
+            "generator": "tools/make_tflite_page_fixtures.py --real", "opencv": cv2.__version__,
+            "photos": {name: sha256((photos / name).read_bytes()) for name in REAL_PHOTOS},
+            "input": "Pillow convert('RGB') -> cv2.resize INTER_LINEAR to 224x224 -> uint8 pixels fed as they are",
+            "input_quantization": [float(v) for v in inp["quantization"]],
+            "output_quantization": [float(v) for v in out["quantization"]], "top5": top5}
+    (target / f"{case}.json").write_text(json.dumps(meta, indent=1) + "\n")
+    print(json.dumps(top5, indent=1))
+    return 0
+
+
 def main() -> int:
+    if "--real" in sys.argv[1:]:
+        return build_real()
     OUT.mkdir(parents=True, exist_ok=True)
     pixels, inputs_tf = demo_inputs()
     arrays = {"files": np.array(FILES), "pixels": pixels, "inputs_tf": inputs_tf}

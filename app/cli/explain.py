@@ -95,6 +95,10 @@ def run(args) -> int:
     image = decode_image(data, path.name, **decode_options)
     spec = PreprocessSpec.from_card(card)
     tensor = preprocess(image, spec)
+    if getattr(opened.model, "format", None) == "tflite":  # uint8 input: raw pixels (app.tflite.image_input)
+        from ..tflite import image_input
+
+        tensor = image_input(opened.model, tensor, spec.standardize)
     background = resized_image(image, spec)
     if background.dtype != np.uint8:
         background = minmax_to_uint8(background)[0]

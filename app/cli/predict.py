@@ -164,6 +164,10 @@ def predict_files(opened: OpenedModel, card: ModelCard, paths, *, decode_options
                 raise VitrineError(f"{name}: cannot read the file ({exc.strerror})") from exc
             image = decode_image(data, name, **(decode_options or {}))
             tensor = preprocess(image, spec)
+            if getattr(opened.model, "format", None) == "tflite":  # uint8 input: raw pixels (app.tflite.image_input)
+                from ..tflite import image_input
+
+                tensor = image_input(opened.model, tensor, spec.standardize)
             outputs = opened.model.predict(tensor)
             if isinstance(outputs, (list, tuple)):
                 outputs = outputs[0]

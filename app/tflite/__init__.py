@@ -9,9 +9,9 @@ the real tflite_runtime cannot be installed).
 from __future__ import annotations
 
 from app.tflite.interpreter import Interpreter, SignatureRunner, TensorValueError
-from app.tflite.model import TFLiteModel, load
+from app.tflite.model import TFLiteModel, image_input, load
 
-__all__ = ["Interpreter", "SignatureRunner", "TensorValueError", "TFLiteModel", "load",
+__all__ = ["Interpreter", "SignatureRunner", "TensorValueError", "TFLiteModel", "image_input", "load",
            "install_alias"]
 
 

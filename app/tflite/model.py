@@ -182,6 +182,22 @@ class TFLiteModel:
         return "\n".join(lines)
 
 
+def image_input(model, tensor: np.ndarray, standardize=None):
+    """What to give ``model.predict`` for a preprocessed image batch ``tensor`` (resized, then
+    standardised by the card's ``standardize``).
+
+    TFLite's image-classifier convention: a model with **uint8** input takes the raw pixels (its
+    input scale / zero point only say what float values they stand for, e.g. EfficientNet-Lite0's
+    0.0126 / 131). So when ``model`` is a :class:`TFLiteModel` with uint8 input and no
+    standardisation was applied, the 0..255 pixels are returned as uint8 (fed unchanged); quantizing
+    them as floats would saturate the input. Everything else (float and int8 models, a card that
+    standardises) gets ``tensor`` unchanged, quantized by ``predict`` when the input is integer."""
+    if (isinstance(model, TFLiteModel) and model.input_dtype == np.uint8 and standardize is None
+            and np.issubdtype(np.asarray(tensor).dtype, np.floating)):
+        return np.clip(np.rint(tensor), 0, 255).astype(np.uint8)
+    return tensor
+
+
 def load(data: bytes, name: str, card=None, *, engine: str = "auto"):
     """Build a model from ``.tflite`` bytes. Raises ModelFormatError / UnsupportedLayerError.
 

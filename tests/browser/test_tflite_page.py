@@ -250,3 +250,35 @@ def test_tflite_runtime_import_resolves_inside_the_worker(engine_page, expected)
                                    atol=META["models"]["demo_int8.tflite"]["output_quantization"][0] * 1.0001)
     finally:
         engine_page.engine_call({"call": "unload_model", "args": {"model": handle}})
+
+
+REAL_MODEL = REPO / ".cache" / "fixtures" / "tflite-real" / "efficientnet_lite0_uint8.tflite"
+PHOTOS = REPO / ".cache" / "samples" / "skimage"
+
+
+def test_real_pretrained_uint8_tflite_classifies_photos_like_litert(site_page):
+    """EfficientNet-Lite0 (uint8, from PyPI, sha256-pinned; cached, not committed) opened as a bare
+    .tflite: the page feeds the resized pixels as uint8 and shows LiteRT's scores on the same
+    Pillow-decoded, OpenCV-resized photos (tools/make_tflite_page_fixtures.py --real)."""
+    meta = json.loads((PAGE / "real" / "efficientnet_lite0_uint8.json").read_text())
+    photos = [PHOTOS / name for name in meta["photos"]]
+    if not REAL_MODEL.is_file() or not all(p.is_file() for p in photos):
+        pytest.skip("EfficientNet-Lite0 or the scikit-image photos are not cached (tests/tflite/real_models.py, "
+                    "tools/fetch_sample_images.py)")
+    with np.load(PAGE / "real" / "efficientnet_lite0_uint8.npz") as data:
+        reference = {str(name): data[f"output_q_{i}"] for i, name in enumerate(data["files"])}
+    page = open_ready(site_page)
+    open_model_file(page, REAL_MODEL, REAL_MODEL.name)
+    add_images(page, photos)
+    predict(page)
+    step, zero_point = meta["output_quantization"]
+    shown = shown_probabilities(page)
+    for name, expected_q in reference.items():
+        assert isinstance(shown[name], list), shown[name]
+        got_q = np.round(np.asarray(shown[name]) / step + zero_point).astype(np.int64)
+        print(f"{name}: top class {int(np.argmax(got_q))} ({meta['top5'][name][0]['label']}), "
+              f"max step difference {int(np.abs(got_q - expected_q.astype(np.int64)).max())}")
+        np.testing.assert_array_equal(got_q, expected_q.astype(np.int64), err_msg=name)
+        top = meta["top5"][name][0]["index"]
+        assert f"class {top}" in card_of(page, name).locator(".result-summary").inner_text()
+    screenshot(page, "tflite-real-efficientnet-lite0.png")

@@ -223,3 +223,79 @@ def test_cli_explain_on_an_int8_tflite_says_why_it_cannot(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code != 0 and not (tmp_path / "overlay.png").exists()
     assert "demo_int8.tflite: Grad-CAM needs the model's layer graph" in err and "Traceback" not in err, err
+
+
+# ---- a real pretrained uint8 classifier (PyPI, cached by tests/tflite/real_models.py) -----------------
+
+REAL = PAGE / "real"
+REAL_MODEL = REPO / ".cache" / "fixtures" / "tflite-real" / "efficientnet_lite0_uint8.tflite"
+PHOTOS = REPO / ".cache" / "samples" / "skimage"
+
+
+def _real_reference():
+    meta = json.loads((REAL / "efficientnet_lite0_uint8.json").read_text())
+    missing = [p for p in (REAL_MODEL, *(PHOTOS / n for n in meta["photos"])) if not p.is_file()]
+    if missing:
+        pytest.skip(f"not cached: {missing} (python -c 'import tests.tflite.real_models as r; "
+                    f"r.fetch(packages=r.QUANTIZED_PACKAGES)'; python tools/fetch_sample_images.py)")
+    assert hashlib.sha256(REAL_MODEL.read_bytes()).hexdigest() == meta["model_sha256"]
+    for name, digest in meta["photos"].items():
+        assert hashlib.sha256((PHOTOS / name).read_bytes()).hexdigest() == digest, name
+    with np.load(REAL / "efficientnet_lite0_uint8.npz") as data:
+        return meta, {key: data[key] for key in data.files}
+
+
+def test_real_uint8_classifier_takes_raw_pixels_like_litert(service):
+    """EfficientNet-Lite0 (uint8 input, scale 0.0126, zero point 131) opened without a card: the
+    page's pipeline feeds the resized pixels as uint8, as TFLite image classifiers expect, and the
+    scores equal LiteRT's on the same OpenCV-resized photos (Egyptian cat, tripod)."""
+    meta, ref = _real_reference()
+    opened = _open_bytes(service, "efficientnet_lite0_uint8.tflite", REAL_MODEL.read_bytes())
+    step, zero_point = meta["output_quantization"]
+    for i, name in enumerate(str(f) for f in ref["files"]):
+        reply = service.handle({"call": "classify", "args": {"model": opened["model"], "name": name}},
+                               (PHOTOS / name).read_bytes())
+        assert reply["ok"], reply
+        shown = np.asarray(reply["result"]["probabilities"])
+        np.testing.assert_array_equal(np.round(shown / step + zero_point).astype(np.int64),
+                                      ref[f"output_q_{i}"].astype(np.int64), err_msg=name)
+        assert int(np.argmax(shown)) == meta["top5"][name][0]["index"]
+
+
+def test_image_input_rule():
+    """uint8 input and no standardisation: raw pixels; anything else is left to predict()."""
+    import app
+    from app.tflite import image_input
+
+    pixels = np.array([[[[0.0, 127.0, 255.0]]]], np.float32)
+    uint8_model = app.load_model(str(REPO / "tests" / "fixtures" / "tflite" / "cnn_uint8" / "model.tflite"))
+    assert uint8_model.input_dtype == np.uint8
+    fed = image_input(uint8_model, pixels, None)
+    assert fed.dtype == np.uint8 and fed.tolist() == [[[[0, 127, 255]]]]
+    assert image_input(uint8_model, pixels, "tf") is pixels          # the card standardises: quantize
+    int8_model = app.load_model(str(PAGE / "demo_int8.tflite"))
+    assert image_input(int8_model, pixels, None) is pixels           # int8 cannot hold 0..255
+    float_model = app.load_model(str(PAGE / "demo_float32.tflite"))
+    assert image_input(float_model, pixels, None) is pixels
+
+
+def _open_bytes(service, name, data):
+    reply = service.handle({"call": "open_model", "args": {"name": name}}, data)
+    assert reply["ok"], reply
+    return reply["result"]
+
+
+def test_cli_predict_real_uint8_classifier(tmp_path):
+    import csv
+
+    from app.cli import main
+
+    meta, ref = _real_reference()
+    out = tmp_path / "out.csv"
+    files = [str(PHOTOS / str(f)) for f in ref["files"]]
+    assert main(["predict", "--model", str(REAL_MODEL), *files, "--csv", str(out)]) == 0
+    step, zero_point = meta["output_quantization"]
+    for i, row in enumerate(csv.DictReader(out.open(encoding="utf-8"))):
+        shown = np.array([float(row[f"P(class {k})"]) for k in range(1000)])
+        np.testing.assert_array_equal(np.round(shown / step + zero_point).astype(np.int64),
+                                      ref[f"output_q_{i}"].astype(np.int64), err_msg=row["file"])
