@@ -69,6 +69,14 @@ PYODIDE_CORE_SHA256 = {
 PYODIDE_PACKAGES = ("numpy", "pillow", "openblas", "packaging")
 BOOT_PACKAGES = ("numpy", "pillow")
 
+# Precompiled bytecode (tools/compile_bytecode.mjs): the site packages whose imported modules get
+# pycs, by top-level import name -> lock name of the package they belong to. Each gets a lock
+# entry "<name>-bytecode" (a zip of __pycache__/*.pyc unpacked into site-packages) that is loaded
+# beside it; the stdlib's pycs go into the shipped python_stdlib.zip itself.
+BYTECODE_SITE_PACKAGES = {"numpy": "numpy", "PIL": "pillow", "app": "vitrine"}
+BYTECODE_PROBE_IMAGES = ("mr_abdomen.png", "fundus_retina.jpg")  # static/demo/samples: PNG and JPEG decoders
+BYTECODE_TOOL_FILES = ("tools/compile_bytecode.mjs", "tools/compile_bytecode.py")
+
 # Pure-Python wheels from PyPI, pinned by sha256 (loaded on demand for DICOM / NIfTI input).
 PYPI_WHEELS = {
     "pydicom-3.0.1-py3-none-any.whl": ("pydicom==3.0.1", "db32f78b2641bd7972096b8289111ddab01fb221610de8d7afa835eb938adb41"),
@@ -291,6 +299,73 @@ def add_simd_kernels(wheel: Path, work_dir: Path) -> str:
     return kernels.WHEEL_ARCNAME
 
 
+def bytecode_name(package: str) -> str:
+    return f"{package}-bytecode"
+
+
+def compile_bytecode(staging: Path, app_wheel: Path, cache_dir: Path) -> dict:
+    """Run tools/compile_bytecode.mjs on the site being built (``staging``, whose pyodide/ folder
+    already holds the verified core files, wheels and lock): returns ``{"stdlib": bytes of the
+    python_stdlib.zip to ship, "archives": {package: zip bytes}, "report": modules compiled}``.
+
+    Inputs are only verified files (the stdlib zip pinned in PYODIDE_CORE_SHA256, wheels checked
+    against the lock, our own wheel and sources), so the result is cached under their sha256."""
+    node = shutil.which("node")
+    if node is None:
+        raise BuildError("precompiling the engine's Python bytecode needs Node.js (npm ci needs it too); "
+                         "install it, or build with --no-bytecode (the engine then starts several seconds slower)")
+    demo = ROOT / "static" / "demo"
+    inputs = {
+        "stdlib_zip": staging / "pyodide" / "python_stdlib.zip",
+        "engine": ROOT / "workers" / "engine.py",
+        "demo_model": demo / "demo-model.zip",
+        "app_wheel": app_wheel,
+        **{f"image:{name}": demo / "samples" / name for name in BYTECODE_PROBE_IMAGES},
+        **{f"tool:{name}": ROOT / name for name in BYTECODE_TOOL_FILES},
+    }
+    lock = json.loads((staging / "pyodide" / "pyodide-lock.json").read_text())
+    key_material = {name: sha256_of(path.read_bytes()) for name, path in inputs.items()}
+    key_material["wheels"] = {name: lock["packages"][name]["sha256"] for name in BYTECODE_SITE_PACKAGES.values()
+                              if name != APP_PACKAGE}
+    key_material["pyodide"] = PYODIDE_CORE_SHA256
+    key = sha256_of(json.dumps(key_material, sort_keys=True).encode())[:32]
+    cached = cache_dir / "bytecode" / key
+    if not (cached / "report.json").exists():
+        with tempfile.TemporaryDirectory(prefix="vitrine-bytecode-") as work:
+            out = Path(work) / "out"
+            out.mkdir()
+            job = {"packages": ["numpy", "pillow", str(app_wheel)], "engine": str(inputs["engine"]),
+                   "demo_model": str(inputs["demo_model"]),
+                   "images": [str(demo / "samples" / name) for name in BYTECODE_PROBE_IMAGES],
+                   "stdlib_zip": str(inputs["stdlib_zip"]), "site_archives": BYTECODE_SITE_PACKAGES,
+                   "out": str(out)}
+            # inside Pyodide the host file system is mounted at /host
+            job = {name: ("/host" + value if isinstance(value, str) and value.startswith("/") else value)
+                   for name, value in job.items()}
+            job["images"] = ["/host" + path for path in job["images"]]
+            job_file = Path(work) / "job.json"
+            job_file.write_text(json.dumps(job))
+            log("precompiling Python bytecode (Pyodide under Node.js)")
+            completed = subprocess.run([node, str(ROOT / "tools" / "compile_bytecode.mjs"), "--index-url",
+                                        str(staging / "pyodide"), "--job", str(job_file)],
+                                       cwd=ROOT, capture_output=True, text=True)
+            if completed.returncode != 0:
+                raise BuildError("precompiling bytecode failed: the engine did not boot or classify the demo images "
+                                 f"in Pyodide under Node.js\n{completed.stdout[-2000:]}{completed.stderr[-4000:]}")
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            temp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=cached.parent))
+            for path in out.iterdir():
+                shutil.copy2(path, temp / path.name)
+            try:
+                os.replace(temp, cached)  # atomic: parallel builds share the cache
+            except OSError:  # another build put the same result there first
+                shutil.rmtree(temp, ignore_errors=True)
+    report = json.loads((cached / "report.json").read_text())
+    return {"stdlib": (cached / "python_stdlib.zip").read_bytes(),
+            "archives": {package: (cached / f"{package}.zip").read_bytes() for package in BYTECODE_SITE_PACKAGES.values()},
+            "report": report}
+
+
 def sri(data: bytes) -> str:
     return "sha384-" + base64.b64encode(hashlib.sha384(data).digest()).decode()
 
@@ -358,8 +433,9 @@ def validate_origin(origin: str) -> str:
 
 
 def build(out_dir: Path, model_host: str = DEFAULT_MODEL_HOST, cache_dir: Path | None = None, use_cdn: bool = True,
-          kernels: bool = True) -> dict:
-    """Assemble the static site into ``out_dir`` (replaced atomically); return the manifest."""
+          kernels: bool = True, bytecode: bool = True) -> dict:
+    """Assemble the static site into ``out_dir`` (replaced atomically); return the manifest.
+    ``bytecode``: ship precompiled pycs for the modules the engine imports (compile_bytecode)."""
     model_host = validate_origin(model_host)
     cache_dir = cache_dir or ROOT / ".cache"
     pyodide_pkg = read_node_package("node_modules/pyodide", PYODIDE_VERSION)
@@ -412,6 +488,26 @@ def build(out_dir: Path, model_host: str = DEFAULT_MODEL_HOST, cache_dir: Path |
         depends = {name: entry["depends"] for name, entry in ADDED_LOCK_ENTRIES.items()} | {APP_PACKAGE: []}
         emit("pyodide/pyodide-lock.json",
              json.dumps(extend_lock(lock, added, imports, depends), sort_keys=True, separators=(",", ":")).encode())
+        boot_packages = [*BOOT_PACKAGES, APP_PACKAGE]
+        if bytecode:
+            # 3b. Precompiled bytecode from the verified files above: the stdlib zip with pycs
+            #     added, and one archive of __pycache__ files per site package, entered into the
+            #     lock (sha256-checked by Pyodide) and loaded beside its package.
+            compiled = compile_bytecode(staging, staging / "wheels" / app_wheel.name, cache_dir)
+            emit("pyodide/python_stdlib.zip", compiled["stdlib"])
+            for package, data in compiled["archives"].items():
+                name = bytecode_name(package)
+                version = lock["packages"][package]["version"] if package in lock["packages"] else manifest["version"]
+                relative = f"bytecode/{name.replace('-', '_')}-{version}.zip"
+                emit(relative, data)
+                added[name] = (f"../{relative}", data)
+                imports[name], depends[name] = [], []
+            manifest["bytecode"] = {part: len(modules) for part, modules in sorted(compiled["report"].items())}
+            boot_packages += [bytecode_name(package) for package in boot_packages if package in compiled["archives"]]
+            emit("pyodide/pyodide-lock.json",
+                 json.dumps(extend_lock(lock, added, imports, depends), sort_keys=True, separators=(",", ":")).encode())
+        else:
+            manifest["bytecode"] = None
 
         # 4. PyScript (no source maps) and MicroPython.
         for path in sorted((pyscript_pkg / "dist").iterdir()):
@@ -430,11 +526,12 @@ def build(out_dir: Path, model_host: str = DEFAULT_MODEL_HOST, cache_dir: Path |
         wheel_urls = {"app": f"./wheels/{app_wheel.name}", "optional": {"medical": MEDICAL_GROUP}}
         engine_config = {
             # URLs in a worker's config file resolve against the config file itself
-            "interpreter": "../pyodide/pyodide.mjs",
+            # pyodide.mjs behind a thin loader that marks the worker's boot phases
+            "interpreter": "../static/engine-pyodide.mjs",
             # passthrough: Pyodide's own loadPackage (sha256-checked against the lock) instead of
             # micropip, no IndexedDB package cache, no index lookups.
             "packages_cache": "passthrough",
-            "packages": [*BOOT_PACKAGES, APP_PACKAGE],
+            "packages": boot_packages,
         }
         emit("config/engine.json", json.dumps(engine_config, indent=2).encode())
         emit("config/main.json", json.dumps(main_thread_config(ROOT / "ui"), indent=2).encode())
@@ -577,12 +674,12 @@ def bundle_site(site_dir: Path, out_file: Path) -> Path:
 
 
 def bundle(out_file: Path | None = None, model_host: str = DEFAULT_MODEL_HOST, cache_dir: Path | None = None,
-           use_cdn: bool = True, kernels: bool = True) -> Path:
+           use_cdn: bool = True, kernels: bool = True, bytecode: bool = True) -> Path:
     """Build the site into a temporary folder and zip it (:func:`bundle_site`); returns the zip.
     Default ``out_file``: ``vitrine-offline-<version>.zip`` in the current directory."""
     with tempfile.TemporaryDirectory(prefix="vitrine-bundle-") as work:
         site_dir = Path(work) / "site"
-        manifest = build(site_dir, model_host, cache_dir, use_cdn=use_cdn, kernels=kernels)
+        manifest = build(site_dir, model_host, cache_dir, use_cdn=use_cdn, kernels=kernels, bytecode=bytecode)
         out_file = out_file or Path(f"vitrine-offline-{manifest['version']}.zip")
         return bundle_site(site_dir, out_file.resolve())
 
@@ -625,12 +722,15 @@ def main(argv: list[str] | None = None) -> int:
     p_build.add_argument("--no-cdn", action="store_true", help="skip the Pyodide CDN (use cache / PyPI mirror)")
     p_build.add_argument("--no-kernels", action="store_true",
                          help="ship without the SIMD GEMM kernels (no clang-16 needed; engine uses numpy GEMM)")
+    p_build.add_argument("--no-bytecode", action="store_true",
+                         help="ship without precompiled Python bytecode (no Node.js run; the engine starts slower)")
     p_bundle = sub.add_parser("bundle", help="build, then zip the site with serve.py and README.txt for offline use")
     p_bundle.add_argument("--out", type=Path, default=None, help="zip to write (default vitrine-offline-<version>.zip)")
     p_bundle.add_argument("--model-host", default=DEFAULT_MODEL_HOST, help="origin models are downloaded from")
     p_bundle.add_argument("--cache", type=Path, default=ROOT / ".cache")
     p_bundle.add_argument("--no-cdn", action="store_true", help="skip the Pyodide CDN (use cache / PyPI mirror)")
     p_bundle.add_argument("--no-kernels", action="store_true", help="ship without the SIMD GEMM kernels")
+    p_bundle.add_argument("--no-bytecode", action="store_true", help="ship without precompiled Python bytecode")
     p_serve = sub.add_parser("serve", help="serve dist/ on http://127.0.0.1:PORT (builds when missing)")
     p_serve.add_argument("--port", type=int, default=8000)
     p_serve.add_argument("--host", default="127.0.0.1")
@@ -647,9 +747,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "build":
-            build(args.out, args.model_host, args.cache, use_cdn=not args.no_cdn, kernels=not args.no_kernels)
+            build(args.out, args.model_host, args.cache, use_cdn=not args.no_cdn, kernels=not args.no_kernels,
+                  bytecode=not args.no_bytecode)
         elif args.command == "bundle":
-            bundle(args.out, args.model_host, args.cache, use_cdn=not args.no_cdn, kernels=not args.no_kernels)
+            bundle(args.out, args.model_host, args.cache, use_cdn=not args.no_cdn, kernels=not args.no_kernels,
+                   bytecode=not args.no_bytecode)
         elif args.command == "serve":
             if args.rebuild or not (args.out / "index.html").exists():
                 build(args.out)

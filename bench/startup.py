@@ -66,7 +66,39 @@ def measure(page, url: str) -> dict:
         "wall_ms": wall_ms,
         "bytes": sum(CountingHandler.sent.values()),
         "files": dict(CountingHandler.sent),
+        "phases": boot_phases(page),
     }
+
+
+def boot_phases(page) -> dict:
+    """The engine worker's boot timeline (workers/engine.py boot_report()) in ms since the
+    page's navigation start: when each phase ended."""
+    report = json.loads(page.evaluate("() => window.vitrineEngine.boot_report()"))
+    offset = report["time_origin"] - page.evaluate("() => performance.timeOrigin")
+    marks = report["marks"]
+
+    def fetched(*suffixes):
+        ends = [r["end"] for r in report["resources"] if r["name"].split("?")[0].endswith(suffixes)]
+        return offset + max(ends) if ends else None
+
+    calls = {}
+    for entry in report["calls"]:
+        calls.setdefault(entry["call"], entry)
+    phases = {
+        "worker_created": offset,
+        "pyodide_module_loaded": offset + marks["vitrine:pyodide-start"],
+        "runtime_fetched": fetched("pyodide.asm.wasm", "pyodide.asm.js", "python_stdlib.zip", "pyodide-lock.json"),
+        "wheels_fetched": fetched(".whl"),
+        **{k: offset + v for k, v in marks.items() if k.startswith("vitrine:") and k not in ("vitrine:pyodide-start", "vitrine:pyodide-loaded")},
+        "pyodide_loaded": offset + marks["vitrine:pyodide-loaded"],
+        "engine_script_start": offset + marks["engine_script_start"],
+        "engine_imports_done": offset + marks["engine_imports_done"],
+        "engine_script_done": offset + marks["engine_script_done"],
+    }
+    for name, entry in calls.items():
+        phases[f"call_{name}_start"] = offset + entry["start"]
+        phases[f"call_{name}_end"] = offset + entry["end"]
+    return phases
 
 
 def main(argv=None) -> int:
@@ -105,6 +137,17 @@ def main(argv=None) -> int:
         med = {key: statistics.median(r[key] for r in runs) for key in ("ui_ms", "engine_ms", "wall_ms", "bytes")}
         print(f"  {kind}: UI interactive {med['ui_ms']:.0f} ms, engine ready {med['engine_ms']:.0f} ms "
               f"(wall {med['wall_ms']:.0f} ms), transferred {med['bytes'] / 1e6:.2f} MB (medians)")
+        print(f"  {kind} engine boot (medians, ms since navigation; + = duration of the step before):")
+        names = list(dict.fromkeys(name for r in runs for name in r["phases"]))
+        previous = 0.0
+        for name in names:
+            values = [r["phases"][name] for r in runs if r["phases"].get(name) is not None]
+            if not values:
+                continue
+            at = statistics.median(values)
+            print(f"    {at:7.0f}  (+{at - previous:5.0f})  {name}")
+            previous = at
+        print(f"    {med['engine_ms']:7.0f}  (+{med['engine_ms'] - previous:5.0f})  engine_ready (page)")
     largest = sorted(results["cold"][0]["files"].items(), key=lambda item: -item[1])[:8]
     print("  largest files (cold):")
     for path, size in largest:

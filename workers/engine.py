@@ -3,7 +3,14 @@
 # (tested on CPython); see docs/worker-api.md.
 import json
 
+from js import performance
 from polyscript import xworker
+
+# This worker's start-up timeline in performance.now() ms of the worker (its time origin is when
+# the page created it); bench/startup.py reads it through boot_report().
+_boot_marks = {"engine_script_start": performance.now()}
+_boot_calls = []  # the first calls' name, start and end
+BOOT_CALLS_KEPT = 8
 
 # Nothing at module level may raise: a worker whose script fails never exports ``call``, and without
 # SharedArrayBuffer PyScript cannot show the error on the page, which would then wait for its boot
@@ -15,6 +22,7 @@ try:
     from app.errors import DownloadError
 except Exception as exc:  # noqa: BLE001 - reported to the page through call() below
     _boot_error = exc
+_boot_marks["engine_imports_done"] = performance.now()
 
 
 class XhrTransport:
@@ -82,12 +90,34 @@ def call(request_json, payload=None):
     When the worker's packages did not load, every call answers with that boot failure."""
     if _boot_error is not None:
         return _boot_failure_reply(request_json)
+    started = performance.now()
     data = None if payload is None else payload.to_bytes()
     _serving_call[0] = True
     try:
         return _service.handle_json(str(request_json), data, _send_progress)
     finally:
         _serving_call[0] = False
+        if len(_boot_calls) < BOOT_CALLS_KEPT:
+            _boot_calls.append({"call": _call_name(request_json), "start": started, "end": performance.now()})
+
+
+def _call_name(request_json):
+    try:
+        return json.loads(str(request_json)).get("call")
+    except (ValueError, AttributeError):
+        return None
+
+
+def boot_report():
+    """This worker's start-up timeline (JSON) for bench/startup.py: its time origin (epoch ms),
+    the marks of static/engine-pyodide.mjs and of this script, the first calls and the worker's
+    own fetches (Resource Timing), all in the worker's performance.now() milliseconds."""
+    marks = {str(entry.name): float(entry.startTime) for entry in performance.getEntriesByType("mark")}
+    resources = [{"name": str(entry.name), "start": float(entry.startTime), "end": float(entry.responseEnd),
+                  "transfer_bytes": int(entry.transferSize), "body_bytes": int(entry.encodedBodySize)}
+                 for entry in performance.getEntriesByType("resource")]
+    return json.dumps({"time_origin": float(performance.timeOrigin), "marks": {**marks, **_boot_marks},
+                       "calls": _boot_calls, "resources": resources})
 
 
 def model_bytes(handle):
@@ -373,5 +403,6 @@ def _boot_failure_reply(request_json):
                    "the site's files may be incomplete or damaged"}})
 
 
+_boot_marks["engine_script_done"] = performance.now()
 __export__ = ["call", "load_optional", "cancel_download", "download_model", "cached_models", "forget_cached_models",
-              "model_bytes", "hold_life_lock"]
+              "model_bytes", "hold_life_lock", "boot_report"]
