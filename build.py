@@ -67,7 +67,9 @@ PYODIDE_CORE_SHA256 = {
 # numpy and pillow are loaded at boot; openblas is shipped for kernels that link it;
 # packaging is nibabel's dependency.
 PYODIDE_PACKAGES = ("numpy", "pillow", "openblas", "packaging")
-BOOT_PACKAGES = ("numpy", "pillow")
+BOOT_PACKAGES = ("numpy",)
+# installed by the worker right after its boot (app.boot): only image decoding needs Pillow
+DEFERRED_PACKAGES = ("pillow",)
 
 # Precompiled bytecode (tools/compile_bytecode.mjs): the site packages whose imported modules get
 # pycs, by top-level import name -> lock name of the package they belong to. Each gets a lock
@@ -334,7 +336,9 @@ def compile_bytecode(staging: Path, app_wheel: Path, cache_dir: Path) -> dict:
         with tempfile.TemporaryDirectory(prefix="vitrine-bytecode-") as work:
             out = Path(work) / "out"
             out.mkdir()
-            job = {"packages": ["numpy", "pillow", str(app_wheel)], "engine": str(inputs["engine"]),
+            # as in the browser: the boot packages first, Pillow installed by the worker glue itself
+            job = {"packages": [*BOOT_PACKAGES, str(app_wheel)], "engine": str(inputs["engine"]),
+                   "deferred_packages": {name: lock["packages"][name]["version"] for name in DEFERRED_PACKAGES},
                    "demo_model": str(inputs["demo_model"]),
                    "images": [str(demo / "samples" / name) for name in BYTECODE_PROBE_IMAGES],
                    "stdlib_zip": str(inputs["stdlib_zip"]), "site_archives": BYTECODE_SITE_PACKAGES,
@@ -406,7 +410,7 @@ def extend_lock(lock: dict, wheels: dict[str, tuple[str, bytes]], imports: dict[
         unknown = [dep for dep in depends[name] if dep not in extended["packages"] and dep not in wheels]
         if unknown:
             raise BuildError(f"lock entry {name}: depends on {unknown}, which neither pyodide-lock.json nor the added wheels provide")
-        version = Path(relative).name.split("-")[1]
+        version = Path(relative).name.removesuffix(".zip").split("-")[1]  # wheel or bytecode archive name
         extended["packages"][name] = {
             "name": name, "version": version, "file_name": relative, "install_dir": "site",
             "sha256": sha256_of(data), "package_type": "package", "imports": imports[name],
@@ -486,9 +490,10 @@ def build(out_dir: Path, model_host: str = DEFAULT_MODEL_HOST, cache_dir: Path |
         imports = {name: entry["imports"] for name, entry in ADDED_LOCK_ENTRIES.items()} | {APP_PACKAGE: ["app"]}
         # no depends for the app: Pillow is declared by engine.json (boot) on its own
         depends = {name: entry["depends"] for name, entry in ADDED_LOCK_ENTRIES.items()} | {APP_PACKAGE: []}
-        emit("pyodide/pyodide-lock.json",
-             json.dumps(extend_lock(lock, added, imports, depends), sort_keys=True, separators=(",", ":")).encode())
+        shipped_lock = extend_lock(lock, added, imports, depends)
+        emit("pyodide/pyodide-lock.json", json.dumps(shipped_lock, sort_keys=True, separators=(",", ":")).encode())
         boot_packages = [*BOOT_PACKAGES, APP_PACKAGE]
+        deferred_packages = list(DEFERRED_PACKAGES)
         if bytecode:
             # 3b. Precompiled bytecode from the verified files above: the stdlib zip with pycs
             #     added, and one archive of __pycache__ files per site package, entered into the
@@ -504,8 +509,9 @@ def build(out_dir: Path, model_host: str = DEFAULT_MODEL_HOST, cache_dir: Path |
                 imports[name], depends[name] = [], []
             manifest["bytecode"] = {part: len(modules) for part, modules in sorted(compiled["report"].items())}
             boot_packages += [bytecode_name(package) for package in boot_packages if package in compiled["archives"]]
-            emit("pyodide/pyodide-lock.json",
-                 json.dumps(extend_lock(lock, added, imports, depends), sort_keys=True, separators=(",", ":")).encode())
+            deferred_packages += [bytecode_name(package) for package in deferred_packages if package in compiled["archives"]]
+            shipped_lock = extend_lock(lock, added, imports, depends)
+            emit("pyodide/pyodide-lock.json", json.dumps(shipped_lock, sort_keys=True, separators=(",", ":")).encode())
         else:
             manifest["bytecode"] = None
 
@@ -532,6 +538,9 @@ def build(out_dir: Path, model_host: str = DEFAULT_MODEL_HOST, cache_dir: Path |
             # micropip, no IndexedDB package cache, no index lookups.
             "packages_cache": "passthrough",
             "packages": boot_packages,
+            # Vitrine's own key (PyScript ignores it): name -> version of what the worker installs
+            # after its boot (workers/engine.py, app.boot)
+            "deferred_packages": {name: shipped_lock["packages"][name]["version"] for name in deferred_packages},
         }
         emit("config/engine.json", json.dumps(engine_config, indent=2).encode())
         emit("config/main.json", json.dumps(main_thread_config(ROOT / "ui"), indent=2).encode())

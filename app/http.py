@@ -10,8 +10,6 @@ worker supplies its own implementation (see :class:`Transport` for the contract 
 from __future__ import annotations
 
 import socket
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Mapping, Protocol
 
@@ -93,6 +91,11 @@ class UrllibTransport:
         self.user_agent = user_agent
 
     def get(self, url: str, *, headers: Mapping[str, str] | None = None) -> Response:
+        # imported here: urllib.request pulls in http.client, email and ssl, which the browser
+        # worker (its own transport) would otherwise compile at every start
+        import urllib.error
+        import urllib.request
+
         request_headers = {"User-Agent": self.user_agent, "Accept-Encoding": "identity"}
         request_headers.update(headers or {})
         request = urllib.request.Request(url, headers=request_headers, method="GET")

@@ -37,6 +37,7 @@ from importlib.util import find_spec
 from typing import Any, Callable, Mapping
 
 from . import IN_PYODIDE, __version__
+from .boot import DeferredPackages
 from .errors import ModelFormatError, VitrineError
 
 API_VERSION = 1
@@ -108,10 +109,12 @@ class EngineService:
     dict``; :meth:`handle` validates the envelope, dispatches and wraps errors.
     """
 
-    def __init__(self, transport: Any = None) -> None:
+    def __init__(self, transport: Any = None, deferred: DeferredPackages | None = None) -> None:
         # transport: an app.http.Transport for Zenodo metadata (the worker glue passes a browser
         # one); None means app.http.UrllibTransport (CPython)
         self._transport = transport
+        # packages the worker installs after its boot (app.boot; none on CPython), for `info`
+        self.deferred = deferred if deferred is not None else DeferredPackages()
         self._models: dict[str, Any] = {}
         self._cards: dict[str, Any] = {}
         self._model_info: dict[str, dict] = {}
@@ -188,9 +191,15 @@ class EngineService:
 
     def _info(self, args: dict, payload: bytes | None, progress: ProgressCallback) -> dict:
         import numpy
-        import PIL
 
         from .runtime import memory_report
+
+        if find_spec("PIL") is not None:
+            import PIL
+
+            pillow = PIL.__version__
+        else:  # still being installed after the boot (app.boot): the version the build ships
+            pillow = self.deferred.versions.get("pillow")
 
         return {
             "api_version": API_VERSION,
@@ -200,7 +209,8 @@ class EngineService:
             "in_pyodide": IN_PYODIDE,
             "pyodide": _pyodide_version(),
             "numpy": numpy.__version__,
-            "pillow": PIL.__version__,
+            "pillow": pillow,
+            "deferred_packages": self.deferred.report(),
             # the app.fastpath backend once selected, else what plain numpy matmul uses
             "gemm_backend": self._gemm_report["backend"] if self._gemm_report else f"numpy matmul ({gemm_backend()})",
             "gemm_report": self._gemm_report,

@@ -29,8 +29,10 @@ const { loadPyodide } = await import(pathToFileURL(path.join(indexURL, "pyodide.
 const pyodide = await loadPyodide({ indexURL, env: { PYTHONHASHSEED: "0" },
                                     stdout: (line) => console.log(line), stderr: (line) => console.error(line) });
 await pyodide.loadPackage(job.packages, { messageCallback: () => {} });
-// The worker glue imports `polyscript.xworker` (PyScript's worker channel); progress events go nowhere here.
-pyodide.registerJsModule("polyscript", { xworker: { sync: { on_progress: () => {} } } });
+// The worker glue imports `polyscript.xworker` (PyScript's worker channel; progress events go
+// nowhere here) and `polyscript.config` (the worker's config/engine.json: its deferred packages).
+pyodide.registerJsModule("polyscript", { xworker: { sync: { on_progress: () => {} } },
+                                        config: { deferred_packages: job.deferred_packages } });
 pyodide.FS.mkdirTree("/host");
 pyodide.FS.mount(pyodide.FS.filesystems.NODEFS, { root: "/" }, "/host");
 pyodide.globals.set("job_path", "/host" + jobPath);

@@ -4,7 +4,7 @@
 import json
 
 from js import performance
-from polyscript import xworker
+from polyscript import config as _worker_config, xworker
 
 # This worker's start-up timeline in performance.now() ms of the worker (its time origin is when
 # the page created it); bench/startup.py reads it through boot_report().
@@ -17,6 +17,7 @@ BOOT_CALLS_KEPT = 8
 # timeout. A missing or damaged package (numpy, Pillow, the app wheel) is reported by every call.
 _boot_error = None
 try:
+    from app.boot import LAST_BOOT_CALL, DeferredPackages, install_lazy_tflite_alias, needs_deferred_packages
     from app.service import EngineService, error_payload
     from app.http import Response
     from app.errors import DownloadError
@@ -53,7 +54,19 @@ class XhrTransport:
                         chunks=lambda: iter((body,)))
 
 
-_service = EngineService(transport=XhrTransport()) if _boot_error is None else None
+def _configured_deferred_packages():
+    # config/engine.json "deferred_packages" (name -> version, written by build.py): installed
+    # after the boot, see app.boot
+    declared = getattr(_worker_config, "deferred_packages", None)
+    if declared is None:
+        return {}
+    declared = declared.to_py() if hasattr(declared, "to_py") else declared
+    return {str(name): str(version) for name, version in dict(declared).items()}
+
+
+_deferred = DeferredPackages(_configured_deferred_packages()) if _boot_error is None else None
+_deferred_load = []  # the asyncio task installing the deferred packages, once started
+_service = EngineService(transport=XhrTransport(), deferred=_deferred) if _boot_error is None else None
 _cancelled_downloads = set()
 
 
@@ -85,12 +98,18 @@ if _service is not None:
     _service.handle = _keep_downloaded_bytes(_service.handle)
 
 
-def call(request_json, payload=None):
+async def call(request_json, payload=None):
     """One protocol call: JSON text in, JSON text out; ``payload`` is an optional Uint8Array.
-    When the worker's packages did not load, every call answers with that boot failure."""
+    When the worker's packages did not load, every call answers with that boot failure. A call
+    that needs a deferred package (Pillow, app.boot) first waits for its installation."""
     if _boot_error is not None:
         return _boot_failure_reply(request_json)
     started = performance.now()
+    name = _call_name(request_json)
+    if needs_deferred_packages(name) and _deferred.state != "ready":
+        await _deferred_packages_installed()
+        if _deferred.state == "failed":
+            return _deferred_failure_reply(request_json)
     data = None if payload is None else payload.to_bytes()
     _serving_call[0] = True
     try:
@@ -98,14 +117,56 @@ def call(request_json, payload=None):
     finally:
         _serving_call[0] = False
         if len(_boot_calls) < BOOT_CALLS_KEPT:
-            _boot_calls.append({"call": _call_name(request_json), "start": started, "end": performance.now()})
+            _boot_calls.append({"call": name, "start": started, "end": performance.now()})
+        if name == LAST_BOOT_CALL:
+            _start_deferred_install()  # runs once this reply is on its way (asyncio task)
+
+
+def _start_deferred_install():
+    if _deferred.state == "waiting" and not _deferred_load:
+        import asyncio
+
+        _deferred.state = "loading"
+        _deferred_load.append(asyncio.ensure_future(_install_deferred_packages()))
+
+
+async def _deferred_packages_installed():
+    _start_deferred_install()
+    if _deferred_load:
+        await _deferred_load[0]
+
+
+async def _install_deferred_packages():
+    # Pyodide's loadPackage checks each file's sha256 against the shipped lock, like the boot packages
+    import importlib
+    import importlib.util
+
+    import pyodide_js
+    from pyodide.ffi import to_js
+
+    _boot_marks["deferred_install_start"] = performance.now()
+    try:
+        await pyodide_js.loadPackage(to_js(sorted(_deferred.versions)))
+        importlib.invalidate_caches()
+        if importlib.util.find_spec("PIL") is None and "pillow" in _deferred.versions:
+            raise ImportError("Pillow is not importable after loading it")
+        _deferred.state = "ready"
+    except Exception as exc:  # noqa: BLE001 - reported by every call that needs the packages
+        _deferred.state = "failed"
+        _deferred.error = f"{type(exc).__name__}: {exc}"
+    _boot_marks["deferred_install_done"] = performance.now()
+
+
+def _deferred_failure_reply(request_json):
+    request = _request_dict(request_json)
+    return json.dumps({"id": request.get("id"), "call": request.get("call"), "ok": False, "error": {
+        "type": "EngineBootError", "internal": False,
+        "message": f"the engine's image decoder (Pillow) did not load ({_deferred.error}); "
+                   "the site's files may be incomplete or damaged"}})
 
 
 def _call_name(request_json):
-    try:
-        return json.loads(str(request_json)).get("call")
-    except (ValueError, AttributeError):
-        return None
+    return _request_dict(request_json).get("call")
 
 
 def boot_report():
@@ -116,8 +177,35 @@ def boot_report():
     resources = [{"name": str(entry.name), "start": float(entry.startTime), "end": float(entry.responseEnd),
                   "transfer_bytes": int(entry.transferSize), "body_bytes": int(entry.encodedBodySize)}
                  for entry in performance.getEntriesByType("resource")]
+    import sys
+
+    # what Python imported from .py files so far and whether a precompiled pyc was next to it
+    # (build.py compiles what a boot + first classification import; the rest compile from source)
+    modules = {}
+    for name, module in list(sys.modules.items()):
+        spec = getattr(module, "__spec__", None)
+        origin = getattr(spec, "origin", None)
+        if isinstance(origin, str) and origin.endswith((".py", ".pyc")):
+            modules[name] = {"origin": origin, "bytecode": _has_precompiled_bytecode(spec)}
     return json.dumps({"time_origin": float(performance.timeOrigin), "marks": {**marks, **_boot_marks},
-                       "calls": _boot_calls, "resources": resources})
+                       "calls": _boot_calls, "resources": resources, "modules": modules,
+                       "deferred": None if _deferred is None else _deferred.report()})
+
+
+def _has_precompiled_bytecode(spec):
+    # shipped pycs are unchecked hash-based (PEP 552 flags = 1); pycs Python writes itself while
+    # importing a source are timestamp-based (flags = 0), so they do not count
+    if spec.origin.endswith(".pyc"):  # zipimport found <module>.pyc beside <module>.py in the stdlib zip
+        return True
+    try:
+        if spec.cached:
+            with open(spec.cached, "rb") as cached:
+                header = cached.read(8)
+        else:
+            return False
+    except OSError:
+        return False
+    return int.from_bytes(header[4:8], "little") == 1
 
 
 def model_bytes(handle):
@@ -376,27 +464,21 @@ async def load_optional(group, base_url):
     return json.dumps(reply)
 
 
-def _install_tflite_alias():
-    # once per worker: `from tflite_runtime.interpreter import Interpreter` resolves to app.tflite
-    from app.tflite import install_alias
-
-    install_alias()
-
-
 if _boot_error is None:
-    try:
-        _install_tflite_alias()
-    except Exception as exc:  # noqa: BLE001 - reported to the page through every call below
-        _boot_error = exc
+    # `from tflite_runtime.interpreter import Interpreter` resolves to app.tflite, imported on first use
+    install_lazy_tflite_alias()
 
 
-def _boot_failure_reply(request_json):
+def _request_dict(request_json):
     try:
         request = json.loads(str(request_json))
     except ValueError:
         request = None
-    if not isinstance(request, dict):
-        request = {}
+    return request if isinstance(request, dict) else {}
+
+
+def _boot_failure_reply(request_json):
+    request = _request_dict(request_json)
     return json.dumps({"id": request.get("id"), "call": request.get("call"), "ok": False, "error": {
         "type": "EngineBootError", "internal": False,
         "message": f"the engine's Python packages did not load ({type(_boot_error).__name__}: {_boot_error}); "
