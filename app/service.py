@@ -194,12 +194,14 @@ class EngineService:
 
         from .runtime import memory_report
 
-        if find_spec("PIL") is not None:
+        if "pillow" not in self.deferred.versions or self.deferred.state == "ready":
             import PIL
 
             pillow = PIL.__version__
-        else:  # still being installed after the boot (app.boot): the version the build ships
-            pillow = self.deferred.versions.get("pillow")
+        elif self.deferred.state == "failed":
+            pillow = None  # deferred_packages says why
+        else:  # being installed after the boot (app.boot): the version the build ships
+            pillow = self.deferred.versions["pillow"]
 
         return {
             "api_version": API_VERSION,

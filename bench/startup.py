@@ -95,10 +95,12 @@ def measure(page, url: str) -> dict:
 def settled_boot_report(page) -> dict | None:
     """The worker's boot report once the deferred packages are installed and the demo model is in
     (None for a build without ``boot_report``, e.g. an older one measured for comparison)."""
-    has_report = page.evaluate("() => typeof window.vitrineEngine.boot_report === 'function'")
     deadline = time.monotonic() + SETTLE_TIMEOUT_S
     while True:
-        report = json.loads(page.evaluate("() => window.vitrineEngine.boot_report()")) if has_report else None
+        # a worker without that export rejects the call (PyScript proxies any name)
+        text = page.evaluate("async () => { try { return await window.vitrineEngine.boot_report(); } "
+                             "catch (error) { return null; } }")
+        report = None if text is None else json.loads(text)
         installed = report is None or (report.get("deferred") or {}).get("state", "ready") in ("ready", "failed")
         demo_loaded = page.get_attribute("body", "data-model-state") in ("ready", "error")
         if installed and demo_loaded:

@@ -139,7 +139,6 @@ async def _deferred_packages_installed():
 async def _install_deferred_packages():
     # Pyodide's loadPackage checks each file's sha256 against the shipped lock, like the boot packages
     import importlib
-    import importlib.util
 
     import pyodide_js
     from pyodide.ffi import to_js
@@ -148,8 +147,14 @@ async def _install_deferred_packages():
     try:
         await pyodide_js.loadPackage(to_js(sorted(_deferred.versions)))
         importlib.invalidate_caches()
-        if importlib.util.find_spec("PIL") is None and "pillow" in _deferred.versions:
-            raise ImportError("Pillow is not importable after loading it")
+        # loadPackage reports a refused file (e.g. a sha256 mismatch) on the console and goes on
+        def canonical(name):  # the lock's display names ("Pillow") vs. the names we load by ("pillow")
+            return str(name).lower().replace("_", "-")
+
+        loaded = {canonical(name) for name in pyodide_js.loadedPackages.object_keys()}
+        missing = sorted(name for name in _deferred.versions if canonical(name) not in loaded)
+        if missing:
+            raise ImportError(f"{', '.join(missing)} did not install (see the browser console)")
         _deferred.state = "ready"
     except Exception as exc:  # noqa: BLE001 - reported by every call that needs the packages
         _deferred.state = "failed"

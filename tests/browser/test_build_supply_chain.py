@@ -100,3 +100,53 @@ def test_every_ui_module_is_shipped_to_the_micropython_ui(built_site):
     assert config["files"] == {f"../ui/{name}": f"./{name}" for name in siblings}
     for name in siblings:
         assert (built_site.dist / "ui" / name).read_bytes() == (build.ROOT / "ui" / name).read_bytes()
+
+
+PYTHON_312_MAGIC = 3531  # importlib's MAGIC_NUMBER for every CPython 3.12 release (Pyodide 0.27.7: 3.12.7)
+
+
+def assert_unchecked_pyc_of(pyc: bytes, source: bytes, where: str) -> None:
+    """``pyc`` is an unchecked hash-based 3.12 pyc (PEP 552) of exactly ``source``."""
+    import _imp
+
+    assert int.from_bytes(pyc[:2], "little") == PYTHON_312_MAGIC and pyc[2:4] == b"\r\n", where
+    assert int.from_bytes(pyc[4:8], "little") == 0b01, f"{where}: not an unchecked hash-based pyc"
+    # the hash is keyed with the magic number of the Python that wrote it (3.12), not ours
+    assert pyc[8:16] == _imp.source_hash(int.from_bytes(pyc[:4], "little"), source), f"{where}: compiled from other source"
+
+
+def test_shipped_bytecode_is_compiled_from_the_verified_sources(built_site):
+    files = built_site.manifest["files"]
+    official_stdlib = build.ROOT / "node_modules/pyodide/python_stdlib.zip"
+    assert hashlib.sha256(official_stdlib.read_bytes()).hexdigest() == build.PYODIDE_CORE_SHA256["python_stdlib.zip"]
+    with zipfile.ZipFile(official_stdlib) as official, zipfile.ZipFile(built_site.dist / "pyodide/python_stdlib.zip") as shipped:
+        # every official entry, byte for byte; besides them only <module>.pyc of a module in it
+        assert shipped.namelist()[:len(official.namelist())] == official.namelist()
+        for name in official.namelist():
+            assert shipped.read(name) == official.read(name), name
+        added = shipped.namelist()[len(official.namelist()):]
+        assert len(added) > 100 and {"asyncio/__init__.pyc", "json/decoder.pyc", "zipfile/__init__.pyc"} <= set(added)
+        for name in added:
+            source = official.read(name[:-1]).replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            assert_unchecked_pyc_of(shipped.read(name), source, f"python_stdlib.zip {name}")
+    shipped_lock = json.loads((built_site.dist / "pyodide/pyodide-lock.json").read_text())
+    engine_config = json.loads((built_site.dist / "config/engine.json").read_text())
+    wheels = {"numpy": built_site.dist / "pyodide" / LOCK["packages"]["numpy"]["file_name"],
+              "pillow": built_site.dist / "pyodide" / LOCK["packages"]["pillow"]["file_name"],
+              "vitrine": next((built_site.dist / "wheels").glob("vitrine-*.whl"))}
+    for package, wheel_path in wheels.items():
+        entry = shipped_lock["packages"][f"{package}-bytecode"]
+        archive_path = (built_site.dist / "pyodide" / entry["file_name"]).resolve()
+        # Pyodide fetches it with the lock's sha256 as integrity, like the wheel it belongs to
+        assert entry["sha256"] == hashlib.sha256(archive_path.read_bytes()).hexdigest()
+        assert files[archive_path.relative_to(built_site.dist).as_posix()]["sha256"] == entry["sha256"]
+        with zipfile.ZipFile(wheel_path) as wheel, zipfile.ZipFile(archive_path) as archive:
+            assert archive.namelist(), package
+            for name in archive.namelist():
+                folder, _, pyc_name = name.rpartition("/__pycache__/")
+                module = f"{folder}/{pyc_name.split('.')[0]}.py"
+                assert pyc_name.endswith(".cpython-312.pyc"), name
+                assert_unchecked_pyc_of(archive.read(name), wheel.read(module), f"{archive_path.name} {name}")
+        loaded_at = "packages" if package != "pillow" else "deferred_packages"
+        assert package in engine_config[loaded_at] and f"{package}-bytecode" in engine_config[loaded_at]
+    assert "pillow" not in engine_config["packages"]  # Pillow is installed after the boot (app.boot)

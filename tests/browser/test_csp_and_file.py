@@ -132,3 +132,34 @@ def test_browser_without_wasm_simd_is_told_in_words(blank_page, built_site):
     page.goto(built_site.url)
     page.wait_for_selector("body[data-engine-state='error']", state="attached", timeout=30_000)
     assert "lacks WebAssembly SIMD" in page.inner_text("#engine-status")
+
+
+def test_damaged_pillow_leaves_the_engine_ready_and_image_calls_say_why(blank_page, built_site, static_server, tmp_path):
+    # Pillow is installed after the boot (app.boot): a damaged wheel must not stop the engine from
+    # taking a model, and every call that needs Pillow must say what went wrong
+    broken = tmp_path / "dist"
+    shutil.copytree(built_site.dist, broken)
+    lock = json.loads((broken / "pyodide" / "pyodide-lock.json").read_text())
+    wheel = broken / "pyodide" / lock["packages"]["pillow"]["file_name"]
+    data = bytearray(wheel.read_bytes())
+    data[-100] ^= 0x01  # same size: only Pyodide's sha256 check (from the lock) can notice
+    wheel.write_bytes(bytes(data))
+    origin = static_server(broken)
+    blank_page.allow_console_error(r".")  # Pyodide logs the refused wheel; we assert on the replies
+    page = blank_page.page
+    page.goto(origin + "/index.html")
+    page.wait_for_selector("body[data-engine-state='ready']", state="attached", timeout=120_000)
+    demo = (built_site.dist / "static" / "demo" / "demo-model.zip").read_bytes()
+
+    def call(request, payload=None):
+        return json.loads(page.evaluate(
+            "([request, payload]) => window.vitrineEngine.call(request, payload === null ? null : new Uint8Array(payload))",
+            [json.dumps(request), None if payload is None else list(payload)]))
+
+    opened = call({"call": "open_model", "args": {"name": "demo-model.zip"}}, demo)
+    assert opened["ok"], opened
+    image = (built_site.dist / "static" / "demo" / "samples" / "mr_abdomen.png").read_bytes()
+    reply = call({"call": "classify", "args": {"model": opened["result"]["model"], "name": "mr_abdomen.png"}}, image)
+    assert reply["ok"] is False and reply["error"]["type"] == "EngineBootError"
+    assert "Pillow" in reply["error"]["message"] and "damaged" in reply["error"]["message"]
+    assert call({"call": "info"})["result"]["deferred_packages"]["state"] == "failed"

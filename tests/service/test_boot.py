@@ -107,3 +107,14 @@ def test_tflite_runtime_alias_is_imported_only_on_first_use():
     assert result["installed"] is True and result["before"] == []
     assert result["same"] is True
     assert result["again"] is False and result["finder_left"] is False
+
+
+def test_info_after_a_failed_deferred_install_reports_no_pillow_and_the_reason():
+    from app.boot import DeferredPackages
+
+    deferred = DeferredPackages({"pillow": "10.2.0"})
+    deferred.state, deferred.error = "failed", "ImportError: pillow did not install"
+    info = EngineService(deferred=deferred).handle({"call": "info"})["result"]
+    assert info["pillow"] is None
+    assert info["deferred_packages"] == {"packages": {"pillow": "10.2.0"}, "state": "failed",
+                                         "error": "ImportError: pillow did not install"}
