@@ -1,6 +1,7 @@
 """Startup benchmark: navigation -> interactive UI -> engine ready, cold and warm cache.
 
     python build.py bench startup [--runs 3] [--dist dist] [--json out.json] [--no-repeat]
+    python build.py bench startup --compare before1.json,before2.json after1.json,after2.json
 
 Serves dist/ on 127.0.0.1 with ``Cache-Control: max-age=600`` (what GitHub Pages sends), drives
 headless Debian Chromium (/usr/bin/chromium) with a real on-disk profile and reports medians of:
@@ -168,13 +169,48 @@ def print_timeline(runs: list[dict], section: str, start: float = 0.0) -> float:
     return previous
 
 
+def compare(before: list[Path], after: list[Path]) -> int:
+    """Pooled medians of runs saved with --json (several files per side: back-to-back rounds)."""
+    sides = {}
+    for label, paths in (("before", before), ("after", after)):
+        pooled = collections.defaultdict(list)
+        loads = []
+        for path in paths:
+            saved = json.loads(path.read_text())
+            loads += [load[0] for load in saved.get("load_average", [])]
+            for kind in ("cold", "warm", "repeat"):
+                pooled[kind] += saved.get(kind, [])
+        sides[label] = (pooled, loads)
+    print(f"pooled medians (ms), before: {', '.join(map(str, before))}; after: {', '.join(map(str, after))}")
+    for label, (_, loads) in sides.items():
+        print(f"  {label}: 1-minute load average {min(loads):.2f}..{max(loads):.2f} during the runs")
+    for kind in ("cold", "warm", "repeat"):
+        row = []
+        for key in ("ui_ms", "engine_ms"):
+            values = {label: median_of(pooled[kind], key) for label, (pooled, _) in sides.items()}
+            if None in values.values():
+                continue
+            counts = {label: len(pooled[kind]) for label, (pooled, _) in sides.items()}
+            row.append(f"{key} {values['before']:.0f} -> {values['after']:.0f} (n={counts['before']}/{counts['after']})")
+        if row:
+            print(f"  {kind}: " + "; ".join(row))
+    for label, (pooled, _) in sides.items():
+        print(f"  {label}: transferred {median_of(pooled['cold'], 'bytes') / 1e6:.2f} MB cold until ready, "
+              f"{median_of(pooled['cold'], 'bytes_settled') / 1e6:.2f} MB with the deferred packages")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--compare", nargs=2, metavar=("BEFORE", "AFTER"), type=str,
+                        help="print pooled medians of two sets of --json files (comma-separated lists) instead of measuring")
     parser.add_argument("--dist", type=Path, default=ROOT / "dist")
     parser.add_argument("--json", type=Path, help="also write the raw numbers here")
     parser.add_argument("--no-repeat", action="store_true", help="skip the third visit")
     args = parser.parse_args(argv)
+    if args.compare:
+        return compare(*([Path(p) for p in side.split(",")] for side in args.compare))
     if not (args.dist / "index.html").exists():
         build.build(args.dist)
 
