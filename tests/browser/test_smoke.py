@@ -134,11 +134,14 @@ def test_hard_cancel_replaces_the_engine_worker(site_page):
     assert site_page.engine_call({"call": "ping", "args": {"echo": 1}})["result"]["echo"] == 1
 
 
-def test_boot_imports_come_from_the_shipped_bytecode_and_pillow_follows_the_boot(engine_page):
+def test_boot_imports_come_from_the_shipped_bytecode_and_pillow_follows_the_boot(site_page):
     # build.py compiles what a boot + first classification import (tools/compile_bytecode.py);
-    # boot_report says, per imported module, whether Python used a shipped pyc or compiled the source
-    engine_page.engine_call({"call": "selftest", "args": {"seed": 1, "size": 8}})  # needs Pillow: waits for it
-    report = json.loads(engine_page.page.evaluate("() => window.vitrineEngine.boot_report()"))
+    # boot_report says, per imported module, whether Python used a shipped pyc or compiled the source.
+    # A fresh page: the shared engine_page has run other calls (explain, ...) that import more.
+    page = site_page.open_site()
+    site_page.wait_engine_ready()
+    site_page.engine_call({"call": "selftest", "args": {"seed": 1, "size": 8}})  # needs Pillow: waits for it
+    report = json.loads(page.evaluate("() => window.vitrineEngine.boot_report()"))
     modules = report["modules"]
     ours = {name: m for name, m in modules.items() if name.split(".")[0] in ("numpy", "app", "PIL")}
     assert {"numpy", "app.service", "app.runtime", "PIL.Image"} <= set(ours)
@@ -150,4 +153,4 @@ def test_boot_imports_come_from_the_shipped_bytecode_and_pillow_follows_the_boot
     gemm_end = next(c["end"] for c in report["calls"] if c["call"] == "select_gemm_backend")
     assert gemm_end <= marks["deferred_install_start"] < marks["deferred_install_done"]
     assert report["deferred"] == {"packages": {"pillow": "10.2.0", "pillow-bytecode": "10.2.0"}, "state": "ready"}
-    assert engine_page.engine_call({"call": "info"})["result"]["deferred_packages"]["state"] == "ready"
+    assert site_page.engine_call({"call": "info"})["result"]["deferred_packages"]["state"] == "ready"
