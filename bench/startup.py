@@ -88,8 +88,8 @@ def measure(page, url: str) -> dict:
         "bytes_settled": runtime_bytes(CountingHandler.sent),
         "files": dict(CountingHandler.sent),
         **boot_phases(page, report),
-        "from_source": None if report is None else sorted(name for name, module in report["modules"].items()
-                                                          if not module["bytecode"]),
+        "from_source": None if report is None or "modules" not in report else sorted(
+            name for name, module in report["modules"].items() if not module["bytecode"]),
     }
 
 
