@@ -233,11 +233,39 @@ def cpu_seconds(cdp, pid: int) -> float:
     raise BenchError(f"renderer process {pid} vanished during the benchmark")
 
 
-def timed_latency(page, cdp, pid: int, script: str, arguments: list, runs: int) -> tuple[dict, float]:
-    """Evaluate a latency script (warm-up already done) and the CPU ms per run of the engine process."""
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) of each thread of ``pid``, summed by thread name (``comm``:
+    CrRendererMain, DedicatedWorker thread, V8 DefaultWorker, Compositor, ...), from
+    /proc/<pid>/task/*/stat; empty where /proc is not readable."""
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    totals: dict[str, float] = {}
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return totals
+    for task in tasks:
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue  # the thread ended meanwhile
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        # fields[11], fields[12] are utime, stime (fields 14 and 15 of proc(5), counted from 1)
+        totals[name] = totals.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+    return totals
+
+
+def timed_latency(page, cdp, pid: int, script: str, arguments: list, runs: int) -> tuple[dict, float, dict]:
+    """Evaluate a latency script (warm-up already done); returns its result, the CPU ms per run of
+    the engine process and the same split by thread name (threads using < 0.5 ms per run left out)."""
+    threads_before = thread_cpu_seconds(pid)
     cpu_before = cpu_seconds(cdp, pid)
     result = page.evaluate(script, arguments)
-    return result, (cpu_seconds(cdp, pid) - cpu_before) * 1000 / max(runs, 1)
+    cpu_ms = (cpu_seconds(cdp, pid) - cpu_before) * 1000 / max(runs, 1)
+    threads_after = thread_cpu_seconds(pid)
+    per_thread = {name: round((seconds - threads_before.get(name, 0.0)) * 1000 / max(runs, 1), 1)
+                  for name, seconds in threads_after.items()}
+    return result, cpu_ms, {name: ms for name, ms in sorted(per_thread.items(), key=lambda item: -item[1]) if ms >= 0.5}
 
 
 # ------------------------------------------------------------------ Vitrine through the real page
@@ -452,7 +480,9 @@ def run_model(browser, cdp, origin: str, key: str, case: Case, onnx_url: str | N
         log(f"{key}: Vitrine loaded in {load_ms:.0f} ms; latency runs")
         b1_url = f"{origin}/__bench/gen/{case.name}/b1.f32"
         page.evaluate(VITRINE_LATENCY, [handle, b1_url, shape1, args.warmup, 0])
-        lat, cpu_ms = timed_latency(page, cdp, pid, VITRINE_LATENCY, [handle, b1_url, shape1, 0, args.runs], args.runs)
+        lat, cpu_ms, threads = timed_latency(page, cdp, pid, VITRINE_LATENCY, [handle, b1_url, shape1, 0, args.runs],
+                                             args.runs)
+        result["cpu_ms_per_image_by_thread"] = threads
         result["latency_ms"] = round(statistics.median(lat["times_ms"]), 1)
         result["latency_runs_ms"] = [round(t, 1) for t in lat["times_ms"]]
         result["cpu_ms_per_image"] = round(cpu_ms, 1)
@@ -504,7 +534,8 @@ def run_model(browser, cdp, origin: str, key: str, case: Case, onnx_url: str | N
         tfjs_run = "([u, s, w, r]) => window.benchTfjs.run(u, s, w, r)"
         b1_url = f"{origin}/__bench/gen/{case.name}/b1.f32"
         page.evaluate(tfjs_run, [b1_url, shape1, args.warmup, 0])
-        lat, cpu_ms = timed_latency(page, cdp, pid, tfjs_run, [b1_url, shape1, 0, args.runs], args.runs)
+        lat, cpu_ms, threads = timed_latency(page, cdp, pid, tfjs_run, [b1_url, shape1, 0, args.runs], args.runs)
+        result["tfjs_cpu_ms_per_image_by_thread"] = threads
         result["tfjs_latency_ms"] = round(lat["median_ms"], 1)
         result["tfjs_latency_runs_ms"] = [round(t, 1) for t in lat["times_ms"]]
         result["tfjs_cpu_ms_per_image"] = round(cpu_ms, 1)
@@ -532,7 +563,8 @@ def run_model(browser, cdp, origin: str, key: str, case: Case, onnx_url: str | N
             ort_run = "([u, s, w, r]) => window.benchOrt.run(u, s, w, r)"
             nchw_url = f"{origin}/__bench/gen/{case.name}/b1_nchw.f32"
             page.evaluate(ort_run, [nchw_url, nchw, args.warmup, 0])
-            lat, cpu_ms = timed_latency(page, cdp, pid, ort_run, [nchw_url, nchw, 0, args.runs], args.runs)
+            lat, cpu_ms, threads = timed_latency(page, cdp, pid, ort_run, [nchw_url, nchw, 0, args.runs], args.runs)
+            result["ort_cpu_ms_per_image_by_thread"] = threads
             result["ort_latency_ms"] = round(lat["median_ms"], 1)
             result["ort_latency_runs_ms"] = [round(t, 1) for t in lat["times_ms"]]
             result["ort_cpu_ms_per_image"] = round(cpu_ms, 1)

@@ -1,7 +1,7 @@
 // Run a Python script inside Pyodide 0.27.7 under Node.js, with the repository mounted.
 //
 //   node tools/pyodide_node/run_in_pyodide.mjs --index-url DIR --repo DIR --script FILE
-//        [--packages numpy,openblas] [-- script args...]
+//        [--packages numpy,openblas] [--mount HOST:GUEST ...] [-- script args...]
 //
 // DIR (--index-url) holds Pyodide's core files (from the npm package pyodide@0.27.7) plus the
 // wheels named in its pyodide-lock.json; prepare it with tools/pyodide_node/prepare_assets.py.
@@ -15,7 +15,7 @@ import path from "node:path";
 import fs from "node:fs";
 
 function parseArgs(argv) {
-  const opts = { packages: ["numpy"], scriptArgs: [] };
+  const opts = { packages: ["numpy"], scriptArgs: [], mounts: [] };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === "--") { opts.scriptArgs = argv.slice(i + 1); break; }
@@ -24,6 +24,7 @@ function parseArgs(argv) {
     else if (arg === "--repo") opts.repo = value;
     else if (arg === "--script") opts.script = value;
     else if (arg === "--packages") opts.packages = value.split(",").filter(Boolean);
+    else if (arg === "--mount") opts.mounts.push(value);
     else throw new Error(`run_in_pyodide: unknown argument ${arg}`);
     i++;
   }
@@ -42,6 +43,20 @@ if (opts.packages.length) await pyodide.loadPackage(opts.packages, { messageCall
 
 pyodide.FS.mkdirTree("/repo");
 pyodide.FS.mount(pyodide.FS.filesystems.NODEFS, { root: repo }, "/repo");
+// --mount HOST:GUEST adds host folders outside the repo (e.g. the shared big fixtures a worktree's
+// .cache/fixtures symlink points to: NODEFS resolves absolute links relative to its own mount).
+for (const spec of opts.mounts) {
+  const split = spec.lastIndexOf(":");
+  if (split <= 0) throw new Error(`run_in_pyodide: --mount expects HOST:GUEST, got ${spec}`);
+  const host = fs.realpathSync(spec.slice(0, split));
+  const guest = spec.slice(split + 1);
+  if (!guest.startsWith("/") || guest === "/repo" || guest.startsWith("/repo/")) {
+    throw new Error(`run_in_pyodide: --mount guest path must be absolute and outside /repo, got ${guest}`);
+  }
+  pyodide.FS.mkdirTree(guest);
+  pyodide.FS.mount(pyodide.FS.filesystems.NODEFS, { root: host }, guest);
+}
+
 const scriptPath = path.resolve(opts.script);
 const source = fs.readFileSync(scriptPath, "utf8");
 pyodide.globals.set("__vitrine_argv", pyodide.toPy([scriptPath, ...opts.scriptArgs]));
