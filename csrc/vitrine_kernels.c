@@ -27,6 +27,26 @@ typedef __PTRDIFF_TYPE__ vk_index;
 #define VK_NC 256
 #endif
 
+/* Blocking of vk_conv2d over the flattened K = KH*KW*Cin rows (tap-major) and the Cout columns:
+ * one VK_CONV_KC x VK_CONV_NC block of weights (128 KB) is packed into contiguous 8-column panels
+ * and swept by every output pixel while it is hot in L2; one panel of it (VK_CONV_KC x 32 bytes)
+ * stays in L1 while a tile of pixels runs over it. Reading a row-major HWIO kernel in place
+ * instead strides by Cout floats per row, which maps a panel's rows onto a few L1 sets (at
+ * Cout = 1024 all onto one) and thrashes. Partial sums wait in y between K blocks; every output
+ * still adds its K products in the same order, so the result does not depend on the blocking. */
+#ifndef VK_CONV_KC
+#define VK_CONV_KC 256
+#endif
+#ifndef VK_CONV_NC
+#define VK_CONV_NC 128
+#endif
+/* Below this many input channels a tap contributes too few K rows to pay for finding its input
+ * pixel in every tile of every panel: the tile's rows of K are gathered once (a 4 x VK_CONV_KC
+ * im2col of just this tile, in the workspace) and all panels read them contiguously. */
+#ifndef VK_CONV_GATHER_CIN
+#define VK_CONV_GATHER_CIN 16
+#endif
+
 VK_INLINE vk_f32x4 vk_load(const float *p) {
     vk_f32x4 v;
     __builtin_memcpy(&v, p, sizeof v); /* unaligned load: v128.load / movups */
@@ -66,6 +86,8 @@ VK_INLINE float vk_activate_scalar(float v, int32_t activation) {
 VK_INLINE int vk_bad_activation(int32_t activation) { return activation < 0 || activation >= VK_ACT_COUNT; }
 
 int32_t vk_abi_version(void) { return VK_ABI_VERSION; }
+
+int32_t vk_conv2d_workspace_floats(void) { return VK_CONV_KC * VK_CONV_NC + VK_MR * VK_CONV_KC; }
 
 int32_t vk_packed_b_floats(int32_t K, int32_t N) {
     if (K < 0 || N < 0) return VK_E_DIM;
@@ -226,53 +248,89 @@ typedef struct {
     const float *zeros;
 } vk_conv_geometry;
 
-/* One mr x VK_NR tile of a convolution: like vk_tile over K = KH*KW*Cin, but the A row of each
- * output pixel is gathered tap by tap from the input (or from `zeros` in the padding). */
+
+/* One mr x VK_NR tile of a convolution over the rows [k0, k1) of K: like vk_tile, but the A row
+ * of each output pixel is gathered tap by tap from the input (or from `zeros` in the padding).
+ * first: start from the bias (or 0 with a scale) instead of the partial sums in y; last: apply
+ * scale, bias and activation. */
 VK_INLINE void vk_conv_tile(const int mr, int32_t nr, const vk_conv_geometry *g, const float *const *xn,
-                            const int32_t *ih0, const int32_t *iw0, const float *bp, int32_t bstep,
-                            const float *bias8, const float *scale8, float *y, int32_t ldy, int32_t activation) {
+                            const int32_t *ih0, const int32_t *iw0, int32_t k0, int32_t k1, const float *bp,
+                            const float *bias8, const float *scale8, float *y, int32_t ldy,
+                            int32_t activation, const float *gathered) {
     vk_f32x4 acc[VK_MR][2];
     float tail[VK_MR][VK_NR];
     vk_f32x4 b0 = bias8 ? vk_load(bias8) : vk_splat(0.0f);
     vk_f32x4 b1 = bias8 ? vk_load(bias8 + 4) : vk_splat(0.0f);
-    /* with a per-channel scale the bias is added after scaling (folded batch-norm), so the sum
-     * starts at zero */
-    for (int r = 0; r < mr; r++) {
-        acc[r][0] = scale8 ? vk_splat(0.0f) : b0;
-        acc[r][1] = scale8 ? vk_splat(0.0f) : b1;
-    }
-    for (int32_t kh = 0; kh < g->KH; kh++) {
-        for (int32_t kw = 0; kw < g->KW; kw++) {
-            const float *arow[VK_MR];
-            for (int r = 0; r < mr; r++) {
-                int32_t ih = ih0[r] + kh * g->dil_h;
-                int32_t iw = iw0[r] + kw * g->dil_w;
-                arow[r] = (ih >= 0 && ih < g->H && iw >= 0 && iw < g->W)
-                              ? xn[r] + ((vk_index)ih * g->W + iw) * g->x_pixel_stride
-                              : g->zeros;
-            }
-            for (int32_t c = 0; c < g->Cin; c++) {
-                vk_f32x4 w0 = vk_load(bp);
-                vk_f32x4 w1 = vk_load(bp + 4);
-                bp += bstep;
-                for (int r = 0; r < mr; r++) {
-                    vk_f32x4 av = vk_splat(arow[r][c]);
-                    acc[r][0] += av * w0;
-                    acc[r][1] += av * w1;
-                }
-            }
-        }
-    }
-    if (scale8) {
-        vk_f32x4 s0 = vk_load(scale8), s1 = vk_load(scale8 + 4);
+    if (k0 == 0) {
+        /* with a per-channel scale the bias is added after scaling (folded batch-norm), so the
+         * sum starts at zero */
         for (int r = 0; r < mr; r++) {
-            acc[r][0] = acc[r][0] * s0 + b0;
-            acc[r][1] = acc[r][1] * s1 + b1;
+            acc[r][0] = scale8 ? vk_splat(0.0f) : b0;
+            acc[r][1] = scale8 ? vk_splat(0.0f) : b1;
+        }
+    } else if (nr == VK_NR) {
+        for (int r = 0; r < mr; r++) {
+            acc[r][0] = vk_load(y + (vk_index)r * ldy);
+            acc[r][1] = vk_load(y + (vk_index)r * ldy + 4);
+        }
+    } else {
+        for (int r = 0; r < mr; r++) {
+            for (int32_t j = 0; j < VK_NR; j++) tail[r][j] = j < nr ? y[(vk_index)r * ldy + j] : 0.0f;
+            acc[r][0] = vk_load(tail[r]);
+            acc[r][1] = vk_load(tail[r] + 4);
         }
     }
-    for (int r = 0; r < mr; r++) {
-        acc[r][0] = vk_activate(acc[r][0], activation);
-        acc[r][1] = vk_activate(acc[r][1], activation);
+    const int32_t cin = g->Cin;
+    if (gathered) {
+        /* rows r of K [k0, k1) already side by side at gathered + r * VK_CONV_KC */
+        for (int32_t c = 0; c < k1 - k0; c++) {
+            vk_f32x4 w0 = vk_load(bp);
+            vk_f32x4 w1 = vk_load(bp + 4);
+            bp += VK_NR;
+            for (int r = 0; r < mr; r++) {
+                vk_f32x4 av = vk_splat(gathered[r * VK_CONV_KC + c]);
+                acc[r][0] += av * w0;
+                acc[r][1] += av * w1;
+            }
+        }
+    }
+    int32_t tap = k0 / cin;
+    int32_t c0 = k0 - tap * cin;
+    for (int32_t k = gathered ? k1 : k0; k < k1; tap++, c0 = 0) {
+        int32_t kh = tap / g->KW, kw = tap - kh * g->KW;
+        int32_t c1 = cin < c0 + (k1 - k) ? cin : c0 + (k1 - k);
+        const float *arow[VK_MR];
+        for (int r = 0; r < mr; r++) {
+            int32_t ih = ih0[r] + kh * g->dil_h;
+            int32_t iw = iw0[r] + kw * g->dil_w;
+            arow[r] = (ih >= 0 && ih < g->H && iw >= 0 && iw < g->W)
+                          ? xn[r] + ((vk_index)ih * g->W + iw) * g->x_pixel_stride
+                          : g->zeros;
+        }
+        for (int32_t c = c0; c < c1; c++) {
+            vk_f32x4 w0 = vk_load(bp);
+            vk_f32x4 w1 = vk_load(bp + 4);
+            bp += VK_NR;
+            for (int r = 0; r < mr; r++) {
+                vk_f32x4 av = vk_splat(arow[r][c]);
+                acc[r][0] += av * w0;
+                acc[r][1] += av * w1;
+            }
+        }
+        k += c1 - c0;
+    }
+    if (k1 == (vk_index)g->KH * g->KW * cin) {
+        if (scale8) {
+            vk_f32x4 s0 = vk_load(scale8), s1 = vk_load(scale8 + 4);
+            for (int r = 0; r < mr; r++) {
+                acc[r][0] = acc[r][0] * s0 + b0;
+                acc[r][1] = acc[r][1] * s1 + b1;
+            }
+        }
+        for (int r = 0; r < mr; r++) {
+            acc[r][0] = vk_activate(acc[r][0], activation);
+            acc[r][1] = vk_activate(acc[r][1], activation);
+        }
     }
     if (nr == VK_NR) {
         for (int r = 0; r < mr; r++) {
@@ -292,63 +350,90 @@ int32_t vk_conv2d(int32_t N, int32_t H, int32_t W, const float *x, int32_t x_pix
                   int32_t Cin, int32_t KH, int32_t KW, int32_t stride_h, int32_t stride_w,
                   int32_t dil_h, int32_t dil_w, int32_t pad_top, int32_t pad_left, int32_t OH,
                   int32_t OW, const float *w, int32_t w_ld, int32_t Cout, const float *bias, float *y,
-                  int32_t y_pixel_stride, int32_t activation, const float *zeros, const float *scale) {
+                  int32_t y_pixel_stride, int32_t activation, const float *zeros, const float *scale,
+                  float *workspace) {
     if (N < 0 || H < 0 || W < 0 || Cin < 1 || Cout < 0 || OH < 0 || OW < 0 || KH < 1 || KW < 1)
         return VK_E_DIM;
     if (stride_h < 1 || stride_w < 1 || dil_h < 1 || dil_w < 1) return VK_E_STRIDE;
     if (x_pixel_stride < Cin || y_pixel_stride < Cout) return VK_E_LD;
-    /* row-major weights are read 8 columns at a time: whole panels only, never past a row */
-    if (w_ld != 0 && (w_ld < Cout || Cout % VK_NR != 0)) return VK_E_LD;
+    if (w_ld != 0 && w_ld < Cout) return VK_E_LD;
     if (vk_bad_activation(activation)) return VK_E_ACTIVATION;
     if (N == 0 || Cout == 0 || OH == 0 || OW == 0) return VK_OK;
-    if (x == 0 || w == 0 || y == 0 || zeros == 0) return VK_E_NULL;
+    if (x == 0 || w == 0 || y == 0 || zeros == 0 || workspace == 0) return VK_E_NULL;
+    if ((int64_t)KH * KW * Cin > 0x7fffffff) return VK_E_DIM;
 
     const vk_conv_geometry g = {H, W, Cin, KH, KW, dil_h, dil_w, x_pixel_stride, zeros};
-    const vk_index K = (vk_index)KH * KW * Cin;
+    const int32_t K = KH * KW * Cin;
     const vk_index pixels = (vk_index)N * OH * OW;
     float bias_tail[VK_NR], scale_tail[VK_NR];
-    for (vk_index p0 = 0; p0 < pixels; p0 += VK_MR) {
-        int32_t mr = pixels - p0 < VK_MR ? (int32_t)(pixels - p0) : VK_MR;
-        const float *xn[VK_MR];
-        int32_t ih0[VK_MR], iw0[VK_MR];
-        for (int32_t r = 0; r < mr; r++) {
-            vk_index p = p0 + r;
-            int32_t ow = (int32_t)(p % OW);
-            int32_t oh = (int32_t)((p / OW) % OH);
-            vk_index n = p / ((vk_index)OW * OH);
-            xn[r] = x + n * H * (vk_index)W * x_pixel_stride;
-            ih0[r] = oh * stride_h - pad_top;
-            iw0[r] = ow * stride_w - pad_left;
-        }
-        float *yrow = y + p0 * y_pixel_stride;
-        for (int32_t j = 0; j < Cout; j += VK_NR) {
-            int32_t nr = Cout - j < VK_NR ? Cout - j : VK_NR;
-            /* panel j: packed = K x VK_NR contiguous; row-major = columns j.. of every row */
-            const float *bp = w_ld ? w + j : w + (vk_index)j * K;
-            const int32_t bstep = w_ld ? w_ld : VK_NR;
-            const float *bias8 = 0;
-            if (bias) {
-                if (nr == VK_NR) {
-                    bias8 = bias + j;
-                } else {
-                    for (int32_t t = 0; t < VK_NR; t++) bias_tail[t] = t < nr ? bias[j + t] : 0.0f;
-                    bias8 = bias_tail;
+    for (int32_t jc = 0; jc < Cout; jc += VK_CONV_NC) {
+        int32_t jend = Cout - jc < VK_CONV_NC ? Cout : jc + VK_CONV_NC;
+        for (int32_t k0 = 0; k0 < K; k0 += VK_CONV_KC) {
+            int32_t k1 = K - k0 < VK_CONV_KC ? K : k0 + VK_CONV_KC;
+            /* row-major weights: pack this block into panels once (contiguous, zero-padded on the
+             * Cout tail) for all the pixels that use it */
+            const float *block = w_ld ? workspace : 0;
+            if (w_ld) vk_pack_b(k1 - k0, jend - jc, w + (vk_index)k0 * w_ld + jc, w_ld, workspace);
+            for (vk_index p0 = 0; p0 < pixels; p0 += VK_MR) {
+                int32_t mr = pixels - p0 < VK_MR ? (int32_t)(pixels - p0) : VK_MR;
+                const float *xn[VK_MR];
+                int32_t ih0[VK_MR], iw0[VK_MR];
+                for (int32_t r = 0; r < mr; r++) {
+                    vk_index p = p0 + r;
+                    int32_t ow = (int32_t)(p % OW);
+                    int32_t oh = (int32_t)((p / OW) % OH);
+                    vk_index n = p / ((vk_index)OW * OH);
+                    xn[r] = x + n * H * (vk_index)W * x_pixel_stride;
+                    ih0[r] = oh * stride_h - pad_top;
+                    iw0[r] = ow * stride_w - pad_left;
                 }
-            }
-            const float *scale8 = 0;
-            if (scale) {
-                if (nr == VK_NR) {
-                    scale8 = scale + j;
-                } else {
-                    for (int32_t t = 0; t < VK_NR; t++) scale_tail[t] = t < nr ? scale[j + t] : 0.0f;
-                    scale8 = scale_tail;
+                const float *gathered = 0;
+                if (Cin < VK_CONV_GATHER_CIN) {
+                    float *abuf = workspace + VK_CONV_KC * VK_CONV_NC;
+                    for (int32_t r = 0; r < mr; r++) {
+                        int32_t tap = k0 / Cin, c = k0 - tap * Cin;
+                        for (int32_t k = k0; k < k1; tap++, c = 0) {
+                            int32_t kh = tap / KW, kw = tap - kh * KW;
+                            int32_t ih = ih0[r] + kh * dil_h, iw = iw0[r] + kw * dil_w;
+                            const float *src = (ih >= 0 && ih < H && iw >= 0 && iw < W)
+                                                   ? xn[r] + ((vk_index)ih * W + iw) * x_pixel_stride : zeros;
+                            for (; c < Cin && k < k1; c++, k++) abuf[r * VK_CONV_KC + (k - k0)] = src[c];
+                        }
+                    }
+                    gathered = abuf;
                 }
-            }
-            switch (mr) {
-            case 4: vk_conv_tile(4, nr, &g, xn, ih0, iw0, bp, bstep, bias8, scale8, yrow + j, y_pixel_stride, activation); break;
-            case 3: vk_conv_tile(3, nr, &g, xn, ih0, iw0, bp, bstep, bias8, scale8, yrow + j, y_pixel_stride, activation); break;
-            case 2: vk_conv_tile(2, nr, &g, xn, ih0, iw0, bp, bstep, bias8, scale8, yrow + j, y_pixel_stride, activation); break;
-            default: vk_conv_tile(1, nr, &g, xn, ih0, iw0, bp, bstep, bias8, scale8, yrow + j, y_pixel_stride, activation); break;
+                float *yrow = y + p0 * y_pixel_stride;
+                for (int32_t j = jc; j < jend; j += VK_NR) {
+                    int32_t nr = Cout - j < VK_NR ? Cout - j : VK_NR;
+                    /* panel j from row k0: packed by the caller = K x VK_NR contiguous; else this
+                     * block's panel in the workspace, (k1 - k0) x VK_NR */
+                    const float *bp = block ? block + (vk_index)(j - jc) * (k1 - k0)
+                                            : w + (vk_index)j * K + (vk_index)k0 * VK_NR;
+                    const float *bias8 = 0;
+                    if (bias) {
+                        if (nr == VK_NR) {
+                            bias8 = bias + j;
+                        } else {
+                            for (int32_t t = 0; t < VK_NR; t++) bias_tail[t] = t < nr ? bias[j + t] : 0.0f;
+                            bias8 = bias_tail;
+                        }
+                    }
+                    const float *scale8 = 0;
+                    if (scale) {
+                        if (nr == VK_NR) {
+                            scale8 = scale + j;
+                        } else {
+                            for (int32_t t = 0; t < VK_NR; t++) scale_tail[t] = t < nr ? scale[j + t] : 0.0f;
+                            scale8 = scale_tail;
+                        }
+                    }
+                    switch (mr) {
+                    case 4: vk_conv_tile(4, nr, &g, xn, ih0, iw0, k0, k1, bp, bias8, scale8, yrow + j, y_pixel_stride, activation, gathered); break;
+                    case 3: vk_conv_tile(3, nr, &g, xn, ih0, iw0, k0, k1, bp, bias8, scale8, yrow + j, y_pixel_stride, activation, gathered); break;
+                    case 2: vk_conv_tile(2, nr, &g, xn, ih0, iw0, k0, k1, bp, bias8, scale8, yrow + j, y_pixel_stride, activation, gathered); break;
+                    default: vk_conv_tile(1, nr, &g, xn, ih0, iw0, k0, k1, bp, bias8, scale8, yrow + j, y_pixel_stride, activation, gathered); break;
+                    }
+                }
             }
         }
     }

@@ -21,7 +21,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever a signature or the packed layout changes; Python refuses a mismatching library. */
-#define VK_ABI_VERSION 6
+#define VK_ABI_VERSION 7
 
 /* The emscripten target hides symbols by default; the side module must export the API. */
 #define VK_API __attribute__((visibility("default")))
@@ -71,8 +71,10 @@ VK_API int32_t vk_sgemm(int32_t M, int32_t N, int32_t K, const float *A, int32_t
  * input pixels in place, tap by tap; taps in the zero padding read `zeros`).
  *   x: input pixel (n, h, w) starts at x + ((n*H + h)*W + w) * x_pixel_stride, Cin channels used;
  *   w: the [KH*KW*Cin, Cout] weight matrix (HWIO kernel reshaped), either packed by vk_pack_b
- *      (w_ld = 0) or row-major with row stride w_ld >= Cout, read in place (then Cout must be a
- *      multiple of VK_NR; otherwise VK_E_LD), which saves packing the weights on every call;
+ *      (w_ld = 0) or row-major with row stride w_ld >= Cout (the model's kernel as loaded, no
+ *      packed copy kept): then each block of it is packed into `workspace` while it is used;
+ *   workspace: vk_conv2d_workspace_floats() floats of scratch (weight blocks, and the input rows
+ *      of one tile when Cin is small);
  *   y: output pixel (n, oh, ow) starts at y + ((n*OH + oh)*OW + ow) * y_pixel_stride, Cout written;
  *   zeros: at least Cin zero floats; bias[Cout] may be NULL. OH/OW as for vk_depthwise_conv2d;
  *   scale[Cout] may be NULL; when given, y = act(conv * scale + bias) (a batch-norm applied in the
@@ -82,7 +84,10 @@ VK_API int32_t vk_conv2d(int32_t N, int32_t H, int32_t W, const float *x, int32_
                          int32_t dil_h, int32_t dil_w, int32_t pad_top, int32_t pad_left, int32_t OH,
                          int32_t OW, const float *w, int32_t w_ld, int32_t Cout, const float *bias, float *y,
                          int32_t y_pixel_stride, int32_t activation, const float *zeros,
-                         const float *scale);
+                         const float *scale, float *workspace);
+
+/* Floats of the scratch workspace vk_conv2d needs. */
+VK_API int32_t vk_conv2d_workspace_floats(void);
 
 /* Depthwise 2-D convolution, NHWC, channel multiplier 1, any kernel size.
  * x[N,H,W,C], weights[KH,KW,C], bias[C] (may be NULL), y[N,OH,OW,C] with

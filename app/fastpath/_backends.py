@@ -20,11 +20,9 @@ from ..errors import VitrineError
 ACTIVATIONS = {"linear": 0, "relu": 1, "relu6": 2, "hard_swish": 3, "hard_silu": 3}
 
 #: Must equal VK_ABI_VERSION in csrc/vitrine_kernels.h.
-KERNEL_ABI_VERSION = 6
+KERNEL_ABI_VERSION = 7
 
 _F32 = np.dtype(np.float32)
-#: Columns per weight panel of the C kernels (VK_NR in vitrine_kernels.h).
-_PANEL = 8
 _ITEM = _F32.itemsize
 
 
@@ -205,7 +203,8 @@ class SimdKernelBackend:
             "vk_sgemm_packed": [i, i, i, p, i, p, p, p, i, i],
             "vk_sgemm": [i, i, i, p, i, p, i, p, p, i, i, p],
             "vk_depthwise_conv2d": [i, i, i, i, p, i, i, p, p, i, i, i, i, i, i, i, i, p, i],
-            "vk_conv2d": [i, i, i, p, i, i, i, i, i, i, i, i, i, i, i, i, p, i, i, p, p, i, i, p, p],
+            "vk_conv2d": [i, i, i, p, i, i, i, i, i, i, i, i, i, i, i, i, p, i, i, p, p, i, i, p, p, p],
+            "vk_conv2d_workspace_floats": [],
             "vk_scale_shift": [i, i, p, p, p, p, i],
         }
         for symbol, argtypes in signatures.items():
@@ -222,6 +221,7 @@ class SimdKernelBackend:
             )
         self._lib = lib
         self._local = threading.local()
+        self._conv_workspace_floats = int(lib.vk_conv2d_workspace_floats())
 
     def _workspace(self, floats: int) -> np.ndarray:
         buf = getattr(self._local, "workspace", None)
@@ -316,21 +316,18 @@ class SimdKernelBackend:
         y = np.empty((n, oh, ow, cout), dtype=_F32)
         zeros = np.zeros(max(cin_g, 1), dtype=_F32)
         cout_g = cout // groups
-        # whole 8-column panels: the C kernel reads the (contiguous) HWIO kernel in place; else
-        # each group's weights are packed (a copy per call)
-        in_place = cout_g % _PANEL == 0 and kernel.flags.c_contiguous
+        # the C kernel reads the HWIO kernel as loaded (row-major [KH*KW*Cin_g, Cout], each group
+        # at a column offset) and packs one cache-sized block of it at a time into the workspace
+        kernel = np.ascontiguousarray(kernel)
+        workspace = self._workspace(self._conv_workspace_floats)
         for g in range(groups):
-            if in_place:
-                weights, w_ld = kernel.ctypes.data + g * cout_g * _ITEM, cout
-            else:
-                weights, w_ld = self.pack_weights(kernel[..., g * cout_g:(g + 1) * cout_g].reshape(kh * kw * cin_g, cout_g)
-                                                  if groups > 1 else kernel.reshape(kh * kw * cin_g, cout)), 0
             self._check(
                 self._lib.vk_conv2d(n, h, w, x.ctypes.data + g * cin_g * _ITEM, c, cin_g, kh, kw, sh, sw, dh, dw, top,
-                                    left, oh, ow, weights if in_place else weights.data.ctypes.data, w_ld, cout_g,
+                                    left, oh, ow, kernel.ctypes.data + g * cout_g * _ITEM, cout, cout_g,
                                     None if bias is None else bias.ctypes.data + g * cout_g * _ITEM,
                                     y.ctypes.data + g * cout_g * _ITEM, cout, ACTIVATIONS[activation],
-                                    zeros.ctypes.data, None if scale is None else scale.ctypes.data + g * cout_g * _ITEM),
+                                    zeros.ctypes.data, None if scale is None else scale.ctypes.data + g * cout_g * _ITEM,
+                                    workspace.ctypes.data),
                 f"conv2d x={x.shape} kernel={kernel.shape} group {g}",
             )
         return y

@@ -64,6 +64,15 @@ CASES = [
     (1, 14, 14, 64, 3, 3, 32, (1, 1), (1, 1), (1, 1, 1, 1), 1),
     # groups of 8 output channels: each group's weights read in place at a column offset
     (2, 6, 6, 8, 3, 3, 16, (1, 1), (1, 1), (1, 1, 1, 1), 2),
+    # K = 360 > VK_CONV_KC (256): two K blocks, the boundary inside tap 6; a Cout tail of 4
+    (1, 5, 6, 40, 3, 3, 20, (1, 1), (1, 1), (1, 1, 1, 1), 1),
+    # one tap with K = 300: the K boundary inside the channels; Cout 140 > VK_CONV_NC (128): a
+    # second column block of 12 (one whole panel and a tail)
+    (2, 3, 5, 300, 1, 1, 140, (1, 1), (1, 1), (0, 0, 0, 0), 1),
+    # Cin < 16 (the tile's input rows are gathered) with K = 343: two K blocks, boundary mid-tap
+    (1, 9, 8, 7, 7, 7, 9, (1, 1), (1, 1), (3, 3, 3, 3), 1),
+    # groups whose 6 output channels are no whole panel, K blocks per group (2 x 3x3x33 = 297)
+    (1, 6, 5, 66, 3, 3, 12, (2, 1), (1, 1), (1, 1, 1, 1), 2),
 ]
 
 
@@ -154,19 +163,22 @@ def test_c_conv2d_argument_checks(simd_backend):
     backing = np.zeros(256, np.float32)  # keep the array alive: a bare .ctypes.data would dangle
     buf = backing.ctypes.data
     common = dict(N=1, H=4, W=4, x=buf, xs=2, cin=2, kh=3, kw=3, sh=1, sw=1, dh=1, dw=1, pt=0, pl=0, oh=2, ow=2,
-                  w=buf, w_ld=0, cout=2, bias=None, y=buf, ys=2, act=0, zeros=buf, scale=None)
+                  w=buf, w_ld=0, cout=2, bias=None, y=buf, ys=2, act=0, zeros=buf, scale=None, ws=None)
+    workspace = np.zeros(lib.vk_conv2d_workspace_floats(), np.float32)
 
     def call(**changes):
         a = common | changes
         return lib.vk_conv2d(a["N"], a["H"], a["W"], a["x"], a["xs"], a["cin"], a["kh"], a["kw"], a["sh"], a["sw"],
                              a["dh"], a["dw"], a["pt"], a["pl"], a["oh"], a["ow"], a["w"], a["w_ld"], a["cout"], a["bias"], a["y"],
-                             a["ys"], a["act"], a["zeros"], a["scale"])
+                             a["ys"], a["act"], a["zeros"], a["scale"], a["ws"])
 
+    common["ws"] = workspace.ctypes.data
     assert call() == 0
     assert call(scale=buf) == 0
-    assert call(w_ld=2) == -2  # row-major weights need whole 8-column panels
-    assert call(w_ld=8, cout=8, ys=8) == 0
-    assert call(w_ld=4, cout=8, ys=8) == -2  # row stride < Cout
+    assert call(w_ld=2) == 0  # row-major weights, any Cout: packed block by block into the workspace
+    assert call(ws=None) == -4
+    assert call(w_ld=8, cout=8, ys=8, ws=workspace.ctypes.data) == 0
+    assert call(w_ld=4, cout=8, ys=8, ws=workspace.ctypes.data) == -2  # row stride < Cout
     assert call(cin=0) == -1
     assert call(xs=1) == -2  # pixel stride < Cin
     assert call(act=9) == -3
