@@ -537,3 +537,189 @@ int32_t vk_scale_shift(int32_t rows, int32_t C, const float *x, const float *sca
     }
     return VK_OK;
 }
+
+/* ---- Winograd F(2x2, 3x3) convolution ---------------------------------------------------------
+ * y = A^T [ (G g G^T) . (B^T d B) ] A per 2x2 output tile, d the tile's 4x4 input patch, g a 3x3
+ * filter (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016):
+ *   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],  G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1],
+ *   A^T = [1 1 1 0; 0 1 -1 -1].
+ * 16 multiplies per tile and channel pair instead of 36: the 16 transformed patches of a block of
+ * VK_WINO_TB tiles become 16 GEMMs [tiles x Cin] x [Cin x Cout] on the same micro-kernel. The
+ * filters are transformed once (vk_winograd3x3_filters) and kept by the caller: transforming them
+ * on every call cost as much as the whole convolution at 7x7 and 14x14. */
+#ifndef VK_WINO_TB
+#define VK_WINO_TB 16
+#endif
+
+VK_INLINE int32_t vk_round8(int32_t n) { return (n + VK_NR - 1) / VK_NR * VK_NR; }
+
+int32_t vk_winograd3x3_filter_floats(int32_t Cin, int32_t Cout) {
+    if (Cin < 1 || Cout < 1 || (int64_t)16 * Cin * vk_round8(Cout) > 0x7fffffff) return VK_E_DIM;
+    return 16 * Cin * vk_round8(Cout);
+}
+
+int32_t vk_winograd3x3_workspace_floats(int32_t Cin, int32_t Cout) {
+    if (Cin < 1 || Cout < 1 || (int64_t)16 * (VK_WINO_TB * ((int64_t)Cin + vk_round8(Cout)) + 32) > 0x7fffffff)
+        return VK_E_DIM;
+    return 16 * (VK_WINO_TB * (Cin + vk_round8(Cout)) + 32);
+}
+
+int32_t vk_winograd3x3_filters(int32_t Cin, int32_t Cout, const float *w, int32_t w_ld, float *u) {
+    if (Cin < 1 || Cout < 1) return VK_E_DIM;
+    if (w_ld < Cout) return VK_E_LD;
+    if (vk_winograd3x3_filter_floats(Cin, Cout) < 0) return VK_E_DIM;
+    if (w == 0 || u == 0) return VK_E_NULL;
+    const int32_t cout8 = vk_round8(Cout);
+    const vk_index plane = (vk_index)Cin * cout8;
+    const vk_f32x4 half = vk_splat(0.5f);
+    for (int32_t c = 0; c < Cin; c++) {
+        for (int32_t o = 0; o < cout8; o += 4) {
+            vk_f32x4 g[3][3];
+            for (int kh = 0; kh < 3; kh++)
+                for (int kw = 0; kw < 3; kw++) {
+                    const float *src = w + ((vk_index)(kh * 3 + kw) * Cin + c) * w_ld + o;
+                    if (o + 4 <= Cout) {
+                        g[kh][kw] = vk_load(src);
+                    } else {
+                        float lanes[4];
+                        for (int t = 0; t < 4; t++) lanes[t] = o + t < Cout ? src[t] : 0.0f;
+                        g[kh][kw] = vk_load(lanes);
+                    }
+                }
+            vk_f32x4 t[4][3]; /* G g */
+            for (int kw = 0; kw < 3; kw++) {
+                t[0][kw] = g[0][kw];
+                t[1][kw] = (g[0][kw] + g[1][kw] + g[2][kw]) * half;
+                t[2][kw] = (g[0][kw] - g[1][kw] + g[2][kw]) * half;
+                t[3][kw] = g[2][kw];
+            }
+            float *dst = u + (vk_index)(o / VK_NR) * Cin * VK_NR + (vk_index)c * VK_NR + o % VK_NR;
+            for (int i = 0; i < 4; i++) { /* (G g) G^T */
+                vk_f32x4 r[4] = {t[i][0], (t[i][0] + t[i][1] + t[i][2]) * half, (t[i][0] - t[i][1] + t[i][2]) * half, t[i][2]};
+                for (int j = 0; j < 4; j++) vk_store(dst + (vk_index)(i * 4 + j) * plane, r[j]);
+            }
+        }
+    }
+    return VK_OK;
+}
+
+/* B^T d B on 4 channels: d[i][j] is the patch, v[4 i + j] receives the transform. */
+VK_INLINE void vk_winograd_input4(vk_f32x4 d[4][4], vk_f32x4 *v) {
+    vk_f32x4 t[4][4];
+    for (int j = 0; j < 4; j++) {
+        t[0][j] = d[0][j] - d[2][j];
+        t[1][j] = d[1][j] + d[2][j];
+        t[2][j] = d[2][j] - d[1][j];
+        t[3][j] = d[1][j] - d[3][j];
+    }
+    for (int i = 0; i < 4; i++) {
+        v[4 * i + 0] = t[i][0] - t[i][2];
+        v[4 * i + 1] = t[i][1] + t[i][2];
+        v[4 * i + 2] = t[i][2] - t[i][1];
+        v[4 * i + 3] = t[i][1] - t[i][3];
+    }
+}
+
+int32_t vk_conv2d_winograd3x3(int32_t N, int32_t H, int32_t W, const float *x, int32_t x_pixel_stride,
+                              int32_t Cin, int32_t pad_top, int32_t pad_left, int32_t OH, int32_t OW,
+                              const float *u, int32_t Cout, const float *bias, float *y,
+                              int32_t y_pixel_stride, int32_t activation, const float *scale, float *workspace) {
+    if (N < 0 || H < 0 || W < 0 || Cin < 1 || Cout < 1 || OH < 0 || OW < 0 || pad_top < 0 || pad_left < 0)
+        return VK_E_DIM;
+    if (x_pixel_stride < Cin || y_pixel_stride < Cout) return VK_E_LD;
+    if (vk_bad_activation(activation)) return VK_E_ACTIVATION;
+    if (vk_winograd3x3_workspace_floats(Cin, Cout) < 0 || vk_winograd3x3_filter_floats(Cin, Cout) < 0) return VK_E_DIM;
+    if (N == 0 || OH == 0 || OW == 0) return VK_OK;
+    if (x == 0 || u == 0 || y == 0 || workspace == 0) return VK_E_NULL;
+
+    const int32_t cout8 = vk_round8(Cout);
+    float *v = workspace; /* 16 planes [VK_WINO_TB][Cin] */
+
+    const int32_t tiles_h = (OH + 1) / 2, tiles_w = (OW + 1) / 2;
+    const vk_index tiles = (vk_index)N * tiles_h * tiles_w;
+    /* one cache line between planes: at a power-of-two plane size the 16 streams of a transform
+     * would all fall into one L1 set */
+    const vk_index v_plane = (vk_index)VK_WINO_TB * Cin + 16, m_plane = (vk_index)VK_WINO_TB * cout8 + 16;
+    float *m = v + 16 * v_plane; /* 16 planes [VK_WINO_TB][cout8] */
+    const vk_f32x4 zero = vk_splat(0.0f);
+    for (vk_index t0 = 0; t0 < tiles; t0 += VK_WINO_TB) {
+        int32_t tb = tiles - t0 < VK_WINO_TB ? (int32_t)(tiles - t0) : VK_WINO_TB;
+        /* input transform of each tile's 4x4 patch, 4 channels at a time */
+        for (int32_t t = 0; t < tb; t++) {
+            vk_index tile = t0 + t;
+            int32_t tx = (int32_t)(tile % tiles_w), ty = (int32_t)((tile / tiles_w) % tiles_h);
+            const float *xn = x + (tile / ((vk_index)tiles_w * tiles_h)) * H * (vk_index)W * x_pixel_stride;
+            int32_t ih0 = 2 * ty - pad_top, iw0 = 2 * tx - pad_left;
+            const float *rows[4][4];
+            for (int i = 0; i < 4; i++)
+                for (int j = 0; j < 4; j++) {
+                    int32_t ih = ih0 + i, iw = iw0 + j;
+                    rows[i][j] = (ih >= 0 && ih < H && iw >= 0 && iw < W) ? xn + ((vk_index)ih * W + iw) * x_pixel_stride : 0;
+                }
+            float *vt = v + (vk_index)t * Cin;
+            int32_t c = 0;
+            for (; c + 4 <= Cin; c += 4) {
+                vk_f32x4 d[4][4], out[16];
+                for (int i = 0; i < 4; i++)
+                    for (int j = 0; j < 4; j++) d[i][j] = rows[i][j] ? vk_load(rows[i][j] + c) : zero;
+                vk_winograd_input4(d, out);
+                for (int xi = 0; xi < 16; xi++) vk_store(vt + xi * v_plane + c, out[xi]);
+            }
+            for (; c < Cin; c++) {
+                vk_f32x4 d[4][4], out[16];
+                for (int i = 0; i < 4; i++)
+                    for (int j = 0; j < 4; j++) d[i][j] = vk_splat(rows[i][j] ? rows[i][j][c] : 0.0f);
+                vk_winograd_input4(d, out);
+                for (int xi = 0; xi < 16; xi++) vt[xi * v_plane + c] = out[xi][0];
+            }
+        }
+        /* 16 GEMMs: m[xi] = v[xi] @ u[xi] */
+        for (int xi = 0; xi < 16; xi++)
+            vk_sgemm_packed(tb, cout8, Cin, v + xi * v_plane, Cin, u + (vk_index)xi * Cin * cout8, 0,
+                            m + xi * m_plane, cout8, VK_ACT_LINEAR);
+        /* output transform A^T m A, then scale / bias / activation, 4 output channels at a time */
+        for (int32_t t = 0; t < tb; t++) {
+            vk_index tile = t0 + t;
+            int32_t tx = (int32_t)(tile % tiles_w), ty = (int32_t)((tile / tiles_w) % tiles_h);
+            float *yn = y + (tile / ((vk_index)tiles_w * tiles_h)) * OH * (vk_index)OW * y_pixel_stride;
+            const float *mt = m + (vk_index)t * cout8;
+            for (int32_t o = 0; o < Cout; o += 4) {
+                vk_f32x4 q[16];
+                for (int xi = 0; xi < 16; xi++) q[xi] = vk_load(mt + xi * m_plane + o);
+                vk_f32x4 r0[4], r1[4];
+                for (int j = 0; j < 4; j++) {
+                    r0[j] = q[j] + q[4 + j] + q[8 + j];
+                    r1[j] = q[4 + j] - q[8 + j] - q[12 + j];
+                }
+                vk_f32x4 out[2][2] = {{r0[0] + r0[1] + r0[2], r0[1] - r0[2] - r0[3]},
+                                      {r1[0] + r1[1] + r1[2], r1[1] - r1[2] - r1[3]}};
+                float lanes_s[4] = {1, 1, 1, 1}, lanes_b[4] = {0, 0, 0, 0};
+                int32_t valid = Cout - o < 4 ? Cout - o : 4;
+                for (int l = 0; l < valid; l++) {
+                    if (scale) lanes_s[l] = scale[o + l];
+                    if (bias) lanes_b[l] = bias[o + l];
+                }
+                vk_f32x4 s4 = vk_load(lanes_s), b4 = vk_load(lanes_b);
+                for (int i = 0; i < 2; i++) {
+                    int32_t oh = 2 * ty + i;
+                    if (oh >= OH) break;
+                    for (int j = 0; j < 2; j++) {
+                        int32_t ow = 2 * tx + j;
+                        if (ow >= OW) break;
+                        vk_f32x4 val = out[i][j];
+                        if (scale) val = val * s4;
+                        if (bias) val = val + b4;
+                        val = vk_activate(val, activation);
+                        float *dst = yn + ((vk_index)oh * OW + ow) * y_pixel_stride + o;
+                        if (valid == 4) {
+                            vk_store(dst, val);
+                        } else {
+                            for (int l = 0; l < valid; l++) dst[l] = val[l];
+                        }
+                    }
+                }
+            }
+        }
+    }
+    return VK_OK;
+}

@@ -21,7 +21,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever a signature or the packed layout changes; Python refuses a mismatching library. */
-#define VK_ABI_VERSION 7
+#define VK_ABI_VERSION 8
 
 /* The emscripten target hides symbols by default; the side module must export the API. */
 #define VK_API __attribute__((visibility("default")))
@@ -103,6 +103,27 @@ VK_API int32_t vk_depthwise_conv2d(int32_t N, int32_t H, int32_t W, int32_t C, c
  * batch-norm / Rescaling on the channel axis with a fused activation. y may equal x. */
 VK_API int32_t vk_scale_shift(int32_t rows, int32_t C, const float *x, const float *scale,
                               const float *shift, float *y, int32_t activation);
+
+/* 3x3 convolution, stride 1, dilation 1, groups 1, by Winograd F(2x2, 3x3) (16 multiplies per
+ * 2x2 outputs and channel pair instead of 36). Arguments as for vk_conv2d, with u the filters
+ * transformed by vk_winograd3x3_filters, OH/OW the output size (pads at the bottom / right are
+ * implied by them) and workspace holding vk_winograd3x3_workspace_floats(Cin, Cout) floats.
+ * Rounding differs from the direct sum (transforms add before and after the products): see the
+ * error bound in tests/fastpath/test_winograd.py. */
+VK_API int32_t vk_conv2d_winograd3x3(int32_t N, int32_t H, int32_t W, const float *x, int32_t x_pixel_stride,
+                                     int32_t Cin, int32_t pad_top, int32_t pad_left, int32_t OH, int32_t OW,
+                                     const float *u, int32_t Cout, const float *bias, float *y,
+                                     int32_t y_pixel_stride, int32_t activation, const float *scale,
+                                     float *workspace);
+
+/* The Winograd filters G g G^T of a row-major [9*Cin, Cout] HWIO 3x3 kernel (row stride w_ld),
+ * written to u as 16 matrices [Cin x Cout] packed like vk_pack_b (vk_winograd3x3_filter_floats). */
+VK_API int32_t vk_winograd3x3_filters(int32_t Cin, int32_t Cout, const float *w, int32_t w_ld, float *u);
+
+/* Floats of vk_winograd3x3_filters' output and of vk_conv2d_winograd3x3's workspace
+ * (VK_E_DIM if they would not fit an int32). */
+VK_API int32_t vk_winograd3x3_filter_floats(int32_t Cin, int32_t Cout);
+VK_API int32_t vk_winograd3x3_workspace_floats(int32_t Cin, int32_t Cout);
 
 #ifdef __cplusplus
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from ..errors import VitrineError
 ACTIVATIONS = {"linear": 0, "relu": 1, "relu6": 2, "hard_swish": 3, "hard_silu": 3}
 
 #: Must equal VK_ABI_VERSION in csrc/vitrine_kernels.h.
-KERNEL_ABI_VERSION = 7
+KERNEL_ABI_VERSION = 8
 
 _F32 = np.dtype(np.float32)
 _ITEM = _F32.itemsize
@@ -205,6 +206,10 @@ class SimdKernelBackend:
             "vk_depthwise_conv2d": [i, i, i, i, p, i, i, p, p, i, i, i, i, i, i, i, i, p, i],
             "vk_conv2d": [i, i, i, p, i, i, i, i, i, i, i, i, i, i, i, i, p, i, i, p, p, i, i, p, p, p],
             "vk_conv2d_workspace_floats": [],
+            "vk_conv2d_winograd3x3": [i, i, i, p, i, i, i, i, i, i, p, i, p, p, i, i, p, p],
+            "vk_winograd3x3_filters": [i, i, p, i, p],
+            "vk_winograd3x3_filter_floats": [i, i],
+            "vk_winograd3x3_workspace_floats": [i, i],
             "vk_scale_shift": [i, i, p, p, p, p, i],
         }
         for symbol, argtypes in signatures.items():
@@ -222,6 +227,7 @@ class SimdKernelBackend:
         self._lib = lib
         self._local = threading.local()
         self._conv_workspace_floats = int(lib.vk_conv2d_workspace_floats())
+        self._winograd_cache: dict[int, tuple] = {}  # id(kernel) -> (weakref to it, its filters)
 
     def _workspace(self, floats: int) -> np.ndarray:
         buf = getattr(self._local, "workspace", None)
@@ -313,6 +319,9 @@ class SimdKernelBackend:
         scale = _check_bias("conv2d", scale, cout, "scale")
         geometry = _conv_geometry("conv2d", x.shape, (kh, kw), strides, dilations, pads, activation)
         (sh, sw), (dh, dw), (top, _, left, _), (oh, ow) = geometry
+        if (groups == 1 and (kh, kw) == (3, 3) and (sh, sw, dh, dw) == (1, 1, 1, 1)
+                and winograd_pays(c, cout, oh, ow)):
+            return self._winograd3x3(x, kernel, bias, scale, top, left, oh, ow, activation)
         y = np.empty((n, oh, ow, cout), dtype=_F32)
         zeros = np.zeros(max(cin_g, 1), dtype=_F32)
         cout_g = cout // groups
@@ -330,6 +339,59 @@ class SimdKernelBackend:
                                     workspace.ctypes.data),
                 f"conv2d x={x.shape} kernel={kernel.shape} group {g}",
             )
+        return y
+
+    def conv2d_winograd3x3(self, x, kernel, bias=None, scale=None, *, pads=(1, 1, 1, 1), activation="linear"):
+        """A 3x3 convolution with stride 1 by Winograd F(2x2, 3x3), whatever :func:`winograd_pays`
+        says (``conv2d`` picks it by itself where it is faster); arguments as for :meth:`conv2d`."""
+        x = _check_nhwc("conv2d_winograd3x3", x)
+        c = x.shape[3]
+        if not isinstance(kernel, np.ndarray) or kernel.dtype != _F32 or kernel.shape[:3] != (3, 3, c) or kernel.ndim != 4:
+            raise FastpathError(f"conv2d_winograd3x3: kernel must be float32 [3, 3, {c}, Cout], got {_describe(kernel)}")
+        cout = kernel.shape[3]
+        bias = _check_bias("conv2d_winograd3x3", bias, cout)
+        scale = _check_bias("conv2d_winograd3x3", scale, cout, "scale")
+        geometry = _conv_geometry("conv2d_winograd3x3", x.shape, (3, 3), (1, 1), (1, 1), pads, activation)
+        _, _, (top, _, left, _), (oh, ow) = geometry
+        return self._winograd3x3(x, kernel, bias, scale, top, left, oh, ow, activation)
+
+    def winograd_filters(self, kernel) -> np.ndarray:
+        """The Winograd transform of a float32 [3, 3, Cin, Cout] kernel, made once per kernel
+        array and kept as long as that array lives (16/9 of its size): the weights of a loaded
+        model are never modified, and transforming them on every call cost as much as the
+        convolution itself on small images."""
+        key = id(kernel)
+        entry = self._winograd_cache.get(key)
+        if entry is not None and entry[0]() is kernel:
+            return entry[1]
+        cin, cout = kernel.shape[2], kernel.shape[3]
+        floats = self._lib.vk_winograd3x3_filter_floats(cin, cout)
+        if floats < 0 or self._lib.vk_winograd3x3_workspace_floats(cin, cout) < 0:
+            raise FastpathError(f"conv2d_winograd3x3: {cin} x {cout} channels need buffers beyond 2**31 floats")
+        source = np.ascontiguousarray(kernel)
+        filters = np.empty(floats, dtype=_F32)
+        self._check(self._lib.vk_winograd3x3_filters(cin, cout, source.ctypes.data, cout, filters.ctypes.data),
+                    f"winograd3x3_filters kernel={kernel.shape}")
+        try:
+            ref = weakref.ref(kernel, lambda _, key=key: self._winograd_cache.pop(key, None))
+        except TypeError:  # not weak-referenceable: transform it on every call rather than keep it
+            return filters
+        self._winograd_cache[key] = (ref, filters)
+        return filters
+
+    def _winograd3x3(self, x, kernel, bias, scale, top, left, oh, ow, activation):
+        n, h, w, c = x.shape
+        cout = kernel.shape[3]
+        filters = self.winograd_filters(kernel)
+        y = np.empty((n, oh, ow, cout), dtype=_F32)
+        workspace = self._workspace(self._lib.vk_winograd3x3_workspace_floats(c, cout))
+        self._check(
+            self._lib.vk_conv2d_winograd3x3(n, h, w, x.ctypes.data, c, c, top, left, oh, ow, filters.ctypes.data, cout,
+                                            None if bias is None else bias.ctypes.data, y.ctypes.data, cout,
+                                            ACTIVATIONS[activation], None if scale is None else scale.ctypes.data,
+                                            workspace.ctypes.data),
+            f"conv2d_winograd3x3 x={x.shape} kernel={kernel.shape}",
+        )
         return y
 
     def scale_shift(self, x, scale, shift, *, activation="linear"):
@@ -358,6 +420,21 @@ class SimdKernelBackend:
             f"scale_shift x={x.shape}",
         )
         return y
+
+
+#: Winograd F(2x2, 3x3) is used from this many output pixels up: in Pyodide it took 0.48-0.69 of
+#: the direct kernel's time from 14x14 up and 0.69-0.89 at 7x7 (docs/fastpath.md), where the
+#: transformed filters (16/9 of the kernel, kept per layer) are the largest for the least gain.
+WINOGRAD_MIN_PIXELS = 14 * 14
+#: ... and up to this many floats of transformed filters per layer (16 x Cin x Cout: 4 MB, e.g.
+#: 256 -> 256 channels), which bounds the memory the transforms add to a model.
+WINOGRAD_MAX_FILTER_FLOATS = 16 * 256 * 256
+
+
+def winograd_pays(cin: int, cout: int, oh: int, ow: int) -> bool:
+    """Whether :meth:`SimdKernelBackend.conv2d` runs a stride-1 3x3 convolution by Winograd
+    F(2x2, 3x3) rather than directly."""
+    return oh * ow >= WINOGRAD_MIN_PIXELS and 16 * cin * (-(-cout // 8) * 8) <= WINOGRAD_MAX_FILTER_FLOATS
 
 
 def _check_nhwc(op: str, x) -> np.ndarray:

@@ -112,13 +112,23 @@ def run_conv2d(backend):
     global checks
     cases = [(1, 7, 7, 3, 3, 3, 8, (1, 1), (1, 1, 1, 1), 1), (2, 9, 8, 5, 3, 3, 13, (2, 2), (0, 1, 0, 1), 1),
              (1, 11, 11, 3, 7, 7, 17, (2, 2), (3, 3, 3, 3), 1), (3, 5, 5, 8, 3, 3, 12, (1, 1), (1, 1, 1, 1), 2),
-             (1, 14, 14, 64, 3, 3, 32, (1, 1), (1, 1, 1, 1), 1)]
+             (1, 14, 14, 64, 3, 3, 32, (1, 1), (1, 1, 1, 1), 1),
+             # K blocks (K = 360, 343 with gathered input rows, 300) and a second column block (Cout 140)
+             (1, 5, 6, 40, 3, 3, 20, (1, 1), (1, 1, 1, 1), 1), (1, 9, 8, 7, 7, 7, 9, (1, 1), (3, 3, 3, 3), 1),
+             (2, 3, 5, 300, 1, 1, 140, (1, 1), (0, 0, 0, 0), 1)]
+    winograd = [(1, 7, 7, 3, 8, (1, 1, 1, 1)), (2, 6, 9, 5, 13, (0, 0, 0, 0)), (1, 9, 6, 7, 6, (2, 0, 1, 2)),
+                (3, 8, 8, 12, 20, (1, 1, 1, 1)), (1, 28, 28, 128, 32, (1, 1, 1, 1))]
+    cases += [(n, h, w, cin, 3, 3, cout, "winograd", pads, 1) for n, h, w, cin, cout, pads in winograd]
     for n, h, w, cin, kh, kw, cout, strides, pads, groups in cases:
         rng = np.random.default_rng(cin + cout)
         x = rng.standard_normal((n, h, w, cin)).astype(np.float32)
         kernel = rng.standard_normal((kh, kw, cin // groups, cout)).astype(np.float32)
         bias = rng.standard_normal(cout).astype(np.float32)
-        got = backend.conv2d(x, kernel, bias, strides=strides, pads=pads, groups=groups, activation="relu")
+        if strides == "winograd":
+            got = backend.conv2d_winograd3x3(x, kernel, bias, pads=pads, activation="relu")
+            strides = (1, 1)
+        else:
+            got = backend.conv2d(x, kernel, bias, strides=strides, pads=pads, groups=groups, activation="relu")
         top, bottom, left, right = pads
         xp = np.zeros((n, h + top + bottom, w + left + right, cin))
         xp[:, top:top + h, left:left + w] = x
