@@ -723,3 +723,72 @@ int32_t vk_conv2d_winograd3x3(int32_t N, int32_t H, int32_t W, const float *x, i
     }
     return VK_OK;
 }
+
+/* ---- pooling ----------------------------------------------------------------------------------
+ * Channels are the SIMD axis. Max: cells in the padding never win and NaN propagates (like
+ * numpy.maximum). Average: the taps are summed in row-major order starting from 0, then scaled by
+ * 1 / (PH * PW) (VK_POOL_AVG_INCLUDE_PAD) or divided by the number of cells inside the input
+ * (VK_POOL_AVG), which is what app.kernels.pool does, so both round identically. */
+VK_INLINE vk_f32x4 vk_max_nan(vk_f32x4 m, vk_f32x4 a) {
+    vk_i32x4 keep = (m >= a) | (m != m);
+    return (vk_f32x4)(((vk_i32x4)m & keep) | ((vk_i32x4)a & ~keep));
+}
+
+int32_t vk_pool2d(int32_t N, int32_t H, int32_t W, int32_t C, const float *x, int32_t PH, int32_t PW,
+                  int32_t stride_h, int32_t stride_w, int32_t pad_top, int32_t pad_left, int32_t OH, int32_t OW,
+                  float *y, int32_t mode) {
+    if (N < 0 || H < 0 || W < 0 || C < 0 || OH < 0 || OW < 0 || PH < 1 || PW < 1 || pad_top < 0 || pad_left < 0)
+        return VK_E_DIM;
+    if (stride_h < 1 || stride_w < 1) return VK_E_STRIDE;
+    if (mode < VK_POOL_MAX || mode > VK_POOL_AVG_INCLUDE_PAD) return VK_E_ACTIVATION;
+    if (N == 0 || C == 0 || OH == 0 || OW == 0) return VK_OK;
+    if (x == 0 || y == 0) return VK_E_NULL;
+    const vk_index row = (vk_index)W * C;
+    const float inv_area = 1.0f / (float)(PH * PW);
+    for (int32_t n = 0; n < N; n++) {
+        const float *xn = x + (vk_index)n * H * row;
+        float *yn = y + (vk_index)n * OH * OW * C;
+        for (int32_t oh = 0; oh < OH; oh++) {
+            int32_t ih0 = oh * stride_h - pad_top;
+            int32_t i0 = ih0 < 0 ? -ih0 : 0, i1 = H - ih0 < PH ? H - ih0 : PH;
+            for (int32_t ow = 0; ow < OW; ow++) {
+                int32_t iw0 = ow * stride_w - pad_left;
+                int32_t j0 = iw0 < 0 ? -iw0 : 0, j1 = W - iw0 < PW ? W - iw0 : PW;
+                float *out = yn + ((vk_index)oh * OW + ow) * C;
+                /* an output whose window lies wholly in the padding: -inf for max (no cell wins),
+                 * 0 / 0 for the average, as the numpy kernel gives */
+                const float empty = mode == VK_POOL_MAX ? -__builtin_inff() : 0.0f;
+                const int32_t cells = (i1 > i0 && j1 > j0) ? (i1 - i0) * (j1 - j0) : 0;
+                const float factor = mode == VK_POOL_AVG_INCLUDE_PAD ? inv_area : 0.0f;
+                int32_t c = 0;
+                for (; c + 4 <= C; c += 4) {
+                    vk_f32x4 acc = vk_splat(empty);
+                    int first = 1;
+                    for (int32_t i = i0; i < i1; i++)
+                        for (int32_t j = j0; j < j1; j++) {
+                            vk_f32x4 v = vk_load(xn + (vk_index)(ih0 + i) * row + (vk_index)(iw0 + j) * C + c);
+                            if (mode == VK_POOL_MAX) acc = first ? v : vk_max_nan(acc, v);
+                            else acc += v;
+                            first = 0;
+                        }
+                    if (mode != VK_POOL_MAX) acc = factor != 0.0f ? acc * vk_splat(factor) : acc / vk_splat((float)cells);
+                    vk_store(out + c, acc);
+                }
+                for (; c < C; c++) {
+                    vk_f32x4 acc = vk_splat(empty);
+                    int first = 1;
+                    for (int32_t i = i0; i < i1; i++)
+                        for (int32_t j = j0; j < j1; j++) {
+                            vk_f32x4 v = vk_splat(xn[(vk_index)(ih0 + i) * row + (vk_index)(iw0 + j) * C + c]);
+                            if (mode == VK_POOL_MAX) acc = first ? v : vk_max_nan(acc, v);
+                            else acc += v;
+                            first = 0;
+                        }
+                    if (mode != VK_POOL_MAX) acc = factor != 0.0f ? acc * vk_splat(factor) : acc / vk_splat((float)cells);
+                    out[c] = acc[0];
+                }
+            }
+        }
+    }
+    return VK_OK;
+}

@@ -21,7 +21,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever a signature or the packed layout changes; Python refuses a mismatching library. */
-#define VK_ABI_VERSION 8
+#define VK_ABI_VERSION 9
 
 /* The emscripten target hides symbols by default; the side module must export the API. */
 #define VK_API __attribute__((visibility("default")))
@@ -124,6 +124,18 @@ VK_API int32_t vk_winograd3x3_filters(int32_t Cin, int32_t Cout, const float *w,
  * (VK_E_DIM if they would not fit an int32). */
 VK_API int32_t vk_winograd3x3_filter_floats(int32_t Cin, int32_t Cout);
 VK_API int32_t vk_winograd3x3_workspace_floats(int32_t Cin, int32_t Cout);
+
+/* Pooling modes of vk_pool2d. */
+#define VK_POOL_MAX 0
+#define VK_POOL_AVG 1             /* sum / the number of cells inside the input (TF / Keras) */
+#define VK_POOL_AVG_INCLUDE_PAD 2 /* sum * (1 / (PH * PW)), padding counted as 0 (also: no padding) */
+
+/* Max / average pooling, NHWC: x[N,H,W,C], a PH x PW window moved by the strides over the input
+ * padded by pad_top / pad_left (the bottom / right padding is implied by OH / OW), y[N,OH,OW,C].
+ * mode is a VK_POOL_* code (anything else: VK_E_ACTIVATION). */
+VK_API int32_t vk_pool2d(int32_t N, int32_t H, int32_t W, int32_t C, const float *x, int32_t PH, int32_t PW,
+                         int32_t stride_h, int32_t stride_w, int32_t pad_top, int32_t pad_left, int32_t OH,
+                         int32_t OW, float *y, int32_t mode);
 
 #ifdef __cplusplus
 }

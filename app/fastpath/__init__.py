@@ -202,7 +202,8 @@ def engine_gemm(a, b, out=None) -> np.ndarray:
 
 
 #: IR ops with a SIMD kernel that :func:`conv_kernels` can wrap.
-SIMD_OPS = ("conv2d", "depthwise_conv2d", "scale_shift")
+SIMD_OPS = ("conv2d", "depthwise_conv2d", "scale_shift", "max_pool2d", "avg_pool2d")
+_POOL_OPS = ("max_pool2d", "avg_pool2d")
 
 
 def conv_kernels(fallbacks) -> dict:
@@ -226,9 +227,11 @@ def conv_kernels(fallbacks) -> dict:
                 return fallback(*inputs, **attrs)
             try:
                 if isinstance(attrs.get("pads"), str):
-                    x, weights = inputs[0], inputs[1]
-                    attrs = dict(attrs, pads=resolve_pads(attrs["pads"], x.shape[1], x.shape[2], weights.shape[:2],
-                                                          attrs.get("strides", (1, 1)), attrs.get("dilations", (1, 1))))
+                    x = inputs[0]
+                    window = attrs.get("pool", (2, 2)) if op in _POOL_OPS else inputs[1].shape[:2]
+                    default_strides = (2, 2) if op in _POOL_OPS else (1, 1)
+                    attrs = dict(attrs, pads=resolve_pads(attrs["pads"], x.shape[1], x.shape[2], window,
+                                                          attrs.get("strides", default_strides), attrs.get("dilations", (1, 1))))
                 return getattr(backend, op)(*inputs, **attrs)
             except FastpathError as exc:
                 with _lock:

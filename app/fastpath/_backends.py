@@ -21,7 +21,7 @@ from ..errors import VitrineError
 ACTIVATIONS = {"linear": 0, "relu": 1, "relu6": 2, "hard_swish": 3, "hard_silu": 3}
 
 #: Must equal VK_ABI_VERSION in csrc/vitrine_kernels.h.
-KERNEL_ABI_VERSION = 8
+KERNEL_ABI_VERSION = 9
 
 _F32 = np.dtype(np.float32)
 _ITEM = _F32.itemsize
@@ -175,6 +175,9 @@ class OpenBlasBackend:
         return args.out
 
 
+# pooling modes of vk_pool2d (VK_POOL_* in vitrine_kernels.h)
+_POOL_MAX, _POOL_AVG, _POOL_AVG_INCLUDE_PAD = 0, 1, 2
+
 _STATUS = {
     -1: "a dimension is negative (or a convolution dimension is zero)",
     -2: "a leading dimension is smaller than the row length",
@@ -210,6 +213,7 @@ class SimdKernelBackend:
             "vk_winograd3x3_filters": [i, i, p, i, p],
             "vk_winograd3x3_filter_floats": [i, i],
             "vk_winograd3x3_workspace_floats": [i, i],
+            "vk_pool2d": [i, i, i, i, p, i, i, i, i, i, i, i, i, p, i],
             "vk_scale_shift": [i, i, p, p, p, p, i],
         }
         for symbol, argtypes in signatures.items():
@@ -392,6 +396,32 @@ class SimdKernelBackend:
                                             workspace.ctypes.data),
             f"conv2d_winograd3x3 x={x.shape} kernel={kernel.shape}",
         )
+        return y
+
+    def max_pool2d(self, x, *, pool=(2, 2), strides=(2, 2), pads=(0, 0, 0, 0)):
+        """Max pooling with the IR's arguments (explicit ``pads``): padded cells never win, NaN
+        propagates; the same values as the engine's numpy kernel."""
+        return self._pool2d("max_pool2d", x, pool, strides, pads, _POOL_MAX)
+
+    def avg_pool2d(self, x, *, pool=(2, 2), strides=(2, 2), pads=(0, 0, 0, 0), count_include_pad=False):
+        """Average pooling with the IR's arguments; padded cells are not counted unless
+        ``count_include_pad``. Rounds like the engine's numpy kernel (the same sum order, then
+        a multiply by 1 / (PH * PW) without padding, a division by the cell count with it)."""
+        mode = _POOL_AVG_INCLUDE_PAD if count_include_pad or tuple(pads) == (0, 0, 0, 0) else _POOL_AVG
+        return self._pool2d("avg_pool2d", x, pool, strides, pads, mode)
+
+    def _pool2d(self, op, x, pool, strides, pads, mode):
+        x = _check_nhwc(op, x)
+        n, h, w, c = x.shape
+        pool = tuple(pool)
+        if len(pool) != 2 or min(pool) < 1:
+            raise FastpathError(f"{op}: pool must be two sizes >= 1, got {pool!r}")
+        geometry = _conv_geometry(op, x.shape, pool, strides, (1, 1), pads, "linear")
+        (sh, sw), _, (top, _, left, _), (oh, ow) = geometry
+        y = np.empty((n, oh, ow, c), dtype=_F32)
+        self._check(self._lib.vk_pool2d(n, h, w, c, x.ctypes.data, pool[0], pool[1], sh, sw, top, left, oh, ow,
+                                        y.ctypes.data, mode),
+                    f"{op} x={x.shape} pool={pool}")
         return y
 
     def scale_shift(self, x, scale, shift, *, activation="linear"):

@@ -43,7 +43,7 @@ def replace_kernel(op: str, fn: Callable | None) -> Callable:
 
 def install_fastpath_kernels(ops=None) -> list[str]:
     """Route ``ops`` (default: every op :mod:`app.fastpath` offers SIMD kernels for, e.g.
-    conv2d, depthwise_conv2d, scale_shift) through it, with the numpy kernels as their fallback.
+    conv2d, depthwise_conv2d, scale_shift, max_pool2d, avg_pool2d) through it, with the numpy kernels as their fallback.
     Call after ``fastpath.select_backend()``; returns the ops replaced. Undo with
     :func:`restore_kernels`."""
     from .. import fastpath
@@ -66,10 +66,12 @@ def _split_activation(fast: Callable, supported: set) -> Callable:
     instead of letting the whole op fall back to numpy."""
     from .activations import apply_activation
 
-    def kernel(*inputs, activation="linear", **attrs):
+    def kernel(*inputs, **attrs):
+        # attributes pass through untouched (pooling has no activation at all)
+        activation = attrs.get("activation", "linear")
         if activation in supported:
-            return fast(*inputs, activation=activation, **attrs)
-        return apply_activation(fast(*inputs, activation="linear", **attrs), activation)
+            return fast(*inputs, **attrs)
+        return apply_activation(fast(*inputs, **{**attrs, "activation": "linear"}), activation)
 
     kernel.__name__ = getattr(fast, "__name__", "fast_kernel")
     kernel.__doc__ = getattr(fast, "__doc__", None)

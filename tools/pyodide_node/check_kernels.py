@@ -150,6 +150,31 @@ def run_conv2d(backend):
                             f"max error {float(np.max(np.abs(got - expected))):g}")
 
 
+def run_pool(backend):
+    global checks
+    cases = [(1, 114, 114, 64, (3, 3), (2, 2), (0, 0, 0, 0)), (2, 7, 7, 3, (2, 2), (2, 2), (0, 0, 0, 0)),
+             (1, 9, 8, 13, (3, 3), (1, 1), (1, 1, 1, 1)), (3, 5, 6, 9, (2, 3), (1, 2), (1, 0, 2, 1))]
+    for n, h, w, c, pool, strides, pads in cases:
+        x = np.random.default_rng(h + c).standard_normal((n, h, w, c)).astype(np.float32)
+        top, bottom, left, right = pads
+        got_max = backend.max_pool2d(x, pool=pool, strides=strides, pads=pads)
+        got_avg = backend.avg_pool2d(x, pool=pool, strides=strides, pads=pads)
+        oh, ow = got_max.shape[1:3]
+        expected_max, expected_avg = np.zeros((n, oh, ow, c)), np.zeros((n, oh, ow, c))
+        for i in range(oh):
+            for j in range(ow):
+                r0, c0 = i * strides[0] - top, j * strides[1] - left
+                cells = x[:, max(r0, 0):min(r0 + pool[0], h), max(c0, 0):min(c0 + pool[1], w)].reshape(n, -1, c)
+                expected_max[:, i, j] = cells.max(axis=1)
+                expected_avg[:, i, j] = cells.astype(np.float64).mean(axis=1)
+        checks += 2
+        if not np.array_equal(got_max, expected_max.astype(np.float32)):
+            failures.append(f"max_pool2d {x.shape} pool {pool} s{strides} pads {pads}: differs")
+        if not np.allclose(got_avg, expected_avg, rtol=1e-6, atol=1e-6):
+            failures.append(f"avg_pool2d {x.shape} pool {pool} s{strides} pads {pads}: "
+                            f"max error {float(np.max(np.abs(got_avg - expected_avg))):g}")
+
+
 def run_scale_shift(backend):
     global checks
     for shape in [(7,), (2, 5, 5, 3), (1, 3, 3, 9), (1, 7, 7, 33)]:
@@ -174,6 +199,7 @@ def main():
     run_gemm_grid(simd)
     run_depthwise(simd)
     run_conv2d(simd)
+    run_pool(simd)
     run_scale_shift(simd)
     try:
         blas = fastpath.select_backend(("openblas",))
