@@ -2,7 +2,9 @@
 
 Planning (once per graph): check every node has a kernel, freeze its attributes into keyword
 arguments and compute when each intermediate tensor can be released. Running: a flat loop
-``outputs = kernel(*inputs, **attrs)``; no validation, no dispatch on op names.
+``outputs = kernel(*inputs, **attrs)``; no validation, no dispatch on op names. A kernel with a
+``prepare`` method (see :mod:`app.kernels`) is prepared on its first run for that node and input
+shape, and later runs call the prepared function.
 """
 
 from __future__ import annotations
@@ -67,6 +69,8 @@ class Plan:
             for i, node in enumerate(graph.nodes)
         ]
         self.producer = {out: i for i, node in enumerate(graph.nodes) for out in node.outputs}
+        # per step: (kernel, first input's shape, kernel.prepare(...)'s function or None)
+        self._prepared: list[tuple | None] = [None] * len(self.steps)
 
     def run(self, inputs: list[np.ndarray], *, wanted: Iterable[str] | None = None,
             trace: list | None = None, release: bool = True,
@@ -96,7 +100,17 @@ class Plan:
             node = step.node
             try:
                 # looked up per run (one dict access) so app.kernels.replace_kernel applies at once
-                result = KERNELS[node.op](*[env[name] for name in node.inputs], **step.kwargs)
+                kernel = KERNELS[node.op]
+                args = [env[name] for name in node.inputs]
+                prepared = self._prepared[index]
+                shape = getattr(args[0], "shape", None) if args else None
+                if prepared is not None and prepared[0] is kernel and prepared[1] == shape:
+                    result = prepared[2](*args) if prepared[2] is not None else kernel(*args, **step.kwargs)
+                else:
+                    result = kernel(*args, **step.kwargs)
+                    prepare = getattr(kernel, "prepare", None)
+                    if prepare is not None and shape is not None:
+                        self._prepared[index] = (kernel, shape, prepare(*args, **step.kwargs))
             except Exception as exc:
                 exc.add_note(f"while running node {index} {node.name!r} (op {node.op}, attrs {dict(node.attrs)}) "
                              f"on inputs {[getattr(env.get(n), 'shape', None) for n in node.inputs]}")

@@ -218,6 +218,15 @@ def conv_kernels(fallbacks) -> dict:
     (``app.kernels.install_fastpath_kernels``); this function only builds them."""
     from ..kernels._util import resolve_pads
 
+    def explicit_pads(op, inputs, attrs):
+        if not isinstance(attrs.get("pads"), str):
+            return attrs
+        x = inputs[0]
+        window = attrs.get("pool", (2, 2)) if op in _POOL_OPS else inputs[1].shape[:2]
+        default_strides = (2, 2) if op in _POOL_OPS else (1, 1)
+        return dict(attrs, pads=resolve_pads(attrs["pads"], x.shape[1], x.shape[2], window,
+                                             attrs.get("strides", default_strides), attrs.get("dilations", (1, 1))))
+
     def wrap(op):
         fallback = fallbacks[op]
 
@@ -226,20 +235,32 @@ def conv_kernels(fallbacks) -> dict:
             if not isinstance(backend, SimdKernelBackend):
                 return fallback(*inputs, **attrs)
             try:
-                if isinstance(attrs.get("pads"), str):
-                    x = inputs[0]
-                    window = attrs.get("pool", (2, 2)) if op in _POOL_OPS else inputs[1].shape[:2]
-                    default_strides = (2, 2) if op in _POOL_OPS else (1, 1)
-                    attrs = dict(attrs, pads=resolve_pads(attrs["pads"], x.shape[1], x.shape[2], window,
-                                                          attrs.get("strides", default_strides), attrs.get("dilations", (1, 1))))
-                return getattr(backend, op)(*inputs, **attrs)
+                return getattr(backend, op)(*inputs, **explicit_pads(op, inputs, attrs))
             except FastpathError as exc:
                 with _lock:
                     _fallbacks[str(exc)] += 1
                 return fallback(*inputs, **attrs)
 
+        def prepare(*inputs, **attrs):
+            """``kernel`` specialised to inputs of this shape and these weights (see
+            :meth:`SimdKernelBackend.prepare`), or None where it would fall back anyway."""
+            backend = current_backend()
+            if not isinstance(backend, SimdKernelBackend):
+                return None
+            try:
+                fast = backend.prepare(op, *inputs, **explicit_pads(op, inputs, attrs))
+            except FastpathError:
+                return None
+
+            def prepared(*args):
+                # a backend chosen since (e.g. numpy) takes over, as it does for kernel()
+                return fast(*args) if current_backend() is backend else kernel(*args, **attrs)
+
+            return prepared
+
         kernel.__name__ = kernel.__qualname__ = f"simd_{op}"
         kernel.__doc__ = f"IR ``{op}`` on the SIMD kernels, falling back to {getattr(fallback, '__name__', fallback)!s}."
+        kernel.prepare = prepare
         return kernel
 
     return {op: wrap(op) for op in SIMD_OPS if op in fallbacks}

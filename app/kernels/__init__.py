@@ -4,6 +4,11 @@ A kernel is a pure function ``kernel(*input_arrays, **attrs) -> array | tuple[ar
 keyword names are the attribute names of :mod:`app.ir`. Kernels never see a model format; they
 trust their inputs (the loader and :mod:`app.optimize` validated and prepared them once), so the
 hot loop does no re-validation.
+
+A kernel may also have ``kernel.prepare(*inputs, **attrs) -> callable | None``: a function of the
+inputs alone giving the same result faster for inputs of the same shape and the same weights
+(it handles any other inputs itself, by calling the kernel). :class:`app.runtime.Plan` keeps one
+per node and input shape; the SIMD kernels use it to validate and lay out their C calls once.
 """
 
 from __future__ import annotations
@@ -73,8 +78,15 @@ def _split_activation(fast: Callable, supported: set) -> Callable:
             return fast(*inputs, **attrs)
         return apply_activation(fast(*inputs, **{**attrs, "activation": "linear"}), activation)
 
+    def prepare(*inputs, **attrs):
+        fast_prepare = getattr(fast, "prepare", None)
+        if fast_prepare is None or attrs.get("activation", "linear") not in supported:
+            return None
+        return fast_prepare(*inputs, **attrs)
+
     kernel.__name__ = getattr(fast, "__name__", "fast_kernel")
     kernel.__doc__ = getattr(fast, "__doc__", None)
+    kernel.prepare = prepare
     return kernel
 
 
