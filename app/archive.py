@@ -47,9 +47,14 @@ def safe_member_name(raw: str, archive_name: str) -> str:
 
 
 def read_zip(data: bytes, name: str, *, max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
-             max_entries: int = DEFAULT_MAX_ENTRIES) -> dict[str, bytes]:
+             max_entries: int = DEFAULT_MAX_ENTRIES, views_for: tuple[str, ...] = ()) -> dict[str, bytes]:
     """Return ``{member name: bytes}`` for every file in the zip ``data`` (directories and
     ``__MACOSX/`` resource forks skipped).
+
+    ``views_for``: name endings (e.g. ``(".bin",)``) whose *stored* (uncompressed) members are
+    returned as read-only memoryviews into ``data`` (a ``bytes`` object) instead of copies, once
+    their CRC-32 is checked: a model's weight shards then take no second copy of the download in
+    the worker's memory.
 
     Raises :class:`ArchiveError` naming ``name`` when the archive is corrupt or truncated, holds
     unsafe names, duplicate names, encrypted members, more than ``max_entries`` members or more
@@ -84,6 +89,14 @@ def read_zip(data: bytes, name: str, *, max_total_bytes: int = DEFAULT_MAX_TOTAL
                                "(re-create the zip with standard deflate compression)")
         if member in files:
             raise ArchiveError(f"{name}: member {info.filename!r} appears twice")
+        if (views_for and isinstance(data, bytes) and info.compress_type == zipfile.ZIP_STORED
+                and member.endswith(views_for)):
+            total += info.file_size
+            if total > max_total_bytes:
+                raise ArchiveError(f"{name}: decompressed data exceeds the limit of {max_total_bytes} "
+                                   f"bytes at member {info.filename!r} (zip bomb?)")
+            files[member] = _stored_view(data, info, name)
+            continue
         chunks = []
         try:
             with archive.open(info) as stream:
@@ -102,3 +115,17 @@ def read_zip(data: bytes, name: str, *, max_total_bytes: int = DEFAULT_MAX_TOTAL
             raise ArchiveError(f"{name}: member {info.filename!r} is corrupt or truncated ({exc})") from None
         files[member] = b"".join(chunks)
     return files
+
+
+def _stored_view(data: bytes, info: zipfile.ZipInfo, name: str) -> memoryview:
+    """The bytes of a stored member in place: after its local header (30 bytes + the name and
+    extra field lengths that header gives), checked against the central directory's CRC-32."""
+    start = info.header_offset
+    header = data[start:start + 30]
+    if len(header) < 30 or header[:4] != b"PK\x03\x04":
+        raise ArchiveError(f"{name}: member {info.filename!r} is corrupt or truncated (no local header)")
+    begin = start + 30 + int.from_bytes(header[26:28], "little") + int.from_bytes(header[28:30], "little")
+    view = memoryview(data)[begin:begin + info.compress_size]
+    if info.compress_size != info.file_size or len(view) != info.file_size or zlib.crc32(view) != info.CRC:
+        raise ArchiveError(f"{name}: member {info.filename!r} is corrupt or truncated (CRC or size mismatch)")
+    return view

@@ -18,6 +18,8 @@ from ..errors import ModelFormatError, ModelSourceError, UnsupportedFormatError
 from ..ir import Graph
 
 CARD_FILE_NAME = "model-card.json"
+# TF.js weight shards (group1-shard1of2.bin): read as views into a zip's bytes when stored
+_SHARD_SUFFIXES = (".bin",)
 
 
 def load_model(source, *, name: str | None = None, optimize: bool = True, **options):
@@ -57,7 +59,8 @@ def _collect(source, label=None):
         if data[4:8] == b"TFL3":
             return data, label or "<tflite bytes>"
         if is_zip(data):
-            return read_zip(data, label or "<zip bytes>"), label or "<zip bytes>"
+            # weight shards stay views into the download (no second copy at load time)
+            return read_zip(data, label or "<zip bytes>", views_for=_SHARD_SUFFIXES), label or "<zip bytes>"
         raise ModelFormatError(f"{label or '<bytes>'}: neither a zip archive nor a TFLite model "
                                f"(starts with {data[:8]!r})")
     if isinstance(source, Mapping):
@@ -81,7 +84,7 @@ def _collect(source, label=None):
         if data[4:8] == b"TFL3" or path.suffix.lower() == ".tflite":
             return data, str(path)
         if is_zip(data):
-            return read_zip(data, str(path)), str(path)
+            return read_zip(data, str(path), views_for=_SHARD_SUFFIXES), str(path)
         raise ModelFormatError(f"{path}: not a zip archive, model.json, folder or .tflite model")
     raise ModelSourceError(f"cannot load a model from a {type(source).__name__}; pass a path, zip bytes or a "
                            "mapping of file name -> bytes")

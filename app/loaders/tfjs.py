@@ -9,6 +9,8 @@ reshaped into the IR's canonical layouts here, so kernels never see the format.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import json
 import math
 import posixpath
@@ -49,7 +51,6 @@ def decode_weights(manifest: Any, files: Mapping[str, bytes], base_dir: str,
                 raise ModelFormatError(f"{model_file}: weight shard {shard_path!r} (group {group_index}) is missing; "
                                        f"expected a file {key!r} next to model.json")
             shards.append((shard_path, files[key]))
-        buffer = shards[0][1] if len(shards) == 1 else b"".join(data for _, data in shards)
         layout = []
         needed = 0
         for spec in group["weights"]:
@@ -57,10 +58,26 @@ def decode_weights(manifest: Any, files: Mapping[str, bytes], base_dir: str,
             count = math.prod(shape)
             layout.append((name, shape, stored, quantization, needed, count))
             needed += count * _STORED_BYTES[stored]
-        if len(buffer) != needed:
-            raise ModelFormatError(_shard_size_message(model_file, group_index, shards, len(buffer), needed))
+        have = sum(len(data) for _, data in shards)
+        if have != needed:
+            raise ModelFormatError(_shard_size_message(model_file, group_index, shards, have, needed))
+        # The group is the shards concatenated; a weight inside one shard is a view on that
+        # shard's bytes, only one straddling a shard boundary is copied. Joining the shards
+        # first would hold a second copy of every weight at load time (the worker's peak memory).
+        starts = list(itertools.accumulate((len(data) for _, data in shards), initial=0))
         for name, shape, stored, quantization, offset, count in layout:
-            raw = np.frombuffer(buffer, dtype=_NUMPY_DTYPES[stored], count=count, offset=offset)
+            size = count * _STORED_BYTES[stored]
+            first = bisect.bisect_right(starts, offset) - 1  # the (non-empty) shard holding the first byte
+            if size == 0:
+                source, start = b"", 0
+            elif offset + size <= starts[first + 1]:
+                source, start = shards[first][1], offset - starts[first]
+            else:
+                last = bisect.bisect_left(starts, offset + size) - 1
+                source = b"".join(memoryview(shards[i][1])[max(offset - starts[i], 0):offset + size - starts[i]]
+                                  for i in range(first, last + 1))
+                start = 0
+            raw = np.frombuffer(source, dtype=_NUMPY_DTYPES[stored], count=count, offset=start)
             array = _dequantize(raw, stored, quantization).reshape(shape)
             finite = np.isfinite(array)
             if not finite.all():

@@ -296,6 +296,38 @@ def test_read_zip_returns_members():
     assert read_zip(make_zip({"a/b.txt": b"hi", "c.bin": b"\x00\x01"}), "x.zip") == {"a/b.txt": b"hi", "c.bin": b"\x00\x01"}
 
 
+def test_read_zip_views_for_stored_shards_share_the_zip_bytes():
+    data = make_zip({"model.json": b"{}", "w.bin": bytes(range(200))}, compression=zipfile.ZIP_STORED)
+    files = read_zip(data, "x.zip", views_for=(".bin",))
+    assert isinstance(files["w.bin"], memoryview) and files["w.bin"].obj is data and files["w.bin"].readonly
+    assert bytes(files["w.bin"]) == bytes(range(200)) and files["model.json"] == b"{}"
+    deflated = read_zip(make_zip({"w.bin": bytes(range(200))}), "y.zip", views_for=(".bin",))
+    assert deflated == {"w.bin": bytes(range(200))} and isinstance(deflated["w.bin"], bytes)
+
+
+def test_corrupt_stored_shard_read_as_a_view_names_the_member():
+    data = bytearray(make_zip({"weights.bin": bytes(range(256)) * 100}, compression=zipfile.ZIP_STORED))
+    data[100] ^= 0xFF
+    with pytest.raises(ArchiveError, match=r"flip.zip: member 'weights.bin' is corrupt or truncated \(CRC"):
+        read_zip(bytes(data), "flip.zip", views_for=(".bin",))
+
+
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_weights_split_across_shards_load_like_one_shard(compression):
+    # 7 shards of 29 bytes cut through floats of the kernel (weights straddle shard ends) and
+    # the bias: every weight equals the one-shard model's, so do the predictions
+    rng = np.random.default_rng(0)
+    weights = [("fc/kernel", rng.standard_normal((48, 2))), ("fc/bias", rng.standard_normal(2))]
+    one = app.load_model(make_zip(keras2_model([FLAT, DENSE], weights), compression=compression))
+    split = app.load_model(make_zip(keras2_model([FLAT, DENSE], weights, shards=7), compression=compression))
+    for name, array in one.source_graph.weights.items():
+        np.testing.assert_array_equal(split.source_graph.weights[name], array)
+    x = rng.standard_normal((3, 4, 4, 3)).astype(np.float32)
+    np.testing.assert_array_equal(split.predict(x), one.predict(x))
+    np.testing.assert_allclose(one.predict(x), x.reshape(3, -1).astype(np.float64) @ weights[0][1] + weights[1][1],
+                               rtol=1e-5, atol=1e-5)
+
+
 def test_zip_bomb_total_size_refused():
     data = make_zip({"zeros.bin": b"\0" * 2_000_000})
     assert len(data) < 10_000
