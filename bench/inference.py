@@ -25,6 +25,10 @@ Per model (same input bytes for every engine: ``input_0`` of the fixture's io.np
   each with its own engine worker, sharing the images one ``predict`` call per image (what the UI
   does); wall time from the first start to the last reply. TF.js: one ``model.predict`` on the
   whole batch in one page (its best case).
+* CPU split by thread (``*_cpu_ms_per_image_by_thread``, ``*throughput_cpu_ms_by_thread``): from
+  /proc/<renderer pid>/task/*/stat, so the engine worker's own thread is told apart from the
+  page's main thread and Chromium's helpers; ``throughput_cpu_ms_per_image`` is the CPU the
+  busy threads used per image during the throughput run.
 * max |diff| between Vitrine's and TF.js's batch-1 outputs (and each against TensorFlow's own
   output stored in io.npz).
 * worker memory: the engine worker's own high-water mark, reported from inside the worker
@@ -233,10 +237,11 @@ def cpu_seconds(cdp, pid: int) -> float:
     raise BenchError(f"renderer process {pid} vanished during the benchmark")
 
 
-def thread_cpu_seconds(pid: int) -> dict[str, float]:
+def thread_cpu_seconds(pid: int, by_thread: bool = False) -> dict[str, float]:
     """CPU seconds (user + system) of each thread of ``pid``, summed by thread name (``comm``:
     CrRendererMain, DedicatedWorker thread, V8 DefaultWorker, Compositor, ...), from
-    /proc/<pid>/task/*/stat; empty where /proc is not readable."""
+    /proc/<pid>/task/*/stat; with ``by_thread`` one entry per thread, "name/tid". Empty where
+    /proc is not readable."""
     ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     totals: dict[str, float] = {}
     try:
@@ -249,10 +254,18 @@ def thread_cpu_seconds(pid: int) -> dict[str, float]:
         except OSError:
             continue  # the thread ended meanwhile
         name = stat[stat.index("(") + 1:stat.rindex(")")]
+        if by_thread:
+            name = f"{name}/{task.name}"
         fields = stat[stat.rindex(")") + 2:].split()
         # fields[11], fields[12] are utime, stime (fields 14 and 15 of proc(5), counted from 1)
         totals[name] = totals.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
     return totals
+
+
+def busy_threads(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """CPU ms each thread used between two :func:`thread_cpu_seconds` readings (>= 10 ms only)."""
+    used = {name: round((seconds - before.get(name, 0.0)) * 1000, 1) for name, seconds in after.items()}
+    return {name: ms for name, ms in sorted(used.items(), key=lambda item: -item[1]) if ms >= 10}
 
 
 def timed_latency(page, cdp, pid: int, script: str, arguments: list, runs: int) -> tuple[dict, float, dict]:
@@ -318,7 +331,7 @@ VITRINE_SHARE_START = """([model, url, imageShape, indices]) => {
 # (xworker.sync.call is the same exported `call` as window.vitrineEngine.call). Each worker gets
 # the model, one warm-up image, then all of them pull images from one shared queue, one predict
 # call per image, as the UI does.
-VITRINE_POOL = """async ([zipUrl, name, url, imageShape, count]) => {
+VITRINE_POOL_SETUP = """async ([zipUrl, name, url, imageShape, count]) => {
   const primary = document.body.getAttribute("data-engine-name");
   const scripts = [...document.querySelectorAll('script[type="py"][worker]')]
     .filter((s) => s.xworker && (s.getAttribute("name") === primary || s.getAttribute("name").startsWith("engine-pool-")));
@@ -335,6 +348,13 @@ VITRINE_POOL = """async ([zipUrl, name, url, imageShape, count]) => {
   const request = (i) => JSON.stringify({call: "predict", id: "bench-pool", args: {model: handles[i], shape: [1, ...imageShape]}});
   await Promise.all(engines.map(async (engine, i) => check(await engine.call(request(i), all.slice(0, bytesPerImage)))));
   const payloads = Array.from({length: count}, (_, i) => all.slice(i * bytesPerImage, (i + 1) * bytesPerImage));
+  window.__benchPool = {engines, request, payloads, check, workers: scripts.map((s) => s.getAttribute("name"))};
+  return true;
+}"""
+
+# The timed part: the workers pull the images from one shared queue (after VITRINE_POOL_SETUP).
+VITRINE_POOL_RUN = """async () => {
+  const {engines, request, payloads, check, workers} = window.__benchPool;
   let next = 0;
   const perWorker = engines.map(() => 0);
   const started = performance.now();
@@ -349,7 +369,7 @@ VITRINE_POOL = """async ([zipUrl, name, url, imageShape, count]) => {
   // each worker's memory high-water mark (info.memory: wasm linear memory in Pyodide)
   const heaps = [];
   for (const engine of engines) heaps.push((check(await engine.call(JSON.stringify({call: "info", id: "bench-memory"}), null)).memory || {}).heap_bytes ?? null);
-  return {elapsed, workers: scripts.map((s) => s.getAttribute("name")), per_worker: perWorker, heap_bytes: heaps};
+  return {elapsed, workers, per_worker: perWorker, heap_bytes: heaps};
 }"""
 
 
@@ -508,9 +528,18 @@ def run_model(browser, cdp, origin: str, key: str, case: Case, onnx_url: str | N
                     has_pool = False
             if has_pool:
                 log(f"{key}: Vitrine throughput, the page's pool of {workers} workers, {len(case.batch)} images")
-                pool = page.evaluate(VITRINE_POOL, [f"{origin}/__bench/gen/{case.name}/model.zip", f"{case.name}.zip",
-                                                    f"{origin}/__bench/gen/{case.name}/batch.f32", case.image_shape,
-                                                    len(case.batch)])
+                page.evaluate(VITRINE_POOL_SETUP, [f"{origin}/__bench/gen/{case.name}/model.zip", f"{case.name}.zip",
+                                                   f"{origin}/__bench/gen/{case.name}/batch.f32", case.image_shape,
+                                                   len(case.batch)])
+                pool_pid = engine_process(cdp, before)
+                threads_before = thread_cpu_seconds(pool_pid, by_thread=True)
+                pool = page.evaluate(VITRINE_POOL_RUN)
+                result["throughput_cpu_ms_by_thread"] = busy_threads(threads_before,
+                                                                     thread_cpu_seconds(pool_pid, by_thread=True))
+                # CPU per image over the whole pool: on a busy machine the wall-clock throughput
+                # mostly says how much of the cores the workers got
+                result["throughput_cpu_ms_per_image"] = round(
+                    sum(result["throughput_cpu_ms_by_thread"].values()) / len(case.batch), 1)
                 result["throughput_ips"] = round(len(case.batch) / (pool["elapsed"] / 1000), 3)
                 result["throughput_mode"] = f"the page's worker pool ?workers={workers}: {pool['workers']}, images per worker {pool['per_worker']}"
                 result["pool_peak_mb"] = peak_mb(engine_process(cdp, before))
@@ -543,8 +572,13 @@ def run_model(browser, cdp, origin: str, key: str, case: Case, onnx_url: str | N
         result["tfjs_peak_mb"] = peak_mb(pid)
         if not args.skip_throughput:
             log(f"{key}: TF.js throughput, one predict on {len(case.batch)} images")
+            threads_before = thread_cpu_seconds(pid, by_thread=True)
             batch = page.evaluate("([u, s, w, r]) => window.benchTfjs.run(u, s, w, r)",
                                   [f"{origin}/__bench/gen/{case.name}/batch.f32", shape_batch, 0, 1])
+            result["tfjs_throughput_cpu_ms_by_thread"] = busy_threads(threads_before,
+                                                                      thread_cpu_seconds(pid, by_thread=True))
+            result["tfjs_throughput_cpu_ms_per_image"] = round(
+                sum(result["tfjs_throughput_cpu_ms_by_thread"].values()) / len(case.batch), 1)
             result["tfjs_throughput_ips"] = round(len(case.batch) / (batch["median_ms"] / 1000), 3)
     finally:
         context.close()
