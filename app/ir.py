@@ -10,7 +10,10 @@ Attribute names below are the contract between loaders and kernels.
 
 Convolution family (x is NHWC; ``pads`` = (top, bottom, left, right), explicit, resolved at load
 time; ``activation`` is a fused activation name from the activation list, default "linear"):
-  conv2d(x, kernel[KH,KW,Cin/groups,Cout], bias?)  strides=(1,1), dilations=(1,1), pads, groups=1, activation
+  conv2d(x, kernel[KH,KW,Cin/groups,Cout], bias?, scale?, in_scale?, in_shift?)  strides=(1,1), dilations=(1,1),
+      pads, groups=1, activation, in_activation="linear"
+      (scale [Cout]: act(conv * scale + bias), a batch-norm after it; in_scale / in_shift [Cin]: the
+      conv of in_activation(x * in_scale + in_shift), one before it; both set by app.optimize)
   depthwise_conv2d(x, kernel[KH,KW,C,multiplier], bias?)  strides, dilations, pads, activation
   conv2d_transpose(x, kernel[KH,KW,Cout,Cin], bias?)  strides, pads, output_padding=(0,0), activation
       (pads here are *cropped* from the full transposed output: Keras "valid" -> (0,0,0,0);
@@ -41,7 +44,8 @@ Reductions: mean(axes, keepdims), sum(axes, keepdims), reduce_max(axes, keepdims
 Pooling: max_pool2d(pool=(h,w), strides, pads), avg_pool2d(pool, strides, pads,
   count_include_pad=False), global_avg_pool(keepdims=False), global_max_pool(keepdims=False)
 Shape: reshape(shape)   (target shape WITHOUT batch; -1 allowed), flatten, transpose(perm)
-  (perm over all axes incl. batch), concat(axis), pad(pads=((b0,a0),...) all axes, mode=
+  (perm over all axes incl. batch), concat(axis, capacity=None: channels of the buffer a chain of
+  last-axis concats grows in, set by app.optimize), pad(pads=((b0,a0),...) all axes, mode=
   "constant"|"reflect"|"symmetric", value=0.0), crop(begin, end) all axes, squeeze(axes),
   expand_dims(axis), slice(begin, size), strided_slice(begin, end, strides, masks...), split(axis,
   sizes) -> tuple, gather(axis) (x, indices), cast(dtype), tile(reps), identity,

@@ -7,7 +7,9 @@
   ``conv2d`` as a per-channel ``scale`` input applied in the epilogue, so the loader's kernel is
   shared with the source graph instead of being copied scaled: a ResNet50 keeps one copy of its
   weights, not two);
-* a parameterless activation fused into the preceding conv / dense / scale_shift / add.
+* a parameterless activation fused into the preceding conv / dense / scale_shift / add;
+* a ``scale_shift`` (+ ReLU) read only by a 1x1 conv moved into it as a prologue (DenseNet);
+* chains of concats along the channels (DenseNet) sized to grow in one buffer (``capacity``).
 
 A rewrite only fires when the intermediate tensor has no other reader and is not a graph output,
 so results are unchanged up to float rounding. ``Graph.layer_outputs`` keeps every layer whose
@@ -49,6 +51,9 @@ def optimize(graph: Graph, shapes=None) -> Graph:
     work.merge_zero_pads()
     work.fold_scale_shift()
     work.fuse_activations()
+    work.fuse_input_scale_shift()
+    if static:
+        work.size_concat_buffers()
     return work.result()
 
 
@@ -224,6 +229,67 @@ class _Work:
                         {**producer.attrs, "activation": node.op})
 
         self._merge_into_producer(make)
+
+    def fuse_input_scale_shift(self):
+        """A scale_shift (+ linear / relu / relu6) read only by a 1x1 conv moves into it as its
+        prologue (``in_scale`` / ``in_shift`` / ``in_activation``): DenseNet's batch-norm + ReLU on
+        the growing concatenation before each bottleneck, which the SIMD conv applies while it
+        gathers its input rows instead of writing the whole normalised tensor first."""
+        def make(producer: Node, node: Node):
+            if producer.op != "scale_shift" or node.op != "conv2d" or node.attrs.get("groups", 1) != 1:
+                return None
+            if producer.attrs.get("activation", "linear") not in ("linear", "relu", "relu6") or len(node.inputs) > 4:
+                return None
+            if not all(self._is_const(n) for n in (*producer.inputs[1:], *node.inputs[1:])):
+                return None
+            kernel = self.weights[node.inputs[1]]
+            if kernel.shape[:2] != (1, 1):
+                return None
+            cin, cout = kernel.shape[2], kernel.shape[3]
+            scale, shift = (self.weights[n] for n in producer.inputs[1:])
+            if scale.size not in (1, cin) or shift.size not in (1, cin):
+                return None
+            inputs = list(node.inputs)
+            if len(inputs) < 3:  # no bias: an exact zero one (x + 0 == x)
+                inputs.append(self._new_weight(f"{node.name}/zero_bias", np.zeros(cout)))
+            if len(inputs) < 4:  # no epilogue scale: an exact one (x * 1 == x)
+                inputs.append(self._new_weight(f"{node.name}/unit_scale", np.ones(cout)))
+            inputs += [self._new_weight(f"{node.name}/in_scale", np.broadcast_to(scale.reshape(-1), (cin,))),
+                       self._new_weight(f"{node.name}/in_shift", np.broadcast_to(shift.reshape(-1), (cin,)))]
+            inputs[0] = producer.inputs[0]
+            return Node(node.name, "conv2d", tuple(inputs), node.outputs,
+                        {**node.attrs, "in_activation": producer.attrs.get("activation", "linear")})
+
+        self._merge_into_producer(make)
+
+    def size_concat_buffers(self):
+        """A chain of concats along the last axis, each extending the previous one (DenseNet's
+        dense blocks: x = concat(x, conv(x))), gets ``capacity`` = the last one's channels: the
+        kernel then writes each concat's new channels behind the previous ones in one buffer
+        instead of copying the whole growing tensor every time (see app.kernels.shape.concat)."""
+        producers = self._producers()
+
+        def on_last_axis(node: Node) -> bool:
+            rank = len(self.shapes.get(node.outputs[0]) or ())
+            axis = node.attrs.get("axis", -1)
+            return node.op == "concat" and bool(node.inputs) and rank >= 1 and axis in (-1, rank - 1)
+
+        extends: dict[int, int] = {}  # concat index -> the concat that extends its output
+        for index, node in enumerate(self.nodes):
+            if on_last_axis(node):
+                source = producers.get(node.inputs[0])
+                if source is not None and on_last_axis(self.nodes[source]) and source not in extends:
+                    extends[source] = index
+        extended = set(extends.values())
+        for head in (i for i in extends if i not in extended):
+            chain = [head]
+            while chain[-1] in extends:
+                chain.append(extends[chain[-1]])
+            channels = (self.shapes.get(self.nodes[chain[-1]].outputs[0]) or (None,))[-1]
+            if not isinstance(channels, int):
+                continue
+            for index in chain:
+                self.nodes[index] = _replace(self.nodes[index], attrs={**self.nodes[index].attrs, "capacity": channels})
 
     def result(self) -> Graph:
         used = {name for node in self.nodes for name in node.inputs}

@@ -346,18 +346,28 @@ VK_INLINE void vk_conv_tile(const int mr, int32_t nr, const vk_conv_geometry *g,
     }
 }
 
+/* dst[c] = act(src[c] * scale[c] + shift[c]) for c in [c0, c1): the rounding of vk_scale_shift. */
+VK_INLINE void vk_affine_row(const float *src, int32_t c0, int32_t c1, const float *scale, const float *shift,
+                             float *dst, int32_t activation) {
+    int32_t c = c0;
+    for (; c + 4 <= c1; c += 4)
+        vk_store(dst + c, vk_activate(vk_load(src + c) * vk_load(scale + c) + vk_load(shift + c), activation));
+    for (; c < c1; c++) dst[c] = vk_activate_scalar(src[c] * scale[c] + shift[c], activation);
+}
+
 int32_t vk_conv2d(int32_t N, int32_t H, int32_t W, const float *x, int32_t x_pixel_stride,
                   int32_t Cin, int32_t KH, int32_t KW, int32_t stride_h, int32_t stride_w,
                   int32_t dil_h, int32_t dil_w, int32_t pad_top, int32_t pad_left, int32_t OH,
                   int32_t OW, const float *w, int32_t w_ld, int32_t Cout, const float *bias, float *y,
                   int32_t y_pixel_stride, int32_t activation, const float *zeros, const float *scale,
-                  float *workspace) {
+                  float *workspace, const float *in_scale, const float *in_shift, int32_t in_activation) {
     if (N < 0 || H < 0 || W < 0 || Cin < 1 || Cout < 0 || OH < 0 || OW < 0 || KH < 1 || KW < 1)
         return VK_E_DIM;
     if (stride_h < 1 || stride_w < 1 || dil_h < 1 || dil_w < 1) return VK_E_STRIDE;
     if (x_pixel_stride < Cin || y_pixel_stride < Cout) return VK_E_LD;
     if (w_ld != 0 && w_ld < Cout) return VK_E_LD;
-    if (vk_bad_activation(activation)) return VK_E_ACTIVATION;
+    if (vk_bad_activation(activation) || vk_bad_activation(in_activation)) return VK_E_ACTIVATION;
+    if ((in_scale == 0) != (in_shift == 0)) return VK_E_NULL;
     if (N == 0 || Cout == 0 || OH == 0 || OW == 0) return VK_OK;
     if (x == 0 || w == 0 || y == 0 || zeros == 0 || workspace == 0) return VK_E_NULL;
     if ((int64_t)KH * KW * Cin > 0x7fffffff) return VK_E_DIM;
@@ -388,16 +398,25 @@ int32_t vk_conv2d(int32_t N, int32_t H, int32_t W, const float *x, int32_t x_pix
                     iw0[r] = ow * stride_w - pad_left;
                 }
                 const float *gathered = 0;
-                if (Cin < VK_CONV_GATHER_CIN) {
+                if (Cin < VK_CONV_GATHER_CIN || in_scale) {
                     float *abuf = workspace + VK_CONV_KC * VK_CONV_NC;
                     for (int32_t r = 0; r < mr; r++) {
                         int32_t tap = k0 / Cin, c = k0 - tap * Cin;
                         for (int32_t k = k0; k < k1; tap++, c = 0) {
                             int32_t kh = tap / KW, kw = tap - kh * KW;
                             int32_t ih = ih0[r] + kh * dil_h, iw = iw0[r] + kw * dil_w;
-                            const float *src = (ih >= 0 && ih < H && iw >= 0 && iw < W)
-                                                   ? xn[r] + ((vk_index)ih * W + iw) * x_pixel_stride : zeros;
-                            for (; c < Cin && k < k1; c++, k++) abuf[r * VK_CONV_KC + (k - k0)] = src[c];
+                            int32_t end = Cin - c < k1 - k ? Cin : c + (k1 - k);
+                            float *dst = abuf + r * VK_CONV_KC + (k - k0) - c;
+                            if (!(ih >= 0 && ih < H && iw >= 0 && iw < W)) {
+                                for (int32_t t = c; t < end; t++) dst[t] = 0.0f; /* padding: after the prologue */
+                            } else if (in_scale) {
+                                vk_affine_row(xn[r] + ((vk_index)ih * W + iw) * x_pixel_stride, c, end, in_scale,
+                                              in_shift, dst, in_activation);
+                            } else {
+                                const float *src = xn[r] + ((vk_index)ih * W + iw) * x_pixel_stride;
+                                for (int32_t t = c; t < end; t++) dst[t] = src[t];
+                            }
+                            k += end - c;
                         }
                     }
                     gathered = abuf;
@@ -515,14 +534,15 @@ int32_t vk_depthwise_conv2d(int32_t N, int32_t H, int32_t W, int32_t C, const fl
     return VK_OK;
 }
 
-int32_t vk_scale_shift(int32_t rows, int32_t C, const float *x, const float *scale,
+int32_t vk_scale_shift(int32_t rows, int32_t C, const float *x, int32_t x_row_stride, const float *scale,
                        const float *shift, float *y, int32_t activation) {
     if (rows < 0 || C < 0) return VK_E_DIM;
+    if (x_row_stride < C) return VK_E_LD;
     if (vk_bad_activation(activation)) return VK_E_ACTIVATION;
     if (rows == 0 || C == 0) return VK_OK;
     if (x == 0 || scale == 0 || shift == 0 || y == 0) return VK_E_NULL;
     for (vk_index r = 0; r < rows; r++) {
-        const float *xr = x + r * C;
+        const float *xr = x + r * x_row_stride;
         float *yr = y + r * C;
         int32_t c = 0;
         for (; c + 8 <= C; c += 8) {

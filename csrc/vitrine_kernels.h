@@ -21,7 +21,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever a signature or the packed layout changes; Python refuses a mismatching library. */
-#define VK_ABI_VERSION 9
+#define VK_ABI_VERSION 11
 
 /* The emscripten target hides symbols by default; the side module must export the API. */
 #define VK_API __attribute__((visibility("default")))
@@ -78,13 +78,17 @@ VK_API int32_t vk_sgemm(int32_t M, int32_t N, int32_t K, const float *A, int32_t
  *   y: output pixel (n, oh, ow) starts at y + ((n*OH + oh)*OW + ow) * y_pixel_stride, Cout written;
  *   zeros: at least Cin zero floats; bias[Cout] may be NULL. OH/OW as for vk_depthwise_conv2d;
  *   scale[Cout] may be NULL; when given, y = act(conv * scale + bias) (a batch-norm applied in the
- *   epilogue, so the unscaled weights need no folded copy). */
+ *   epilogue, so the unscaled weights need no folded copy);
+ *   in_scale / in_shift [Cin] (both NULL or both given): a prologue, the convolution reads
+ *   in_act(x * in_scale + in_shift) instead of x (DenseNet's batch-norm + ReLU before a 1x1 conv,
+ *   rounded as vk_scale_shift does), the zero padding staying zero. */
 VK_API int32_t vk_conv2d(int32_t N, int32_t H, int32_t W, const float *x, int32_t x_pixel_stride,
                          int32_t Cin, int32_t KH, int32_t KW, int32_t stride_h, int32_t stride_w,
                          int32_t dil_h, int32_t dil_w, int32_t pad_top, int32_t pad_left, int32_t OH,
                          int32_t OW, const float *w, int32_t w_ld, int32_t Cout, const float *bias, float *y,
                          int32_t y_pixel_stride, int32_t activation, const float *zeros,
-                         const float *scale, float *workspace);
+                         const float *scale, float *workspace, const float *in_scale,
+                         const float *in_shift, int32_t in_activation);
 
 /* Floats of the scratch workspace vk_conv2d needs. */
 VK_API int32_t vk_conv2d_workspace_floats(void);
@@ -99,10 +103,12 @@ VK_API int32_t vk_depthwise_conv2d(int32_t N, int32_t H, int32_t W, int32_t C, c
                             int32_t pad_top, int32_t pad_left, int32_t OH, int32_t OW, float *y,
                             int32_t activation);
 
-/* y[r, c] = act(x[r, c] * scale[c] + shift[c]) for r < rows, c < C (contiguous rows): folded
- * batch-norm / Rescaling on the channel axis with a fused activation. y may equal x. */
-VK_API int32_t vk_scale_shift(int32_t rows, int32_t C, const float *x, const float *scale,
-                              const float *shift, float *y, int32_t activation);
+/* y[r, c] = act(x[r * x_row_stride + c] * scale[c] + shift[c]) for r < rows, c < C, y contiguous
+ * rows of C: folded batch-norm / Rescaling on the channel axis with a fused activation. x rows may
+ * be spaced wider than C (the first C channels of a concat buffer). y may equal x when the stride
+ * is C. */
+VK_API int32_t vk_scale_shift(int32_t rows, int32_t C, const float *x, int32_t x_row_stride,
+                              const float *scale, const float *shift, float *y, int32_t activation);
 
 /* 3x3 convolution, stride 1, dilation 1, groups 1, by Winograd F(2x2, 3x3) (16 multiplies per
  * 2x2 outputs and channel pair instead of 36). Arguments as for vk_conv2d, with u the filters

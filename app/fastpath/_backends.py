@@ -21,7 +21,7 @@ from ..errors import VitrineError
 ACTIVATIONS = {"linear": 0, "relu": 1, "relu6": 2, "hard_swish": 3, "hard_silu": 3}
 
 #: Must equal VK_ABI_VERSION in csrc/vitrine_kernels.h.
-KERNEL_ABI_VERSION = 9
+KERNEL_ABI_VERSION = 11
 
 _F32 = np.dtype(np.float32)
 _ITEM = _F32.itemsize
@@ -207,14 +207,14 @@ class SimdKernelBackend:
             "vk_sgemm_packed": [i, i, i, p, i, p, p, p, i, i],
             "vk_sgemm": [i, i, i, p, i, p, i, p, p, i, i, p],
             "vk_depthwise_conv2d": [i, i, i, i, p, i, i, p, p, i, i, i, i, i, i, i, i, p, i],
-            "vk_conv2d": [i, i, i, p, i, i, i, i, i, i, i, i, i, i, i, i, p, i, i, p, p, i, i, p, p, p],
+            "vk_conv2d": [i, i, i, p, i, i, i, i, i, i, i, i, i, i, i, i, p, i, i, p, p, i, i, p, p, p, p, p, i],
             "vk_conv2d_workspace_floats": [],
             "vk_conv2d_winograd3x3": [i, i, i, p, i, i, i, i, i, i, p, i, p, p, i, i, p, p],
             "vk_winograd3x3_filters": [i, i, p, i, p],
             "vk_winograd3x3_filter_floats": [i, i],
             "vk_winograd3x3_workspace_floats": [i, i],
             "vk_pool2d": [i, i, i, i, p, i, i, i, i, i, i, i, i, p, i],
-            "vk_scale_shift": [i, i, p, p, p, p, i],
+            "vk_scale_shift": [i, i, p, i, p, p, p, i],
         }
         for symbol, argtypes in signatures.items():
             try:
@@ -312,17 +312,23 @@ class SimdKernelBackend:
         return _Recipe(((self._lib.vk_depthwise_conv2d, args, f"depthwise_conv2d x={x.shape} kernel={kernel.shape}"),),
                        (n, oh, ow, c), 0, (taps, bias))
 
-    def conv2d(self, x, kernel, bias=None, scale=None, *, strides=(1, 1), dilations=(1, 1), pads=(0, 0, 0, 0),
-               groups=1, activation="linear"):
+    def conv2d(self, x, kernel, bias=None, scale=None, in_scale=None, in_shift=None, *, strides=(1, 1),
+               dilations=(1, 1), pads=(0, 0, 0, 0), groups=1, activation="linear", in_activation="linear"):
         """Convolution with the IR's arguments (x NHWC, kernel [KH, KW, Cin/groups, Cout], explicit
         ``pads`` = (top, bottom, left, right)), computed without an im2col buffer (or by Winograd
         for stride-1 3x3 where :func:`winograd_pays`); with ``scale`` [Cout],
-        ``act(conv * scale + bias)`` (batch-norm in the epilogue)."""
-        x = _check_nhwc("conv2d", x)
-        return self._run(self._conv2d_recipe(x, kernel, bias, scale, strides, dilations, pads, groups, activation), x)
+        ``act(conv * scale + bias)`` (batch-norm in the epilogue); with ``in_scale`` / ``in_shift``
+        [Cin], the convolution of ``in_activation(x * in_scale + in_shift)`` (a batch-norm + ReLU
+        before it, groups=1). ``x`` may be the first channels of a wider buffer (pixels evenly
+        spaced), read in place."""
+        x = _check_nhwc("conv2d", x, strided=True)
+        return self._run(self._conv2d_recipe(x, kernel, bias, scale, strides, dilations, pads, groups, activation,
+                                             in_scale, in_shift, in_activation), x)
 
-    def _conv2d_recipe(self, x, kernel, bias, scale, strides, dilations, pads, groups, activation):
+    def _conv2d_recipe(self, x, kernel, bias, scale, strides, dilations, pads, groups, activation,
+                       in_scale=None, in_shift=None, in_activation="linear"):
         n, h, w, c = x.shape
+        pixel_stride = _row_stride(x)
         if not isinstance(groups, int) or groups < 1 or c % groups:
             raise FastpathError(f"conv2d: groups must be a positive divisor of the {c} input channels, got {groups!r}")
         if not isinstance(kernel, np.ndarray) or kernel.dtype != _F32 or kernel.ndim != 4 or kernel.shape[2] != c // groups:
@@ -334,7 +340,15 @@ class SimdKernelBackend:
         scale = _check_bias("conv2d", scale, cout, "scale")
         geometry = _conv_geometry("conv2d", x.shape, (kh, kw), strides, dilations, pads, activation)
         (sh, sw), (dh, dw), (top, _, left, _), (oh, ow) = geometry
-        if (groups == 1 and (kh, kw) == (3, 3) and (sh, sw, dh, dw) == (1, 1, 1, 1)
+        if (in_scale is None) != (in_shift is None):
+            raise FastpathError("conv2d: in_scale and in_shift come together (the prologue's batch-norm)")
+        if in_scale is not None:
+            if groups != 1:
+                raise FastpathError(f"conv2d: a prologue (in_scale / in_shift) needs groups=1, got {groups}")
+            in_scale, in_shift = _check_bias("conv2d", in_scale, c, "in_scale"), _check_bias("conv2d", in_shift, c, "in_shift")
+            if in_activation not in ACTIVATIONS:
+                raise FastpathError(f"conv2d: in_activation must be one of {sorted(ACTIVATIONS)}, got {in_activation!r}")
+        elif (groups == 1 and (kh, kw) == (3, 3) and (sh, sw, dh, dw) == (1, 1, 1, 1)
                 and winograd_pays(c, cout, oh, ow)):
             return self._winograd_recipe(x, kernel, bias, scale, top, left, oh, ow, activation)
         zeros = np.zeros(max(cin_g, 1), dtype=_F32)
@@ -345,17 +359,19 @@ class SimdKernelBackend:
         calls = []
         for g in range(groups):
             cin_offset, cout_offset = g * cin_g * _ITEM, g * cout_g * _ITEM
-            args = [n, h, w, _Offset(_X, cin_offset), c, cin_g, kh, kw, sh, sw, dh, dw, top, left, oh, ow,
+            args = [n, h, w, _Offset(_X, cin_offset), pixel_stride, cin_g, kh, kw, sh, sw, dh, dw, top, left, oh, ow,
                     kernel.ctypes.data + cout_offset, cout, cout_g, _pointer(bias, cout_offset),
                     _Offset(_Y, cout_offset), cout, ACTIVATIONS[activation], zeros.ctypes.data,
-                    _pointer(scale, cout_offset), _WORKSPACE]
+                    _pointer(scale, cout_offset), _WORKSPACE, _pointer(in_scale), _pointer(in_shift),
+                    ACTIVATIONS[in_activation] if in_scale is not None else 0]
             calls.append((self._lib.vk_conv2d, args, f"conv2d x={x.shape} kernel={kernel.shape} group {g}"))
-        return _Recipe(tuple(calls), (n, oh, ow, cout), self._conv_workspace_floats, (kernel, bias, scale, zeros))
+        return _Recipe(tuple(calls), (n, oh, ow, cout), self._conv_workspace_floats,
+                       (kernel, bias, scale, zeros, in_scale, in_shift))
 
     def conv2d_winograd3x3(self, x, kernel, bias=None, scale=None, *, pads=(1, 1, 1, 1), activation="linear"):
         """A 3x3 convolution with stride 1 by Winograd F(2x2, 3x3), whatever :func:`winograd_pays`
         says (``conv2d`` picks it by itself where it is faster); arguments as for :meth:`conv2d`."""
-        x = _check_nhwc("conv2d_winograd3x3", x)
+        x = _check_nhwc("conv2d_winograd3x3", x, strided=True)
         c = x.shape[3]
         if not isinstance(kernel, np.ndarray) or kernel.dtype != _F32 or kernel.shape[:3] != (3, 3, c) or kernel.ndim != 4:
             raise FastpathError(f"conv2d_winograd3x3: kernel must be float32 [3, 3, {c}, Cout], got {_describe(kernel)}")
@@ -394,7 +410,7 @@ class SimdKernelBackend:
         n, h, w, c = x.shape
         cout = kernel.shape[3]
         filters = self.winograd_filters(kernel)
-        args = [n, h, w, _X, c, c, top, left, oh, ow, filters.ctypes.data, cout, _pointer(bias), _Y, cout,
+        args = [n, h, w, _X, _row_stride(x), c, top, left, oh, ow, filters.ctypes.data, cout, _pointer(bias), _Y, cout,
                 ACTIVATIONS[activation], _pointer(scale), _WORKSPACE]
         return _Recipe(((self._lib.vk_conv2d_winograd3x3, args, f"conv2d_winograd3x3 x={x.shape} kernel={kernel.shape}"),),
                        (n, oh, ow, cout), self._lib.vk_winograd3x3_workspace_floats(c, cout), (filters, bias, scale))
@@ -431,11 +447,15 @@ class SimdKernelBackend:
         float32 of shape (C,) or size 1 (broadcast), e.g. a folded batch-norm before a ReLU."""
         if not isinstance(x, np.ndarray) or x.dtype != _F32 or x.ndim < 1:
             raise FastpathError(f"scale_shift: x must be a float32 array with a channel axis, got {_describe(x)}")
-        x = np.ascontiguousarray(x)
+        if _row_stride(x) is None:
+            x = np.ascontiguousarray(x)
         return self._run(self._scale_shift_recipe(x, scale, shift, activation), x)
 
     def _scale_shift_recipe(self, x, scale, shift, activation):
         channels = x.shape[-1]
+        row_stride = _row_stride(x)
+        if row_stride is None:
+            raise FastpathError(f"scale_shift: x must be rows of channels with one row stride, got strides {x.strides}")
         params = []
         for name, value in (("scale", scale), ("shift", shift)):
             if not isinstance(value, np.ndarray) or value.dtype != _F32 or value.size not in (1, channels) or (
@@ -448,13 +468,15 @@ class SimdKernelBackend:
         if activation not in ACTIVATIONS:
             raise FastpathError(f"scale_shift: activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         rows = x.size // channels if channels else 0
-        args = [rows, channels, _X, params[0].ctypes.data, params[1].ctypes.data, _Y, ACTIVATIONS[activation]]
+        args = [rows, channels, _X, row_stride, params[0].ctypes.data, params[1].ctypes.data, _Y,
+                ACTIVATIONS[activation]]
         return _Recipe(((self._lib.vk_scale_shift, args, f"scale_shift x={x.shape}"),), x.shape, 0, tuple(params))
 
     _RECIPES = {
-        "conv2d": lambda self, x, kernel, bias=None, scale=None, *, strides=(1, 1), dilations=(1, 1),
-        pads=(0, 0, 0, 0), groups=1, activation="linear":
-            self._conv2d_recipe(x, kernel, bias, scale, strides, dilations, pads, groups, activation),
+        "conv2d": lambda self, x, kernel, bias=None, scale=None, in_scale=None, in_shift=None, *, strides=(1, 1),
+        dilations=(1, 1), pads=(0, 0, 0, 0), groups=1, activation="linear", in_activation="linear":
+            self._conv2d_recipe(x, kernel, bias, scale, strides, dilations, pads, groups, activation, in_scale,
+                                in_shift, in_activation),
         "depthwise_conv2d": lambda self, x, kernel, bias=None, *, strides=(1, 1), dilations=(1, 1),
         pads=(0, 0, 0, 0), activation="linear":
             self._depthwise_recipe(x, kernel, bias, strides, dilations, pads, activation),
@@ -475,15 +497,19 @@ class SimdKernelBackend:
         if op == "scale_shift":
             if not isinstance(x, np.ndarray) or x.dtype != _F32 or x.ndim < 1:
                 raise FastpathError(f"scale_shift: x must be a float32 array with a channel axis, got {_describe(x)}")
+            if _row_stride(x) is None:
+                x = np.ascontiguousarray(x)
         else:
-            x = _check_nhwc(op, x)
+            x = _check_nhwc(op, x, strided=op == "conv2d")
         recipe = self._RECIPES[op](self, x, *inputs[1:], **attrs)
-        shape, constants, method = x.shape, inputs[1:], getattr(self, op)
+        # the recipe is for inputs laid out like this one (for NHWC ops: C-contiguous, checked
+        # above; scale_shift also takes rows spaced wider than the channels)
+        shape, strides, constants, method = x.shape, x.strides, inputs[1:], getattr(self, op)
         run = self._run
 
         def prepared(*args):
             x = args[0]
-            if (x.__class__ is np.ndarray and x.dtype == _F32 and x.shape == shape and x.flags.c_contiguous
+            if (x.__class__ is np.ndarray and x.dtype == _F32 and x.shape == shape and x.strides == strides
                     and len(args) == len(constants) + 1 and all(a is b for a, b in zip(args[1:], constants))):
                 return run(recipe, x)
             return method(*args, **attrs)
@@ -562,6 +588,24 @@ def _address(arr: np.ndarray) -> int:
         return arr.ctypes.data
 
 
+def _row_stride(x: np.ndarray) -> int | None:
+    """Elements between rows of channels (the last axis) if ``x`` is such rows spaced evenly with
+    contiguous channels (C-contiguous, or a last-axis slice of a wider buffer); else None."""
+    if x.flags.c_contiguous:
+        return max(x.shape[-1], 1)
+    rows = x.view()
+    try:
+        rows.shape = (-1, x.shape[-1])  # raises instead of copying when the rows are not evenly spaced
+    except AttributeError:
+        return None
+    if x.shape[-1] > 1 and rows.strides[1] != _ITEM:
+        return None
+    if rows.shape[0] <= 1:
+        return max(x.shape[-1], 1)
+    stride, remainder = divmod(rows.strides[0], _ITEM)
+    return stride if remainder == 0 and stride >= x.shape[-1] else None
+
+
 def _pointer(arr, offset: int = 0):
     return None if arr is None else arr.ctypes.data + offset
 
@@ -581,9 +625,13 @@ def winograd_pays(cin: int, cout: int, oh: int, ow: int) -> bool:
     return oh * ow >= WINOGRAD_MIN_PIXELS and 16 * cin * (-(-cout // 8) * 8) <= WINOGRAD_MAX_FILTER_FLOATS
 
 
-def _check_nhwc(op: str, x) -> np.ndarray:
+def _check_nhwc(op: str, x, strided: bool = False) -> np.ndarray:
+    """x as a 4-D float32 NHWC array the C kernels can read: C-contiguous (a copy if needed), or
+    with ``strided`` also evenly spaced pixels of contiguous channels (read in place)."""
     if not isinstance(x, np.ndarray) or x.dtype != _F32 or x.ndim != 4:
         raise FastpathError(f"{op}: x must be a 4-D float32 NHWC array, got {_describe(x)}")
+    if strided and _row_stride(x) is not None:
+        return x
     return np.ascontiguousarray(x)
 
 

@@ -30,10 +30,16 @@ def _finish(y, bias, activation, scale=None):
 
 
 @register("conv2d")
-def conv2d(x, kernel, bias=None, scale=None, *, strides=(1, 1), dilations=(1, 1), pads=(0, 0, 0, 0), groups=1,
-           activation="linear"):
+def conv2d(x, kernel, bias=None, scale=None, in_scale=None, in_shift=None, *, strides=(1, 1), dilations=(1, 1),
+           pads=(0, 0, 0, 0), groups=1, activation="linear", in_activation="linear"):
     """act(conv(x, kernel) * scale + bias); ``scale`` [Cout] is a batch-norm that
-    :mod:`app.optimize` moved into the convolution without a scaled copy of the kernel."""
+    :mod:`app.optimize` moved into the convolution without a scaled copy of the kernel;
+    ``in_scale`` / ``in_shift`` [Cin] one it moved in from before (the convolution then reads
+    ``in_activation(x * in_scale + in_shift)``, computed here by the scale_shift kernel)."""
+    if in_scale is not None:
+        from .norm import scale_shift
+
+        x = scale_shift(x, in_scale, in_shift, activation=in_activation)
     n, h, w, c = x.shape
     kh, kw, cin_g, cout = kernel.shape
     pads = resolve_pads(pads, h, w, (kh, kw), strides, dilations)

@@ -5,6 +5,7 @@ for shape inference)."""
 from __future__ import annotations
 
 import math
+import weakref
 
 import numpy as np
 
@@ -35,8 +36,47 @@ def transpose(x, *, perm):
 
 
 @register("concat")
-def concat(*xs, axis=-1):
-    return np.concatenate(xs, axis=axis)
+def concat(*xs, axis=-1, capacity=None):
+    """np.concatenate; with ``capacity`` (set by :mod:`app.optimize` on a chain of concats along
+    the last axis, DenseNet's dense blocks) the result is a view ``buffer[..., :C]`` on a buffer of
+    ``capacity`` channels, and a later concat whose first input is that view (still the buffer's
+    filled part) only copies the new channels behind it, instead of the whole growing tensor."""
+    if capacity is None or not xs or xs[0].ndim == 0 or axis not in (-1, xs[0].ndim - 1):
+        return np.concatenate(xs, axis=axis)
+    first = xs[0]
+    lead, total = first.shape[:-1], sum(x.shape[-1] for x in xs)
+    if total > capacity or any(x.shape[:-1] != lead or x.dtype != first.dtype for x in xs):
+        return np.concatenate(xs, axis=axis)
+    buffer, filled = _growable(first)
+    if buffer is None or buffer.shape[:-1] != lead or buffer.shape[-1] < total:
+        buffer = np.empty((*lead, capacity), dtype=first.dtype)
+        buffer[..., :first.shape[-1]] = first
+        filled = first.shape[-1]
+    end = filled
+    for x in xs[1:]:
+        buffer[..., end:end + x.shape[-1]] = x
+        end += x.shape[-1]
+    _FILLED[id(buffer)] = (weakref.ref(buffer, lambda _, key=id(buffer): _FILLED.pop(key, None)), end)
+    return buffer[..., :end]
+
+
+# id(buffer) -> (weakref to the buffer, channels filled so far) for concat's growing buffers
+_FILLED: dict[int, tuple] = {}
+
+
+def _growable(view):
+    """(buffer, filled) when ``view`` is exactly the filled channels of a concat buffer, so the
+    channels after it are free; else (None, 0). A second concat onto the same view finds the
+    buffer filled further and copies instead of overwriting the first one's channels."""
+    buffer = view.base
+    entry = _FILLED.get(id(buffer)) if isinstance(buffer, np.ndarray) else None
+    if entry is None or entry[0]() is not buffer:
+        return None, 0
+    filled = entry[1]
+    if (view.shape[-1] != filled or view.strides != buffer.strides
+            or view.__array_interface__["data"][0] != buffer.__array_interface__["data"][0]):
+        return None, 0
+    return buffer, filled
 
 
 @register("pad")

@@ -153,3 +153,53 @@ def test_add_relu_fuses():
     assert [(n.op, n.attrs.get("activation")) for n in fast.nodes] == [("add", "relu")]
     x = np.array([[-1.0, 0.5, 2.0]], np.float32)
     np.testing.assert_array_equal(run(fast, x)[0], [[0.0, 1.0, 4.0]])
+
+
+def dense_block(layers=3, growth=4, channels=5):
+    """x -> [bn-relu -> 1x1 conv (growth) -> concat onto the block] x layers, as in DenseNet."""
+    nodes, weights, block = [], {}, "x"
+    for i in range(layers):
+        weights[f"s{i}"], weights[f"t{i}"] = rand(channels + i * growth), rand(channels + i * growth)
+        weights[f"k{i}"] = rand(1, 1, channels + i * growth, growth)
+        nodes += [Node(f"bn{i}", "scale_shift", (block, f"s{i}", f"t{i}"), (f"a{i}",), {"activation": "relu"}),
+                  Node(f"conv{i}", "conv2d", (f"a{i}", f"k{i}"), (f"c{i}",), {}),
+                  Node(f"cat{i}", "concat", (block, f"c{i}"), (f"b{i}",), {"axis": -1})]
+        block = f"b{i}"
+    return nodes, weights, block
+
+
+def test_concat_chain_gets_one_buffer_and_the_same_values():
+    nodes, weights, out = dense_block()
+    graph = graph_of(nodes, weights, (3, 4, 5), [out])
+    fast = optimize(graph)
+    assert [n.attrs.get("capacity") for n in fast.nodes if n.op == "concat"] == [17, 17, 17]
+    # each batch-norm + ReLU moved into its 1x1 conv as the prologue
+    assert [n.op for n in fast.nodes] == ["conv2d", "concat"] * 3
+    assert all(n.attrs["in_activation"] == "relu" and len(n.inputs) == 6 for n in fast.nodes if n.op == "conv2d")
+    x = rand(2, 3, 4, 5)
+    expected = x.astype(np.float64)
+    for i in range(3):
+        activated = np.maximum(expected * weights[f"s{i}"] + weights[f"t{i}"], 0)
+        expected = np.concatenate([expected, activated @ weights[f"k{i}"][0, 0]], axis=-1)
+    got = run(fast, x)[0]
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(got, run(graph, x)[0])  # same kernels, same rounding
+    # the chain grew in place: every concat's result is a view on the one buffer
+    env = Plan(fast).run([x], wanted=["b0", "b1", "b2"])
+    assert env["b2"].base is not None and env["b0"].base is env["b2"].base
+    assert env["b2"].shape == (2, 3, 4, 17) and env["b0"].shape == (2, 3, 4, 9)
+
+
+def test_concat_onto_the_same_view_twice_copies_the_second_time():
+    from app.kernels.shape import concat
+
+    x, a, b = rand(1, 2, 2, 3), rand(1, 2, 2, 2), rand(1, 2, 2, 2)
+    base = concat(x, a, capacity=9)
+    first = concat(base, a, capacity=9)   # appended behind base in its buffer
+    second = concat(base, b, capacity=9)  # base's buffer is filled further: copied, first untouched
+    assert first.base is base.base and second.base is not base.base
+    np.testing.assert_array_equal(first, np.concatenate([x, a, a], axis=-1))
+    np.testing.assert_array_equal(second, np.concatenate([x, a, b], axis=-1))
+    # over capacity or along another axis: plain np.concatenate
+    np.testing.assert_array_equal(concat(x, a, capacity=4), np.concatenate([x, a], axis=-1))
+    np.testing.assert_array_equal(concat(x, x, axis=1, capacity=99), np.concatenate([x, x], axis=1))

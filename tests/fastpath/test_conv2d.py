@@ -163,20 +163,25 @@ def test_c_conv2d_argument_checks(simd_backend):
     backing = np.zeros(256, np.float32)  # keep the array alive: a bare .ctypes.data would dangle
     buf = backing.ctypes.data
     common = dict(N=1, H=4, W=4, x=buf, xs=2, cin=2, kh=3, kw=3, sh=1, sw=1, dh=1, dw=1, pt=0, pl=0, oh=2, ow=2,
-                  w=buf, w_ld=0, cout=2, bias=None, y=buf, ys=2, act=0, zeros=buf, scale=None, ws=None)
+                  w=buf, w_ld=0, cout=2, bias=None, y=buf, ys=2, act=0, zeros=buf, scale=None, ws=None,
+                  in_scale=None, in_shift=None, in_act=0)
     workspace = np.zeros(lib.vk_conv2d_workspace_floats(), np.float32)
 
     def call(**changes):
         a = common | changes
         return lib.vk_conv2d(a["N"], a["H"], a["W"], a["x"], a["xs"], a["cin"], a["kh"], a["kw"], a["sh"], a["sw"],
                              a["dh"], a["dw"], a["pt"], a["pl"], a["oh"], a["ow"], a["w"], a["w_ld"], a["cout"], a["bias"], a["y"],
-                             a["ys"], a["act"], a["zeros"], a["scale"], a["ws"])
+                             a["ys"], a["act"], a["zeros"], a["scale"], a["ws"], a["in_scale"], a["in_shift"],
+                             a["in_act"])
 
     common["ws"] = workspace.ctypes.data
     assert call() == 0
     assert call(scale=buf) == 0
     assert call(w_ld=2) == 0  # row-major weights, any Cout: packed block by block into the workspace
     assert call(ws=None) == -4
+    assert call(in_scale=buf, in_shift=buf, in_act=1) == 0
+    assert call(in_scale=buf) == -4  # a prologue needs both its scale and its shift
+    assert call(in_scale=buf, in_shift=buf, in_act=4) == -3
     assert call(w_ld=8, cout=8, ys=8, ws=workspace.ctypes.data) == 0
     assert call(w_ld=4, cout=8, ys=8, ws=workspace.ctypes.data) == -2  # row stride < Cout
     assert call(cin=0) == -1
@@ -184,3 +189,57 @@ def test_c_conv2d_argument_checks(simd_backend):
     assert call(act=9) == -3
     assert call(zeros=None) == -4
     assert call(sh=0) == -5
+
+
+PROLOGUE_CASES = [
+    # (n, h, w, cin, kh, kw, cout, strides, pads, capacity of the buffer x is a view of, or None)
+    (1, 6, 5, 20, 1, 1, 16, (1, 1), (0, 0, 0, 0), 52),      # DenseNet: a 1x1 conv on a concat view
+    (2, 4, 4, 300, 1, 1, 24, (1, 1), (0, 0, 0, 0), None),   # two K blocks
+    (1, 7, 7, 6, 3, 3, 10, (2, 2), (1, 1, 1, 1), 8),        # padding stays zero after the prologue
+    (1, 5, 6, 9, 3, 3, 8, (1, 1), (1, 1, 1, 1), None),      # stride 1 3x3: direct, not Winograd
+]
+
+
+@pytest.mark.parametrize("in_activation", ["linear", "relu", "relu6"])
+@pytest.mark.parametrize("case", PROLOGUE_CASES)
+def test_conv2d_prologue_matches_naive_loop_and_scale_shift_first(simd_backend, case, in_activation):
+    n, h, w, cin, kh, kw, cout, strides, pads, capacity = case
+    rng = np.random.default_rng(cin * 7 + cout)
+    buffer = (2 * rng.standard_normal((n, h, w, capacity or cin))).astype(np.float32)
+    x = buffer[..., :cin]
+    kernel = rng.standard_normal((kh, kw, cin, cout)).astype(np.float32)
+    bias, scale = rng.standard_normal(cout).astype(np.float32), rng.uniform(-2, 2, cout).astype(np.float32)
+    in_scale, in_shift = rng.uniform(-2, 2, cin).astype(np.float32), rng.standard_normal(cin).astype(np.float32)
+    got = simd_backend.conv2d(x, kernel, bias, scale, in_scale, in_shift, strides=strides, pads=pads,
+                              activation="relu", in_activation=in_activation)
+    normalised = simd_backend.scale_shift(x, in_scale, in_shift, activation=in_activation)
+    expected, tolerance = naive_conv2d(normalised, kernel, bias, strides, (1, 1), pads, 1, "relu", scale)
+    assert (np.abs(got - expected) <= tolerance).all(), float(np.max(np.abs(got - expected) - tolerance))
+    # the same float32 operations in the same order as a scale_shift node then the conv node
+    direct = simd_backend.conv2d(normalised, kernel, bias, scale, strides=strides, pads=pads, activation="relu")
+    if (kh, kw) != (3, 3) or strides != (1, 1):
+        np.testing.assert_array_equal(got, direct)
+
+
+def test_numpy_conv2d_prologue_is_scale_shift_then_conv():
+    from app.kernels.conv import conv2d
+    from app.kernels.norm import scale_shift
+
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((1, 5, 5, 6)).astype(np.float32)
+    kernel, bias = rng.standard_normal((1, 1, 6, 4)).astype(np.float32), rng.standard_normal(4).astype(np.float32)
+    s, t = rng.standard_normal(6).astype(np.float32), rng.standard_normal(6).astype(np.float32)
+    np.testing.assert_array_equal(conv2d(x, kernel, bias, None, s, t, in_activation="relu"),
+                                  conv2d(scale_shift(x, s, t, activation="relu"), kernel, bias))
+
+
+def test_conv2d_prologue_invalid_arguments(simd_backend):
+    x, kernel, ones = np.ones((1, 4, 4, 4), np.float32), np.ones((1, 1, 4, 8), np.float32), np.ones(4, np.float32)
+    with pytest.raises(FastpathError, match=r"in_scale and in_shift come together"):
+        simd_backend.conv2d(x, kernel, None, None, ones, None)
+    with pytest.raises(FastpathError, match=r"conv2d: in_scale must be a float32 array of shape \(4,\)"):
+        simd_backend.conv2d(x, kernel, None, None, np.ones(3, np.float32), ones)
+    with pytest.raises(FastpathError, match=r"in_activation must be one of .*, got 'swish'"):
+        simd_backend.conv2d(x, kernel, None, None, ones, ones, in_activation="swish")
+    with pytest.raises(FastpathError, match=r"a prologue \(in_scale / in_shift\) needs groups=1, got 2"):
+        simd_backend.conv2d(x, np.ones((1, 1, 2, 8), np.float32), None, None, ones, ones, groups=2)

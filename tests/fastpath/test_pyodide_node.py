@@ -50,9 +50,9 @@ def test_kernels_inside_pyodide(wasm_library):
     assert report["library"].startswith("/tmp/vitrine_kernels.")  # loaded from bytes via the in-memory FS
     assert report["openblas"] == "openblas (libopenblas.so)"
     # 540 small + 30 K/N sweep + 8 large + 32 activation + 6 leading-dim + 4 depthwise + 8 conv2d + 5 Winograd
-    # + 8 pooling + 4 scale_shift (SIMD), the GEMM grid again for OpenBLAS, and the engine hook when
-    # app.kernels.gemm exists
-    assert report["checks"] >= 2 * (540 + 30 + 8 + 32 + 6) + 4 + 8 + 5 + 8 + 4
+    # + 3 conv2d prologue + 8 pooling + 4 scale_shift (SIMD), the GEMM grid again for OpenBLAS, and the
+    # engine hook when app.kernels.gemm exists
+    assert report["checks"] >= 2 * (540 + 30 + 8 + 32 + 6) + 4 + 8 + 5 + 3 + 8 + 4
 
 
 SHIPPED_CHECK = """

@@ -33,6 +33,30 @@ def test_scale_shift_matches_numpy(simd_backend, shape, activation):
     np.testing.assert_allclose(got, reference(x, scale, shift, activation), rtol=rtol, atol=1e-6)
 
 
+@pytest.mark.parametrize("channels,capacity", [(9, 20), (32, 256), (3, 4)])
+def test_scale_shift_reads_the_first_channels_of_a_wider_buffer_in_place(simd_backend, channels, capacity):
+    # DenseNet's batch-norm on a concat that is a view buffer[..., :C] (app.kernels.shape.concat)
+    rng = np.random.default_rng(channels)
+    buffer = (4 * rng.standard_normal((2, 5, 6, capacity))).astype(np.float32)
+    x = buffer[..., :channels]
+    assert not x.flags.c_contiguous
+    scale, shift = rng.standard_normal(channels).astype(np.float32), rng.standard_normal(channels).astype(np.float32)
+    got = simd_backend.scale_shift(x, scale, shift, activation="relu")
+    assert got.flags.c_contiguous and got.shape == x.shape
+    np.testing.assert_array_equal(got, simd_backend.scale_shift(np.ascontiguousarray(x), scale, shift, activation="relu"))
+    np.testing.assert_allclose(got, reference(x, scale, shift, "relu"), rtol=3e-7, atol=1e-6)
+
+
+def test_scale_shift_of_unevenly_spaced_rows_copies_first(simd_backend):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((4, 6, 8)).astype(np.float32)[:, :3, :5]  # rows 8 apart, images 48 apart
+    from app.fastpath._backends import _row_stride
+
+    assert _row_stride(x) is None and _row_stride(x[:, ::2]) is None and _row_stride(x[:1]) == 8
+    scale, shift = np.full(5, 2, np.float32), np.ones(5, np.float32)
+    np.testing.assert_array_equal(simd_backend.scale_shift(x, scale, shift), x * 2 + 1)
+
+
 def test_scalar_and_keepdims_parameters_broadcast(simd_backend):
     x = np.arange(24, dtype=np.float32).reshape(1, 2, 3, 4)
     got = simd_backend.scale_shift(x, np.array([0.5], np.float32), np.ones((1, 1, 1, 4), np.float32))
@@ -69,7 +93,9 @@ def test_c_scale_shift_argument_checks(simd_backend):
     lib = simd_backend._lib
     backing = np.zeros(16, np.float32)  # keep the array alive: a bare .ctypes.data would dangle
     buf = backing.ctypes.data
-    assert lib.vk_scale_shift(2, 4, buf, buf, buf, buf, 0) == 0
-    assert lib.vk_scale_shift(-1, 4, buf, buf, buf, buf, 0) == -1
-    assert lib.vk_scale_shift(2, 4, buf, buf, buf, buf, 5) == -3
-    assert lib.vk_scale_shift(2, 4, buf, None, buf, buf, 0) == -4
+    assert lib.vk_scale_shift(2, 4, buf, 4, buf, buf, buf, 0) == 0
+    assert lib.vk_scale_shift(2, 4, buf, 6, buf, buf, buf, 0) == 0  # rows 6 floats apart
+    assert lib.vk_scale_shift(-1, 4, buf, 4, buf, buf, buf, 0) == -1
+    assert lib.vk_scale_shift(2, 4, buf, 3, buf, buf, buf, 0) == -2  # row stride < C
+    assert lib.vk_scale_shift(2, 4, buf, 4, buf, buf, buf, 5) == -3
+    assert lib.vk_scale_shift(2, 4, buf, 4, buf, None, buf, 0) == -4

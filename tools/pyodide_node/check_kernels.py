@@ -150,6 +150,29 @@ def run_conv2d(backend):
                             f"max error {float(np.max(np.abs(got - expected))):g}")
 
 
+def run_prologue(backend):
+    """conv2d with a batch-norm + ReLU prologue on a concat view (the first 20 of 52 channels)."""
+    global checks
+    rng = np.random.default_rng(12)
+    for kh, pads, cin in ((1, (0, 0, 0, 0), 20), (3, (1, 1, 1, 1), 20), (1, (0, 0, 0, 0), 300)):
+        buffer = rng.standard_normal((1, 6, 5, cin + 32)).astype(np.float32)
+        x = buffer[..., :cin]
+        kernel = rng.standard_normal((kh, kh, cin, 16)).astype(np.float32)
+        s, t = rng.uniform(-2, 2, cin).astype(np.float32), rng.standard_normal(cin).astype(np.float32)
+        got = backend.conv2d(x, kernel, None, None, s, t, pads=pads, in_activation="relu")
+        a = np.maximum(x.astype(np.float64) * s + t, 0)
+        top, bottom, left, right = pads
+        ap = np.zeros((1, 6 + top + bottom, 5 + left + right, cin))
+        ap[:, top:top + 6, left:left + 5] = a
+        expected = np.zeros(got.shape)
+        for i in range(got.shape[1]):
+            for j in range(got.shape[2]):
+                expected[:, i, j] = np.einsum("npqc,pqco->no", ap[:, i:i + kh, j:j + kh], kernel)
+        checks += 1
+        if not np.allclose(got, expected, rtol=1e-4, atol=1e-4):
+            failures.append(f"conv2d prologue k{kh} cin {cin}: max error {float(np.max(np.abs(got - expected))):g}")
+
+
 def run_pool(backend):
     global checks
     cases = [(1, 114, 114, 64, (3, 3), (2, 2), (0, 0, 0, 0)), (2, 7, 7, 3, (2, 2), (2, 2), (0, 0, 0, 0)),
@@ -199,6 +222,7 @@ def main():
     run_gemm_grid(simd)
     run_depthwise(simd)
     run_conv2d(simd)
+    run_prologue(simd)
     run_pool(simd)
     run_scale_shift(simd)
     try:
