@@ -7,7 +7,7 @@
 (also runs in CPython with the native library). The fixture folder holds a TF.js layers-model
 plus ``io.npz`` (input and TensorFlow's output, made by tools/make_big_fixtures.py). Reports
 ms per image for: numpy kernels; SIMD GEMM hook only (``fastpath.install``); SIMD GEMM + the
-SIMD conv2d / depthwise_conv2d / scale_shift kernels (``fastpath.conv_kernels`` registered with
+SIMD kernels of ``fastpath.SIMD_OPS`` (conv2d incl. Winograd, depthwise, scale_shift, pooling; registered with
 ``app.kernels.replace_kernel``), and the max |difference| of each against TensorFlow's output.
 """
 
@@ -65,7 +65,7 @@ def main():
     for op, kernel in fastpath.conv_kernels(originals).items():
         engine_kernels.replace_kernel(op, kernel)
     y, ms = timed_predict(model, x, 3)
-    rows["SIMD GEMM + SIMD conv/depthwise/scale_shift"] = (ms, float(np.max(np.abs(y - expected))))
+    rows["SIMD GEMM + all SIMD kernels"] = (ms, float(np.max(np.abs(y - expected))))
     report = fastpath.backend_report()
     print(f"time: process CPU time, batch of 1, best of repeats; platform: {sys.platform}; model: {folder}; "
           f"diff over {x.shape[0]} images; backend {report['backend']}")
