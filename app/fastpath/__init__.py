@@ -253,8 +253,14 @@ def conv_kernels(fallbacks) -> dict:
                 return None
 
             def prepared(*args):
-                # a backend chosen since (e.g. numpy) takes over, as it does for kernel()
-                return fast(*args) if current_backend() is backend else kernel(*args, **attrs)
+                # a backend chosen since (e.g. numpy) takes over, as it does for kernel(); inputs
+                # the C kernels refuse go to the fallback, counted, as they do there
+                if current_backend() is backend:
+                    try:
+                        return fast(*args)
+                    except FastpathError:
+                        pass
+                return kernel(*args, **attrs)
 
             return prepared
 

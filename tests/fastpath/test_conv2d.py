@@ -243,3 +243,29 @@ def test_conv2d_prologue_invalid_arguments(simd_backend):
         simd_backend.conv2d(x, kernel, None, None, ones, ones, in_activation="swish")
     with pytest.raises(FastpathError, match=r"a prologue \(in_scale / in_shift\) needs groups=1, got 2"):
         simd_backend.conv2d(x, np.ones((1, 1, 2, 8), np.float32), None, None, ones, ones, groups=2)
+
+
+def test_prepared_conv2d_falls_back_like_the_kernel_on_inputs_it_was_not_prepared_for(native_library):
+    from app import fastpath
+    from app import kernels
+
+    fastpath.select_backend(("simd",), kernel_path=native_library)
+    try:
+        kernels.install_fastpath_kernels()
+        conv = kernels.KERNELS["conv2d"]
+        rng = np.random.default_rng(9)
+        x = rng.standard_normal((1, 6, 6, 4)).astype(np.float32)
+        kernel, bias = rng.standard_normal((3, 3, 4, 8)).astype(np.float32), rng.standard_normal(8).astype(np.float32)
+        attrs = dict(strides=(1, 1), dilations=(1, 1), pads="same", activation="relu")
+        prepared = conv.prepare(x, kernel, bias, **attrs)
+        np.testing.assert_array_equal(prepared(x, kernel, bias), conv(x, kernel, bias, **attrs))
+        # float64 input of the same shape: the C kernels refuse it, the numpy kernel computes it
+        x64 = x.astype(np.float64)
+        expected, tolerance = naive_conv2d(x, kernel, bias, (1, 1), (1, 1), (1, 1, 1, 1), 1, "relu")
+        assert (np.abs(prepared(x64, kernel, bias) - expected) <= tolerance + 1e-6).all()
+        assert any("x must be a 4-D float32" in reason for reason in fastpath.backend_report()["fallbacks"])
+        # another kernel array: the full kernel with that array
+        other = kernel * 2
+        np.testing.assert_array_equal(prepared(x, other, bias), conv(x, other, bias, **attrs))
+    finally:
+        kernels.restore_kernels()
