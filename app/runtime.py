@@ -14,7 +14,7 @@ from typing import Iterable
 
 import numpy as np
 
-from .errors import UnsupportedLayerError
+from .errors import ModelFormatError, UnsupportedLayerError
 from .ir import Graph, Node, TensorSpec
 from .kernels import KERNELS
 
@@ -55,6 +55,13 @@ class Plan:
             raise UnsupportedLayerError(
                 f"model {graph.name!r}: no kernel for op(s) {missing} (nodes: {', '.join(offenders)}); "
                 f"kernels exist for: {', '.join(sorted(KERNELS))}")
+        available = {spec.name for spec in graph.inputs} | set(graph.weights)
+        for node in graph.nodes:
+            dangling = [name for name in node.inputs if name not in available]
+            if dangling:
+                raise ModelFormatError(f"model {graph.name!r}: node {node.name!r} ({node.op}) reads {dangling}, which no "
+                                       "earlier layer, graph input or weight provides (a broken layer connection)")
+            available.update(node.outputs)
         keep = {t.name for t in graph.outputs} | set(graph.weights)
         last_reader: dict[str, int] = {}
         for index, node in enumerate(graph.nodes):

@@ -42,6 +42,11 @@ def conv2d(x, kernel, bias=None, scale=None, in_scale=None, in_shift=None, *, st
         x = scale_shift(x, in_scale, in_shift, activation=in_activation)
     n, h, w, c = x.shape
     kh, kw, cin_g, cout = kernel.shape
+    # checked here, not only when a batch fails: shape inference runs an empty batch, on which a
+    # mismatch would otherwise pass silently and fail the first real image instead
+    if not isinstance(groups, int) or groups < 1 or cout % groups or cin_g * groups != c:
+        raise ValueError(f"conv2d: kernel {tuple(kernel.shape)} with groups={groups!r} expects {cin_g} x {groups!r} "
+                         f"input channels, the input has {c}")
     pads = resolve_pads(pads, h, w, (kh, kw), strides, dilations)
     oh = output_size(h, kh, strides[0], dilations[0], pads[0], pads[1])
     ow = output_size(w, kw, strides[1], dilations[1], pads[2], pads[3])
@@ -132,7 +137,10 @@ def _im2col_gemm(xp, w2d, y, kernel_hw, strides, dilations):
 def depthwise_conv2d(x, kernel, bias=None, *, strides=(1, 1), dilations=(1, 1), pads=(0, 0, 0, 0),
                      activation="linear"):
     n, h, w, c = x.shape
-    kh, kw, _, multiplier = kernel.shape
+    kh, kw, kernel_channels, multiplier = kernel.shape
+    if kernel_channels != c:
+        raise ValueError(f"depthwise_conv2d: kernel {tuple(kernel.shape)} expects {kernel_channels} input channels, "
+                         f"the input has {c}")
     pads = resolve_pads(pads, h, w, (kh, kw), strides, dilations)
     oh = output_size(h, kh, strides[0], dilations[0], pads[0], pads[1])
     ow = output_size(w, kw, strides[1], dilations[1], pads[2], pads[3])

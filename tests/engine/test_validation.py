@@ -425,3 +425,36 @@ def test_check_input_is_predicts_validation(small_model):
     assert feed.dtype == np.float32 and feed.flags.c_contiguous and feed.shape == (2, 4, 4, 3)
     with pytest.raises(ModelInputError, match=r"expected shape \(None, 4, 4, 3\), received \(2, 4, 4\)"):
         small_model.check_input(np.ones((2, 4, 4), np.float32))
+
+
+CONV = ("Conv2D", "conv", {"filters": 4, "kernel_size": [3, 3], "strides": [1, 1], "padding": "same", "use_bias": False,
+                           "activation": "linear", "dilation_rate": [1, 1]}, ["image"])
+
+
+def test_conv_kernel_for_other_input_channels_is_refused_at_load():
+    # the input has 2 channels, the kernel expects 3: shape inference runs an empty batch, where
+    # the convolution used to pass silently and only the first real image failed
+    files = keras2_model([CONV], [("conv/kernel", np.ones((3, 3, 3, 4)))], inputs=(("image", (5, 5, 2)),))
+    with pytest.raises(ModelFormatError, match=r"layers do not fit its input shape: conv2d: kernel \(3, 3, 3, 4\) "
+                                               r"with groups=1 expects 3 x 1 input channels, the input has 2"):
+        app.load_model(files)
+
+
+def test_conv_groups_that_do_not_divide_are_refused_at_load():
+    conv = (CONV[0], CONV[1], {**CONV[2], "groups": 3}, CONV[3])
+    files = keras2_model([conv], [("conv/kernel", np.ones((3, 3, 3, 4)))])
+    with pytest.raises(ModelFormatError, match=r"conv2d: kernel \(3, 3, 3, 4\) with groups=3 expects 3 x 3 input "
+                                               r"channels, the input has 3"):
+        app.load_model(files)
+
+
+def test_node_reading_a_tensor_nothing_provides_is_refused_naming_it():
+    # what a TFOpLambda with a damaged inbound_nodes entry used to turn into: KeyError None
+    from app.ir import Graph, Node, TensorSpec
+    from app.runtime import Plan
+
+    graph = Graph(nodes=[Node("tf.nn.relu6", "relu6", (None,), ("y",))], inputs=[TensorSpec("x", (None, 2))],
+                  outputs=[TensorSpec("y", (None, 2))], weights={}, name="broken")
+    with pytest.raises(ModelFormatError, match=r"model 'broken': node 'tf.nn.relu6' \(relu6\) reads \[None\], which no "
+                                               r"earlier layer, graph input or weight provides"):
+        Plan(graph)
