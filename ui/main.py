@@ -954,6 +954,8 @@ async def classify_loop(batch, slot):
                     staff_batch(batch)
                     await update_result(run, index, chart=False)
                     continue
+                pool_event("Image %s was in flight on engine worker %s too when it stopped: reported as failed, not retried again."
+                           % (image["name"], slot["label"]))
                 reply = {"ok": False, "error": {"message": "not classified: the engine worker stopped twice while classifying this image "
                                                            "(engine worker %s, then %s); the image may need more memory than this browser gives a worker"
                                                            % (result.get("stopped_on"), slot["label"])}}

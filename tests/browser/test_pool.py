@@ -45,9 +45,10 @@ def open_pool_page(page, url, workers):
     wait(page, f"body[data-pool-target='{workers}'][data-pool-ready='{workers}']")
 
 
-def add_batch(page, files):
+def add_batch(page, files, ready=None):
+    """Add ``files`` to the image list; wait until ``ready`` images (default: just these) are checked."""
     page.set_input_files("#image-files", files)
-    wait(page, f"body[data-images-checking='0'][data-images-ready='{len(files)}']")
+    wait(page, f"body[data-images-checking='0'][data-images-ready='{ready or len(files)}']")
 
 
 def card_workers(page):
