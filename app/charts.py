@@ -133,8 +133,12 @@ def grouped_bars(classes: Sequence[str], images: Sequence[tuple[str, Sequence[fl
         parts.append(f'<text x="{label_x:.1f}" y="{height - bottom + 14}" text-anchor="middle" font-size="10" fill="{TEXT}">'
                      f'{escape(_shorten(name, max(int(group_width / 6), 4)))}</text>')
         if probs is None:
-            parts.append(f'<text x="{label_x:.1f}" y="{top + plot_height / 2:.1f}" text-anchor="middle" font-size="10" '
-                         f'fill="#b00020">failed</text>')
+            # upright when the slot is wide enough for the word, else vertical (many images: the
+            # words of neighbouring failed slots would run into each other)
+            middle = top + plot_height / 2
+            turn = "" if group_width >= 36 else f' transform="rotate(-90 {label_x:.1f} {middle:.1f})"'
+            parts.append(f'<text x="{label_x:.1f}" y="{middle:.1f}" text-anchor="middle" dominant-baseline="middle" '
+                         f'font-size="10" fill="#b00020"{turn}>failed</text>')
             continue
         for c, value in enumerate(probs):
             bar_height = max(value, 0.0) * plot_height

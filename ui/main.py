@@ -20,6 +20,15 @@ DEMO_URL = "./static/demo/demo-model.zip"
 ENGINE_SRC = "./workers/engine.py"
 ENGINE_CONFIG = "./config/engine.json"
 MAX_POOL = 4
+# Pool size memory budget (docs/ui.md, "Pool size"): a worker's peak memory is about
+# WORKER_BASE_MB (Pyodide + numpy + Pillow + the app) plus MODEL_MEMORY_FACTOR x the model file
+# (weights, their optimised copies and the activations of one image), from the per-worker peaks of
+# DenseNet121 / MobileNetV2 / ResNet50 / InceptionV3 in docs/benchmark.md; the workers of one tab
+# get MEMORY_SHARE of the device memory, the rest is left to the browser and other tabs.
+WORKER_BASE_MB = 150
+MODEL_MEMORY_FACTOR = 8
+MEMORY_SHARE = 0.5
+ASSUMED_DEVICE_MEMORY_GB = 4  # browsers that do not tell (Firefox, Safari)
 MEDICAL_SUFFIXES = (".dcm", ".dicom", ".nii", ".nii.gz")
 
 # name of the primary engine worker; each restart boots a fresh worker under a new name because
@@ -223,27 +232,67 @@ async def start_engine():
     return True
 
 
-async def restart_engine(reason="Cancelled"):
-    """Hard cancel (docs/worker-api.md): terminate the engine worker, whatever it is running, and
-    boot a fresh one. Loaded models are lost; replies still pending from the old worker never come."""
+async def restart_engine(reason="Cancelled", slots=None):
+    """Hard cancel (docs/ui.md, "Cancel"; docs/worker-api.md): terminate engine workers whatever
+    they are running (``slots``, default every worker of the pool), boot fresh ones in their place
+    and load the current model into them from page memory. Calls pending on the old workers answer
+    WorkerStoppedError at once; a running batch stops (its in-flight images are cancelled, not
+    retried) and keeps the results it already has."""
     global engine
-    old = document.querySelector('script[type="py"][worker][name="%s"]' % engine_name)
-    window.vitrineEngine = None
-    engine = None
-    primary = primary_slot()
-    if primary is not None:
-        retire(primary)  # a deliberate stop: not a fault, no replacement from the death watch
-    if old is not None:
-        old.xworker.terminate()
-        old.remove()
-    set_engine_state("booting", "%s: restarting the engine…" % reason)
-    next_primary_script()
-    if await start_engine() and state["model"] is not None:
-        # a fresh interpreter: the model must be loaded again (the UI offers it, it does not
-        # assume the user still wants it)
+    targets = [s for s in (list(pool) if slots is None else slots) if not s["dead"]]
+    restart_primary = slots is None or any(s["primary"] for s in targets)
+    if state["batch"] is not None:
+        state["cancel"] = True
+    for slot in targets:
+        stop_worker(slot)  # a deliberate stop: not a fault, no replacement from the death watch
+    if restart_primary:
+        booting = document.querySelector('script[type="py"][worker][name="%s"]' % engine_name)
+        if booting is not None:  # a primary still booting is not in the pool yet
+            booting.xworker.terminate()
+            booting.remove()
+        window.vitrineEngine = None
+        engine = None
+        primary_ready.clear()
+        set_engine_state("booting", "%s: restarting the engine…" % reason)
+    if state["batch"] is not None:
+        check_batch(state["batch"])
+    labels = sorted([s["label"] for s in targets] + (["1"] if restart_primary and not any(s["primary"] for s in targets) else []))
+    pool_stats["restarts"] = pool_stats.get("restarts", 0) + 1
+    document.body.setAttribute("data-engine-restarts", str(pool_stats["restarts"]))
+    pool_event("%s: engine worker(s) %s ended on purpose, whatever they were running; starting fresh ones…"
+               % (reason, ", ".join(labels)))
+    jobs = [boot_primary()] if restart_primary else []
+    jobs += [boot_pool_worker(s["label"]) for s in targets if not s["primary"]]
+    started = [slot for slot in await asyncio.gather(*jobs) if slot is not None]
+    await asyncio.gather(*[load_model_into(slot) for slot in started])
+    model = state["model"]
+    if model is not None and restart_primary and primary_slot() is not None and not primary_slot()["handle"]:
+        # the model's bytes were not in page memory: it cannot be loaded again without the user
         state["model"] = None
         set_model_status("The engine was restarted; choose the model again.")
-        update_predict_button()
+    update_pool_attributes()
+    update_predict_button()
+    loaded = model is not None and state["model"] is model
+    pool_event("%s: engine restarted with %d fresh worker(s)%s." % (
+        reason, len(started), ", the model is loaded again" if loaded else ""))
+    if state["batch"] is None and live_count() != pool_stats["target"]:
+        asyncio.create_task(resize_pool())
+
+
+async def boot_primary():
+    """A fresh primary worker (new name) in the pool, or None when it did not start (said on the page)."""
+    next_primary_script()
+    if not await start_engine():
+        return None
+    return primary_slot()
+
+
+async def boot_pool_worker(label):
+    try:
+        return await start_pool_worker(label)
+    except Exception as exc:  # a worker that cannot start leaves the pool smaller, said in words
+        pool_event("Engine worker %s did not start again: %s" % (label, exc))
+        return None
 
 
 def next_primary_script():
@@ -379,7 +428,9 @@ def model_ready(reply, keep_bytes):
     result = reply["result"]
     state["model"] = {"handle": result["model"], "name": result["name"], "card": result["card"],
                       "md5": result["md5"], "source": result["source"], "bytes": keep_bytes,
-                      "file": result["file"], "format": result["format"]}
+                      "file": result["file"], "format": result["format"],
+                      # the model file's size sizes the pool (pool_target's memory budget)
+                      "size": result.get("bytes") or (keep_bytes.length if keep_bytes is not None else 0)}
     primary = primary_slot()
     if primary is not None:
         primary["handle"] = result["model"]
@@ -421,7 +472,7 @@ async def open_model_bytes(name, data):
     state["loading"] = None
     if reply["ok"]:
         model_ready(reply, data)
-        await load_into_pool()
+        asyncio.create_task(resize_pool())
     else:
         message = error_text(reply["error"])
         model_failed(message if name in message else "%s could not be loaded: %s" % (name, message))
@@ -514,7 +565,7 @@ async def fetch_reference(event=None, reference=None, chosen_file=None):
         model_ready(reply, None if stopped else data)
         if reply["result"].get("from_cache"):
             set_model_status("Model ready: %s (from this browser's cache, MD5 verified)" % reply["result"]["name"])
-        await load_into_pool()
+        asyncio.create_task(resize_pool())
     else:
         el("model-progress-text").textContent = "failed"
         message = error_text(reply["error"])
@@ -887,10 +938,14 @@ async def predict(event=None):
     state["running"] = False
     show(el("predict-cancel"), False)
     run["cancelled"] = state["cancel"]
-    for result in run["results"]:
+    show(el("predict-stop"), False)
+    for index, result in enumerate(run["results"]):
         if result["pending"]:
             result["pending"] = False
+            result["running"] = False
+            result["cancelled"] = state["cancel"]  # not a failure of the image: shown as such, not in red
             result["error"] = "not classified (cancelled)" if state["cancel"] else "not classified: no engine worker was left to run it"
+            await update_result(run, index, chart=False)
     if state["cancel"]:
         el("predict-status").textContent = "Cancelled after %d of %d images." % (done, total)
     else:
@@ -904,6 +959,8 @@ async def predict(event=None):
     document.body.setAttribute("data-run-state", "done")
     document.body.setAttribute("data-runs", str(len(state["runs"])))
     update_predict_button()
+    if live_count() > pool_stats["target"]:  # a model change during the batch left surplus workers
+        asyncio.create_task(resize_pool())
 
 
 def staff_batch(batch):
@@ -941,9 +998,15 @@ async def classify_loop(batch, slot):
             batch["in_flight"] += 1
             await update_result(run, index, chart=False)
             data = await file_bytes(image["file"])
+            slot["busy"] = image["name"]  # Stop now (stop_predict) ends the workers that are busy
             reply = await engine_call_with_optional("classify", {"model": slot["handle"], "name": image["name"]}, data, slot=slot)
+            slot["busy"] = None
             batch["in_flight"] -= 1
             result["running"] = False
+            if reply.get("stopped") and slot["retired"]:
+                # ended on purpose (Stop now, engine restart): the image is cancelled, not retried
+                await update_result(run, index, chart=False)
+                continue
             if reply.get("stopped"):
                 if attempts == 0:
                     # the worker died with this image in flight: once more, on whichever worker is free
@@ -979,10 +1042,28 @@ async def classify_loop(batch, slot):
 
 
 def cancel_predict(event):
+    """Cooperative cancel: no further image starts; the images being classified finish (their
+    results are kept). Works without SharedArrayBuffer: it only stops handing out work."""
     state["cancel"] = True
-    el("predict-status").textContent = "Cancelling after the current image…"
-    if state["batch"] is not None:
-        check_batch(state["batch"])
+    batch = state["batch"]
+    if batch is None:
+        return
+    if batch["in_flight"]:
+        el("predict-status").textContent = ("Cancelling: %d image(s) being classified finish first. "
+                                            "Stop now ends them at once (restarts the busy engine workers)." % batch["in_flight"])
+        show(el("predict-stop"))
+        el("predict-stop").focus()
+    check_batch(batch)
+
+
+async def stop_predict(event=None):
+    """Hard cancel of a batch: the workers busy with an image are terminated and replaced
+    (restart_engine); results already shown stay, the rest say "cancelled"."""
+    state["cancel"] = True
+    show(el("predict-stop"), False)
+    busy = [s for s in pool if not s["dead"] and s.get("busy")]
+    if state["batch"] is not None and busy:
+        await restart_engine("Stopped", busy)
 
 
 def predicted_of(run, probabilities):
@@ -1046,6 +1127,11 @@ def fill_result_card(run, index, card):
         if result.get("note"):
             summary.textContent += " (" + result["note"] + ")"
         card.setAttribute("data-status", "running" if result.get("running") else "pending")
+    elif result.get("cancelled"):
+        summary.textContent = "Not classified (cancelled)"
+        summary.className = "result-summary muted"
+        card.setAttribute("data-status", "cancelled")
+        card.setAttribute("data-error", result["error"])
     elif result["error"]:
         summary.textContent = "Error: " + result["error"]
         summary.className = "result-summary error-text"
@@ -1100,7 +1186,11 @@ async def redraw_charts(event=None):
 
 
 async def render_batch(run):
-    images = [{"file": r["file"], "probabilities": r["probabilities"]} for r in run["results"]]
+    # cancelled images were never classified: they are listed in the table, not drawn as failures
+    images = [{"file": r["file"], "probabilities": r["probabilities"]} for r in run["results"] if not r.get("cancelled")]
+    if not images:
+        clear(el("batch-chart"))
+        return
     reply = await call("chart", {"kind": "grouped", "images": images, "card": run["card"], "model_info": run["model"]})
     if reply["ok"] and state["current_run"] is run:
         el("batch-chart").innerHTML = reply["result"]["svg"]
@@ -1169,7 +1259,10 @@ def table_row(run, i):
             tr.append(cell)
     else:
         tr.setAttribute("data-error", r["error"] or "")
-        cell = make("td", "pending" if r["pending"] else "Error: %s" % r["error"], "error-text" if r["error"] else "")
+        if r.get("cancelled"):
+            cell = make("td", "Not classified (cancelled)", "muted")
+        else:
+            cell = make("td", "pending" if r["pending"] else "Error: %s" % r["error"], "error-text" if r["error"] else "")
         cell.colSpan = len(classes) + 1
         tr.append(cell)
     return tr
@@ -1275,17 +1368,25 @@ def end_session(event=None):
 
 
 # ---------------------------------------------------------------------------- worker pool
-def pool_target():
-    """Workers to run: from the CPU count and a memory budget (~350 MB per Pyodide worker),
-    at least 1, at most MAX_POOL; ?workers=N on the page URL overrides it (tests, benchmarks)."""
+def pool_target(model_bytes=0):
+    """Workers to run (docs/ui.md, "Pool size"): one per logical core (the main thread is light
+    MicroPython and mostly waits), as many as fit in a memory budget of half the device memory at
+    WORKER_BASE_MB + MODEL_MEMORY_FACTOR x the model file per worker, at least 1, at most MAX_POOL.
+    ?workers=N on the page URL overrides it (tests, benchmarks)."""
     params = window.URLSearchParams.new(window.location.search)
     wanted = params.get("workers")
     if wanted:
         return max(1, min(MAX_POOL, int(str(wanted))))
     cores = int(window.navigator.hardwareConcurrency or 1)
-    memory_gb = float(window.navigator.deviceMemory or 4)
-    by_memory = int(memory_gb * 1024 / 350 / 2)  # leave half the memory to the rest of the browser
-    return max(1, min(MAX_POOL, cores - 1, by_memory))
+    # navigator.deviceMemory: Chromium only, in GB rounded down to a power of two and capped at 8
+    memory_gb = float(window.navigator.deviceMemory or ASSUMED_DEVICE_MEMORY_GB)
+    per_worker_mb = worker_memory_mb(model_bytes)
+    by_memory = int(memory_gb * 1024 * MEMORY_SHARE / per_worker_mb)
+    return max(1, min(MAX_POOL, cores, by_memory))
+
+
+def worker_memory_mb(model_bytes):
+    return WORKER_BASE_MB + MODEL_MEMORY_FACTOR * (model_bytes or 0) / 1048576
 
 
 def new_slot(name, worker, script, primary, label):
@@ -1384,11 +1485,10 @@ async def replace_worker(dead):
         if dead["primary"]:
             window.vitrineEngine = None
             engine = None
-            next_primary_script()
-            if not await start_engine():
+            slot = await boot_primary()
+            if slot is None:
                 pool_event("Engine worker %s could not be replaced: the new engine did not start." % dead["label"])
                 return
-            slot = primary_slot()
         else:
             slot = await start_pool_worker(dead["label"])
         await load_model_into(slot)
@@ -1478,20 +1578,64 @@ async def load_model_into(slot):
     update_pool_attributes()
 
 
-async def load_into_pool():
-    await asyncio.gather(*[load_model_into(slot) for slot in list(pool) if not slot["primary"]])
+pool_resize = {"running": False, "again": False}
 
 
-async def grow_pool():
-    pool_stats["target"] = pool_target()
-    document.body.setAttribute("data-pool-target", str(pool_stats["target"]))
-    update_pool_attributes()
-    for index in range(1, pool_stats["target"]):
-        try:
-            slot = await start_pool_worker()
-            await load_model_into(slot)
-        except Exception as exc:  # a worker that cannot start leaves the pool smaller, not broken
-            window.console.warn("pool worker %d did not start: %s" % (index, exc))
+async def resize_pool():
+    """Match the pool to pool_target() for the current model (a bigger model may need fewer
+    workers, a smaller one allows more) and load the model into every worker from page memory
+    (pre-heating: the first batch does not wait for a worker to load it). Runs once at a time; a
+    call while it runs makes it go round again."""
+    if pool_resize["running"]:
+        pool_resize["again"] = True
+        return
+    pool_resize["running"] = True
+    try:
+        while True:
+            pool_resize["again"] = False
+            model = state["model"]
+            target = pool_target(model.get("size") if model else 0)
+            pool_stats["target"] = target
+            document.body.setAttribute("data-pool-target", str(target))
+            update_pool_attributes()
+            shrink_pool(target)
+            await asyncio.gather(*[load_model_into(slot) for slot in list(pool) if not slot["primary"]])
+            while not pool_resize["again"] and live_count() + pool_stats.get("replacing", 0) < target:
+                try:
+                    slot = await start_pool_worker()
+                    await load_model_into(slot)
+                except Exception as exc:  # a worker that cannot start leaves the pool smaller, not broken
+                    window.console.warn("pool worker did not start: %s" % exc)
+                    break
+            if not pool_resize["again"]:
+                break
+    finally:
+        pool_resize["running"] = False
+
+
+def live_count():
+    return len([s for s in pool if not s["dead"]])
+
+
+def shrink_pool(target):
+    """End the pool workers beyond ``target`` (never the primary). A worker busy in the running
+    batch is left alone; the batch calls resize_pool again when it ends."""
+    batch = state["batch"]
+    extra = [s for s in pool if not s["dead"] and not s["primary"]][max(0, target - 1):]
+    for slot in reversed(extra):
+        if batch is not None and slot["name"] in batch["workers"]:
+            continue
+        stop_worker(slot)
+        pool_event("Engine worker %s (%s) ended: the pool is sized for %d worker(s) with this model."
+                   % (slot["label"], slot["name"], target))
+
+
+def stop_worker(slot):
+    """End a worker on purpose (not a fault: the death watch does not replace it)."""
+    retire(slot)
+    if slot["script"] is not None:
+        slot["script"].xworker.terminate()
+        slot["script"].remove()
 
 
 # ---------------------------------------------------------------------------- wiring
@@ -1519,6 +1663,7 @@ def wire():
     on(el("show-phi"), "change", spawn(on_phi_toggle))
     on(el("predict"), "click", spawn(predict))
     on(el("predict-cancel"), "click", cancel_predict)
+    on(el("predict-stop"), "click", spawn(stop_predict))
     on(el("bar-order"), "change", spawn(redraw_charts))
     on(el("threshold"), "input", on_threshold)
     on(el("export-csv"), "click", spawn(export, "csv"))
@@ -1538,9 +1683,9 @@ async def boot():
     if not await start_engine():
         return
     # pre-heating: the demo model loads as soon as the engine is up, while the user picks images
-    await load_demo()
+    await load_demo()  # its model_ready starts the rest of the pool (resize_pool)
     await load_catalog()
-    await grow_pool()
+    asyncio.create_task(resize_pool())  # also when the demo model could not be loaded
 
 
 await boot()

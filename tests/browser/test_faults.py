@@ -12,8 +12,8 @@ are compared with TensorFlow's (static/demo/expected.json). No timing assertions
 
 import pytest
 
-from tests.browser.test_pool import (PLAIN_SAMPLES, add_batch, assert_matches_tensorflow, card_workers, image_batch,
-                                     open_pool_page)
+from tests.browser.test_pool import (PLAIN_SAMPLES, add_batch, assert_matches_tensorflow, card_workers, engine_worker,
+                                     image_batch, open_pool_page)
 from tests.browser.test_workflow import TIMEOUT, screenshot, shown_probabilities, wait
 
 pytestmark = pytest.mark.browser
@@ -40,17 +40,6 @@ DIE_ON_CLASSIFY = """(n) => {
     };
     return self.vitrineWorkerName;
 }"""
-
-
-def engine_worker(page, name):
-    """The Playwright Worker whose engine published ``self.vitrineWorkerName == name``."""
-    names = []
-    for worker in page.workers:
-        found = worker.evaluate("() => self.vitrineWorkerName || null")
-        names.append(found)
-        if found == name:
-            return worker
-    raise AssertionError(f"no engine worker named {name!r} among the page's workers {names}")
 
 
 def results(page):

@@ -115,8 +115,9 @@ def test_medical_wheels_install_on_demand_and_import(site_page):
 
 
 def test_hard_cancel_replaces_the_engine_worker(site_page):
-    page = site_page.open_site()
+    page = site_page.open_site("/index.html?workers=1")  # one engine worker (the pool: test_pool.py)
     site_page.wait_engine_ready()
+    page.wait_for_selector("body[data-model-state='ready']", state="attached", timeout=120_000)
     loaded = site_page.engine_call({"call": "load_model", "args": {"name": "tiny.zip"}},
                                    __import__("tests.service.tiny_models", fromlist=["x"]).dense_softmax_zip(
                                        np.ones((3, 2), np.float32), np.zeros(2, np.float32)))
@@ -129,8 +130,10 @@ def test_hard_cancel_replaces_the_engine_worker(site_page):
     page.wait_for_selector("body[data-engine-generation='1'][data-engine-state='ready']", state="attached", timeout=120_000)
     assert page.get_attribute("body", "data-engine-name") == "engine-1"
     assert page.locator('script[type="py"][worker]').count() == 1
+    # the page loads its model into the fresh worker again, from page memory
+    page.wait_for_selector("body[data-pool-ready='1']", state="attached", timeout=120_000)
     info = site_page.engine_call({"call": "info"})["result"]
-    assert info["models_loaded"] == 0  # a fresh interpreter
+    assert info["models_loaded"] == 1  # a fresh interpreter: the page's model only, the tiny one is gone
     assert site_page.engine_call({"call": "ping", "args": {"echo": 1}})["result"]["echo"] == 1
 
 
