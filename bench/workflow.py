@@ -9,11 +9,14 @@ fake Zenodo (tests/zenodo/fake_zenodo.py) holding the model, and drives headless
 
 (i)  cached model -> first result: the model was downloaded once with "keep in this browser"
      ticked (Cache API); in a fresh tab (fresh engine workers) with one image added, the time from
-     choosing the model (Zenodo record id + "Fetch") until the first result card shows a result.
+     choosing the model (Zenodo record id + "Download") until the first result card shows a result.
      Includes the MD5 re-check of the cached bytes and parsing the model in the worker.
 (ii) batch throughput: images per second for a batch of ``--batch`` images (the eight PNG / JPEG
      demo samples repeated), from the page's own ``data-run-classify-ms`` (first classify request
-     to last result, charts included), after one warm-up batch.
+     to last result, charts included), after one warm-up batch in the same tab.
+
+Each of the ``--runs`` rounds measures (i) and (ii) once per pool size, alternating, in fresh
+tabs; the figures are medians over the rounds.
 
 The model defaults to the built-in demo (64 x 64 input, tiny: per-image time is mostly decoding
 and resizing); ``--model`` takes any TF.js zip / .tflite the page can open.
@@ -70,7 +73,8 @@ def model_file(path: Path) -> tuple[bytes, str]:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:  # float32 weights barely compress
         for member in sorted(path.iterdir()):
-            if member.is_file():
+            # the model's own files only (fixture folders also hold reference inputs / outputs)
+            if member.name in ("model.json", "model-card.json") or member.suffix == ".bin":
                 archive.write(member, member.name)
     return buffer.getvalue(), path.name + ".zip"
 
@@ -207,18 +211,25 @@ def main(argv=None) -> int:
         origin = f"http://127.0.0.1:{server.server_address[1]}"
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            # rounds alternate the pool sizes, so that the load of a shared machine, which drifts
+            # over minutes, weighs on every pool size alike
             for workers in pool_sizes:
-                url = f"{origin}/index.html?workers={workers}&zenodo={zenodo.url}"
-                first = cached_model_to_first_result(browser, url, workers, md5, args.runs)
-                results["cached_model_to_first_result"][workers] = first
-                throughput = batch_throughput(browser, url, workers, args.batch, args.runs,
-                                              md5 if args.model else None)
-                results["batch_throughput"][workers] = throughput
+                results["cached_model_to_first_result"][workers] = []
+                results["batch_throughput"][workers] = []
+            for _ in range(args.runs):
+                for workers in pool_sizes:
+                    url = f"{origin}/index.html?workers={workers}&zenodo={zenodo.url}"
+                    results["cached_model_to_first_result"][workers] += cached_model_to_first_result(
+                        browser, url, workers, md5, 1)
+                    results["batch_throughput"][workers] += batch_throughput(
+                        browser, url, workers, args.batch, 1, md5 if args.model else None)
             browser.close()
         server.shutdown()
 
+    load = os.getloadavg()
+    results["load_average_at_end"] = [round(value, 2) for value in load]
     print(f"workflow benchmark: {results['model']}, {args.runs} run(s) per figure (medians), "
-          f"batch of {args.batch}; machine: {results['machine']}")
+          f"batch of {args.batch}; machine: {results['machine']}, {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the end")
     for workers in pool_sizes:
         first = results["cached_model_to_first_result"][workers]
         batch = results["batch_throughput"][workers]
@@ -226,7 +237,9 @@ def main(argv=None) -> int:
               f"(model ready {statistics.median(r['model_ready_s'] for r in first):.2f} s); "
               f"batch {statistics.median(r['images_per_s'] for r in batch):.1f} images/s "
               f"({statistics.median(r['classify_ms'] for r in batch):.0f} ms for {args.batch}; workers used "
-              f"{', '.join(batch[0]['workers_used'])})")
+              f"{', '.join(batch[0]['workers_used'])}); runs: first result "
+              f"{', '.join('%.2f' % r['first_result_s'] for r in first)} s, batch "
+              f"{', '.join('%.1f' % r['images_per_s'] for r in batch)} images/s")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

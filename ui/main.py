@@ -1247,7 +1247,8 @@ def table_row(run, i):
     tr.setAttribute("data-index", str(i))
     if r.get("worker"):
         tr.setAttribute("data-worker", r["worker"])
-    name_cell = make("th", r["file"])
+    name_cell = make("th")
+    name_cell.append(make("span", r["file"], "file-name"))
     name_cell.scope = "row"
     tr.append(name_cell)
     if r["probabilities"] is not None:

@@ -255,11 +255,13 @@ def open_recorded_page(context) -> RecordedPage:
 
 
 def engine_worker(page):
-    """The Pyodide engine worker (a blob: worker of the page's origin); fails unless exactly one
-    worker of the page is a Pyodide worker."""
+    """The primary Pyodide engine worker (a blob: worker of the page's origin); the page's pool
+    may run more Pyodide workers, the primary publishes ``self.vitrineWorkerName == "engine"``.
+    Fails unless exactly one worker of the page is that one."""
     pyodide_workers = [w for w in page.workers if w.evaluate("() => typeof _createPyodideModule === 'function'")]
-    assert len(pyodide_workers) == 1, [w.url for w in page.workers]
-    return pyodide_workers[0]
+    primary = [w for w in pyodide_workers if w.evaluate("() => self.vitrineWorkerName || null") == "engine"]
+    assert len(primary) == 1, [w.url for w in page.workers]
+    return primary[0]
 
 
 def run_session(page, site: PrivacySite, images: list[Path], before_end=None, cache_opt_in: bool = False) -> dict:

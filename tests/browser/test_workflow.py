@@ -134,3 +134,132 @@ def test_demo_model_classifies_samples_exports_and_keeps_history(site_page):
     assert page.locator("#results-table tbody tr").count() == 0
     assert page.locator("#result-cards article").count() == 0
     screenshot(page, "workflow-ended.png")
+
+
+# WCAG 2.x contrast of every visible text on the page (HTML text and the charts' SVG text),
+# computed here from the computed styles: colour over the first opaque background up the tree,
+# with translucent layers and opacity blended in. Disabled controls are exempt (WCAG 1.4.3).
+LOW_CONTRAST = """() => {
+    const parse = (text) => {
+        const m = /rgba?\\(([^)]+)\\)/.exec(text || '');
+        if (!m) return null;
+        const p = m[1].split(/[\\s,\\/]+/).filter(Boolean).map(Number);
+        return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1];
+    };
+    const channel = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+    const luminance = (c) => 0.2126 * channel(c[0]) + 0.7152 * channel(c[1]) + 0.0722 * channel(c[2]);
+    const over = (top, bottom) => [0, 1, 2].map((i) => top[i] * top[3] + bottom[i] * (1 - top[3])).concat([1]);
+    const backdrop = (node) => {
+        const layers = [];
+        for (let n = node; n; n = n.parentElement) {
+            const c = parse(getComputedStyle(n).backgroundColor);
+            if (c && c[3] > 0) { layers.push(c); if (c[3] >= 1) break; }
+        }
+        let colour = [255, 255, 255, 1];
+        for (let i = layers.length - 1; i >= 0; i--) colour = over(layers[i], colour);
+        return colour;
+    };
+    const low = [];
+    for (const node of document.querySelectorAll('body *')) {
+        const inSvg = node.closest('svg');
+        const ownText = [...node.childNodes].some((c) => c.nodeType === 3 && c.textContent.trim());
+        if (!ownText || (inSvg && node.tagName.toLowerCase() !== 'text')) continue;
+        if (node.closest('[hidden], [disabled], option, title, style, script')) continue;
+        const box = node.getBoundingClientRect();
+        const style = getComputedStyle(node);
+        if (!box.width || !box.height || style.visibility === 'hidden') continue;
+        let opacity = 1;
+        for (let n = node; n; n = n.parentElement) opacity *= Number(getComputedStyle(n).opacity);
+        const fg = parse(inSvg ? style.fill : style.color);
+        if (!fg) continue;
+        const bg = backdrop(inSvg ? inSvg.parentElement : node);
+        const text = over([fg[0], fg[1], fg[2], fg[3] * opacity], bg);
+        const [a, b] = [luminance(text), luminance(bg)];
+        const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+        const size = parseFloat(style.fontSize);
+        const large = size >= 24 || (Number(style.fontWeight) >= 700 && size >= 18.66);
+        if (ratio < (large ? 3 : 4.5)) {
+            low.push({text: node.textContent.trim().slice(0, 50), id: node.id, tag: node.tagName,
+                      ratio: Math.round(ratio * 100) / 100, color: inSvg ? style.fill : style.color, background: bg.join(',')});
+        }
+    }
+    return low;
+}"""
+
+# Controls without an accessible name (aria-label, aria-labelledby, a <label>, a button's text, title).
+UNNAMED_CONTROLS = """() => {
+    const unnamed = [];
+    for (const node of document.querySelectorAll('button, input, select, textarea, summary, [tabindex]')) {
+        if (node.type === 'hidden' || node.closest('[hidden]')) continue;
+        const labelled = node.getAttribute('aria-labelledby');
+        const name = [node.getAttribute('aria-label'), labelled && document.getElementById(labelled)?.textContent,
+                      node.labels && [...node.labels].map((l) => l.textContent).join(' '),
+                      ['BUTTON', 'SUMMARY'].includes(node.tagName) ? node.textContent : '', node.title]
+            .map((t) => (t || '').trim()).find(Boolean);
+        if (!name) unnamed.push(node.outerHTML.slice(0, 140));
+    }
+    return unnamed;
+}"""
+
+# Layout: the page never scrolls sideways, and no results-table number, heading or (short) file
+# name wraps onto a second line (the table's own box scrolls sideways instead).
+LAYOUT = """() => {
+    const lines = (node) => { const r = document.createRange(); r.selectNodeContents(node); return r.getClientRects().length; };
+    const cells = [...document.querySelectorAll('#results-table td.num, #results-table thead th button, #results-table .file-name')];
+    const wrap = document.querySelector('.table-wrap');
+    return {page_width: document.documentElement.scrollWidth, viewport: document.documentElement.clientWidth,
+            wrapped_cells: cells.filter((c) => lines(c) > 1).map((c) => c.textContent),
+            table_scrolls: wrap.scrollWidth > wrap.clientWidth, cells: cells.length};
+}"""
+
+FOCUSED = """() => {
+    const node = document.activeElement;
+    const ring = node.matches('input.visually-hidden') ? node.labels[0] : node;
+    const style = getComputedStyle(ring);
+    return {id: node.id || null, tag: node.tagName, name: node.getAttribute('aria-label') || node.textContent.trim().slice(0, 40),
+            outline: style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) >= 2};
+}"""
+
+
+def test_keyboard_labels_contrast_and_layout_at_laptop_and_tablet_width(site_page):
+    page = site_page.page
+    page.set_viewport_size({"width": 1366, "height": 900})
+    site_page.open_site("/index.html?workers=1")  # layout does not depend on the pool size
+    site_page.wait_engine_ready()
+    wait(page, "body[data-model-state='ready']")
+    add_images(page, ["ct_head.png", "fundus_retina.jpg", "corrupt.png"])
+
+    # keyboard only: Tab reaches every step of the workflow, each with a visible focus ring
+    focused = []
+    page.locator("body").focus()
+    for _ in range(120):
+        page.keyboard.press("Tab")
+        focused.append(page.evaluate(FOCUSED))
+    reached = {f["id"] for f in focused}
+    for control in ("use-demo", "model-reference", "model-fetch", "cache-opt-in", "model-file", "image-files",
+                    "image-folder", "show-phi", "predict", "end-session"):
+        assert control in reached, (control, [f["id"] or f["name"] for f in focused])
+    assert all(f["outline"] for f in focused if f["tag"] != "BODY"), [f for f in focused if not f["outline"]]
+    page.focus("#predict")
+    page.keyboard.press("Enter")
+    wait(page, "body[data-run-state='done'][data-runs='1']")
+    page.focus("#results-table thead th:nth-child(3) button")  # sort by the first class, by keyboard
+    page.keyboard.press("Enter")
+    assert page.get_attribute("#results-table thead th:nth-child(3)", "aria-sort") == "descending"
+    truth = expected()["samples"]
+    shown = shown_probabilities(page)
+    for name in ("ct_head.png", "fundus_retina.jpg"):
+        tolerance = JPEG_TOLERANCE if name.endswith(".jpg") else TOLERANCE
+        np.testing.assert_allclose(shown[name], truth[name]["probabilities"], atol=tolerance, err_msg=name)
+
+    assert page.evaluate(UNNAMED_CONTROLS) == []
+    for width, height in ((1366, 900), (768, 1024)):
+        page.set_viewport_size({"width": width, "height": height})
+        assert page.evaluate(LOW_CONTRAST) == [], width
+        layout = page.evaluate(LAYOUT)
+        assert layout["page_width"] <= layout["viewport"], layout
+        assert layout["cells"] and layout["wrapped_cells"] == [], layout
+        screenshot(page, f"a11y-{width}.png")
+    page.focus("#end-session")
+    page.keyboard.press("Space")
+    wait(page, "body[data-runs='0']")
