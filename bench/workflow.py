@@ -147,10 +147,18 @@ def batch_throughput(browser, url: str, workers: int, batch: int, runs: int, mod
         fetch_model(page, model_md5, cache=False)
         wait(page, f"body[data-pool-ready='{workers}']")
     add_images(page, image_files(batch))
+    devtools = context.new_cdp_session(page)
+    devtools.send("Performance.enable")
     measured = []
     for run in range(runs + 1):  # run 0 warms every worker up (first numpy / decoder calls)
+        main_busy_before = main_thread_busy_s(devtools)
+        cpu_before = browser_cpu_s()
+        wall_before = time.perf_counter()
         page.click("#predict")
         wait(page, f"body[data-run-state='done'][data-runs='{run + 1}']")
+        wall_s = time.perf_counter() - wall_before
+        cpu_s = browser_cpu_s() - cpu_before
+        main_busy_s = main_thread_busy_s(devtools) - main_busy_before
         classify_ms = float(page.get_attribute("body", "data-run-classify-ms"))
         used = {card.get_attribute("data-worker") for card in page.query_selector_all("#result-cards article")}
         errors = page.locator("#result-cards article[data-status='error']").count()
@@ -158,9 +166,43 @@ def batch_throughput(browser, url: str, workers: int, batch: int, runs: int, mod
             raise SystemExit(f"{errors} image(s) failed: {page.inner_text('#predict-status')}")
         if run:
             measured.append({"classify_ms": classify_ms, "images_per_s": batch / (classify_ms / 1000),
+                             # cores the browser got during the batch, and the main thread's share
+                             "browser_cores": cpu_s / wall_s, "main_thread_cores": main_busy_s / wall_s,
                              "workers_used": sorted(used)})
     context.close()
     return measured
+
+
+def main_thread_busy_s(devtools) -> float:
+    """Seconds the page's main thread has spent running tasks (DevTools ``TaskDuration``): the
+    MicroPython UI, DOM updates, layout; the workers run on their own threads."""
+    metrics = {m["name"]: m["value"] for m in devtools.send("Performance.getMetrics")["metrics"]}
+    return float(metrics["TaskDuration"])
+
+
+def browser_cpu_s() -> float:
+    """CPU seconds (user + system) used so far by this process's descendants: the Playwright
+    driver and the Chromium it launched (browser, renderer with the engine worker threads, GPU and
+    utility processes), from /proc (Linux)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    parents, cpu = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        parents[int(entry)] = int(fields[1])
+        cpu[int(entry)] = (int(fields[11]) + int(fields[12])) / ticks
+    me, total = os.getpid(), 0.0
+    for pid in cpu:
+        ancestor = parents.get(pid)
+        while ancestor and ancestor != me:
+            ancestor = parents.get(ancestor)
+        if ancestor == me:
+            total += cpu[pid]
+    return total
 
 
 def machine() -> str:
@@ -237,7 +279,8 @@ def main(argv=None) -> int:
               f"(model ready {statistics.median(r['model_ready_s'] for r in first):.2f} s); "
               f"batch {statistics.median(r['images_per_s'] for r in batch):.1f} images/s "
               f"({statistics.median(r['classify_ms'] for r in batch):.0f} ms for {args.batch}; workers used "
-              f"{', '.join(batch[0]['workers_used'])}); runs: first result "
+              f"{', '.join(batch[0]['workers_used'])}; browser used {statistics.median(r['browser_cores'] for r in batch):.2f} "
+              f"cores, its main thread {statistics.median(r['main_thread_cores'] for r in batch):.2f}); runs: first result "
               f"{', '.join('%.2f' % r['first_result_s'] for r in first)} s, batch "
               f"{', '.join('%.1f' % r['images_per_s'] for r in batch)} images/s")
     if args.json:

@@ -25,7 +25,7 @@ MAX_POOL = 4
 # (weights, their optimised copies and the activations of one image), from the per-worker peaks of
 # DenseNet121 / MobileNetV2 / ResNet50 / InceptionV3 in docs/benchmark.md; the workers of one tab
 # get MEMORY_SHARE of the device memory, the rest is left to the browser and other tabs.
-WORKER_BASE_MB = 150
+WORKER_BASE_MB = 170
 MODEL_MEMORY_FACTOR = 8
 MEMORY_SHARE = 0.5
 ASSUMED_DEVICE_MEMORY_GB = 4  # browsers that do not tell (Firefox, Safari)
@@ -1379,7 +1379,7 @@ def pool_target(model_bytes=0):
     if wanted:
         return max(1, min(MAX_POOL, int(str(wanted))))
     cores = int(window.navigator.hardwareConcurrency or 1)
-    # navigator.deviceMemory: Chromium only, in GB rounded down to a power of two and capped at 8
+    # navigator.deviceMemory: Chromium only, in GB, coarse (a power of two) and capped by the browser
     memory_gb = float(window.navigator.deviceMemory or ASSUMED_DEVICE_MEMORY_GB)
     per_worker_mb = worker_memory_mb(model_bytes)
     by_memory = int(memory_gb * 1024 * MEMORY_SHARE / per_worker_mb)
@@ -1557,6 +1557,8 @@ async def load_model_into(slot):
     model = state["model"]
     if model is None or slot["dead"] or (slot["handle"] and slot["model_md5"] == model["md5"]):
         return
+    if slot.get("loading_md5") == model["md5"]:  # resize_pool and a replacement may both ask
+        return
     if model.get("bytes") is None:
         pool_event("Engine worker %s cannot get model %s: its bytes are not in this page." % (slot["label"], model["name"]))
         return
@@ -1566,8 +1568,15 @@ async def load_model_into(slot):
     update_pool_attributes()
     if old and not slot["primary"]:
         await call("unload_model", {"model": old}, slot=slot)  # one model per pool worker: free the memory
-    reply = await call("open_model", {"name": model["file"]}, model["bytes"], slot=slot)
-    if reply["ok"] and state["model"] is model:
+    slot["loading_md5"] = model["md5"]
+    try:
+        reply = await call("open_model", {"name": model["file"]}, model["bytes"], slot=slot)
+    finally:
+        slot["loading_md5"] = None
+    if reply["ok"] and state["model"] is not model and not slot["primary"]:
+        # the user chose another model meanwhile: free this one (resize_pool loads the new one)
+        await call("unload_model", {"model": reply["result"]["model"]}, slot=slot)
+    elif reply["ok"] and state["model"] is model:
         slot["handle"] = reply["result"]["model"]
         slot["model_md5"] = model["md5"]
         if slot["primary"]:

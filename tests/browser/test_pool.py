@@ -261,9 +261,9 @@ def test_stop_now_restarts_the_busy_workers_and_the_pool_works_again(site_page):
 
 
 # The sizing rule of docs/ui.md ("Pool size"), restated here: one worker per logical core, as many
-# as fit in half the device memory at 150 MB + 8 x the model file each, at least 1.
+# as fit in half the device memory at 170 MB + 8 x the model file each, at least 1.
 def documented_pool_size(cores, device_memory_gb, model_bytes):
-    per_worker_mb = 150 + 8 * model_bytes / 1048576
+    per_worker_mb = 170 + 8 * model_bytes / 1048576
     return max(1, min(4, cores, int(device_memory_gb * 1024 * 0.5 / per_worker_mb)))
 
 
