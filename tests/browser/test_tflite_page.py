@@ -65,8 +65,14 @@ def open_model_file(page, path: Path, shown_name: str):
 
 
 def open_bad_model_file(page, path: Path) -> str:
+    """Open a model file that must fail; the error shown for it. After an earlier failure the page
+    is already in data-model-state='error', so wait for the error that names this file."""
     page.set_input_files("#model-file", str(path))
-    wait(page, "body[data-model-state='error']")
+    page.wait_for_function(
+        """name => {
+            const box = document.getElementById('model-error');
+            return document.body.dataset.modelState === 'error' && !box.hidden && box.textContent.includes(name);
+        }""", arg=path.name, timeout=TIMEOUT)
     assert page.locator("#model-error").is_visible()
     return page.inner_text("#model-error")
 
