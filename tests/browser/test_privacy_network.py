@@ -133,7 +133,9 @@ def search_haystacks(haystacks: list[tuple[str, bytes]], needles: dict[str, byte
     text needles; haystacks are also searched after percent-decoding."""
     hits = []
     for where, raw in haystacks:
-        variants = [raw, urllib.parse.unquote_to_bytes(raw), urllib.parse.unquote_plus(raw.decode("latin-1")).encode("latin-1")]
+        # percent-decoding stays in bytes (unquote_to_bytes): a str round trip would decode the
+        # escapes as UTF-8 and turn binary bytes into U+FFFD; the form-encoding variant reads '+' as space
+        variants = [raw, urllib.parse.unquote_to_bytes(raw), urllib.parse.unquote_to_bytes(raw.replace(b"+", b" "))]
         for what, needle in needles.items():
             if any(needle in v for v in variants) or (needle.isascii() and any(needle.lower() in v.lower() for v in variants)):
                 hits.append(f"{what} in {where}")
@@ -204,8 +206,17 @@ class PrivacySite:
     site_server: RecordingServer
     zenodo: FakeZenodo
     elsewhere: RecordingServer
-    model_md5: str
-    model_size: int
+    model: bytes  # the zip the fake Zenodo serves
+
+    @property
+    def model_md5(self) -> str:
+        import hashlib
+
+        return hashlib.md5(self.model).hexdigest()
+
+    @property
+    def model_size(self) -> int:
+        return len(self.model)
 
     @property
     def url(self) -> str:
@@ -217,8 +228,6 @@ def privacy_site(tmp_path_factory):
     """The site built with a fake Zenodo as its model host (record RECORD holds the demo model,
     repacked so its MD5 differs from the built-in copy), served by a recording server; plus an
     "elsewhere" recording server on another port that nothing may reach."""
-    import hashlib
-
     import build
 
     with FakeZenodo() as zenodo:
@@ -229,7 +238,7 @@ def privacy_site(tmp_path_factory):
         site_server = RecordingServer(dist)
         elsewhere = RecordingServer()
         build.build(dist, model_host=zenodo.url, use_cdn=not os.environ.get("VITRINE_NO_CDN"))
-        yield PrivacySite(site_server.origin, dist, site_server, zenodo, elsewhere, hashlib.md5(data).hexdigest(), len(data))
+        yield PrivacySite(site_server.origin, dist, site_server, zenodo, elsewhere, data)
         site_server.close()
         elsewhere.close()
 
