@@ -18,7 +18,8 @@ and, independently, by the servers themselves. Then:
   error for it, and the third server receives nothing.
 
 The helpers here (real_images, needles_for, RecordingServer, privacy_site) are reused by
-test_privacy_storage.py. See docs/privacy.md for what is proved and what is not.
+test_privacy_storage.py. See docs/robustness.md ("Privacy in the browser") for what is proved and
+what is not.
 """
 
 from __future__ import annotations

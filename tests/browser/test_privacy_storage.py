@@ -10,7 +10,8 @@ when (and only when) the user ticked "Keep downloaded models". Finally the brows
 every file of the profile directory is searched for the images' file names, byte windows (raw,
 hex, base64) and the probabilities the page showed.
 
-See docs/privacy.md for the figures and what is not covered.
+A control test plants one image in each of these storages and checks that the probes and the
+profile search find every one of them. Figures: docs/robustness.md, "Privacy in the browser".
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from tests.conftest import CHROMIUM, CHROMIUM_ARGS
 pytestmark = pytest.mark.browser
 
 MODEL_CACHE = "vitrine-models-v1"
+REPO_SEEDS = Path(__file__).resolve().parents[2] / "tests" / "hostile" / "corpus" / "good"
 # IndexedDB databases PyScript 0.6.66 opens on every page load, before any of our code runs:
 # @pyscript.fs (pyscript.fs's directory-handle store, opened when its module is evaluated) and
 # Pyodide's package-lock cache (polyscript's interpreter/pyodide.js; our engine.json sets
@@ -206,3 +208,65 @@ def test_models_are_kept_only_when_opted_in_and_images_never(browser, privacy_si
         assert_no_session_data(found, entries, when, privacy_site.origin)
     report_profile(searched, needle_count)
     assert not searched["hits"], searched["hits"]
+
+
+# Puts one image into each storage the page can write, the way a careless app would: its bytes
+# (base64 text in web storage, raw bytes elsewhere) under its file name.
+PLANT = """async (items) => {
+  const bytes = b64 => Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+  const [local, session, idb, cache, opfs] = items;
+  localStorage.setItem(local.name, local.b64);
+  sessionStorage.setItem(session.name, session.b64);
+  const db = await new Promise((resolve, reject) => {
+    const open = indexedDB.open('planted', 1);
+    open.onupgradeneeded = () => open.result.createObjectStore('images');
+    open.onsuccess = () => resolve(open.result); open.onerror = () => reject(open.error);
+  });
+  await new Promise((resolve, reject) => {
+    const tx = db.transaction('images', 'readwrite');
+    tx.objectStore('images').put(bytes(idb.b64).buffer, idb.name);
+    tx.oncomplete = resolve; tx.onerror = () => reject(tx.error);
+  });
+  db.close();
+  await (await caches.open('planted')).put('/planted/' + encodeURIComponent(cache.name), new Response(bytes(cache.b64)));
+  const file = await (await navigator.storage.getDirectory()).getFileHandle(opfs.name, {create: true});
+  const writable = await file.createWritable();
+  await writable.write(bytes(opfs.b64));
+  await writable.close();
+}"""
+
+
+def test_the_storage_probes_and_the_profile_search_find_an_image_that_is_stored(browser, privacy_site, tmp_path):
+    """Control for the two tests above: a page that does store images is caught, by the probes
+    and in the profile on disk, for every storage the page can write (so "0 hits" above means
+    nothing was stored, not that the search cannot see it)."""
+    import base64
+
+    seeds = REPO_SEEDS
+    images = [seeds / n for n in ("camera.png", "chelsea.png", "retina.jpg", "resampled_anat_moved.nii", "standard.nii.gz")]
+    storages = ["localStorage", "sessionStorage", "IndexedDB", "Cache Storage", "OPFS"]
+    profile = tmp_path / "profile"
+    context = persistent_browser(browser, profile)
+    page = context.pages[0] if context.pages else context.new_page()
+    page.goto(privacy_site.url)
+    page.evaluate(PLANT, [{"name": p.name, "b64": base64.b64encode(p.read_bytes()).decode()} for p in images])
+    found = page.evaluate(STORAGE_PROBE)
+    context.close()
+
+    assert [k for k, _ in found["localStorage"]] == ["camera.png"]
+    assert [k for k, _ in found["sessionStorage"]] == ["chelsea.png"]
+    assert found["indexedDB"]["planted"] == {"images": ["retina.jpg"]}
+    assert [e["url"].rsplit("/", 1)[1] for e in found["caches"]["planted"]] == ["resampled_anat_moved.nii"]
+    assert found["opfs"] == [f"standard.nii.gz ({images[4].stat().st_size} bytes)"]
+
+    needles = needles_for(images)
+    searched = search_profile(profile, needles, public_files(privacy_site))
+    report_profile(searched, len(needles))
+    caught = {}
+    for storage, image in zip(storages, images):
+        # a hit reads "<needle description> in <profile file>"; each description names its image
+        caught[storage] = sorted({hit.rsplit(" in ", 1)[1] for hit in searched["hits"]
+                                  if image.name in hit.rsplit(" in ", 1)[0].split()})
+        print(f"{storage}: {image.name} found in {caught[storage]}")
+    missed = [s for s in storages if not caught[s]]
+    assert not missed, f"the profile search does not see images stored in {missed}: {caught}"
