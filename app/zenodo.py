@@ -307,6 +307,27 @@ def interrupted_error(name: str, *, received: int, expected_size: int | None, re
     )
 
 
+OFFLINE_REASON = "the browser reports that it is offline"
+
+
+def stalled_error(name: str, *, received: int, expected_size: int | None, seconds: float) -> DownloadError:
+    """A body that stopped arriving: no byte for ``seconds`` while the connection stayed open
+    (a dead link that never reports itself; the browser would wait for it indefinitely)."""
+    of = f" of {expected_size}" if expected_size is not None else ""
+    return DownloadError(
+        f"download of {name} stalled: no data arrived for {seconds:g} s after {received}{of} bytes, "
+        f"so the connection was given up; check the network connection and try again"
+    )
+
+
+def no_answer_error(name: str, *, url: str, seconds: float) -> DownloadError:
+    """A request that got no answer (not even the headers) within ``seconds``."""
+    return DownloadError(
+        f"could not download {name}: {url} sent no answer within {seconds:g} s; "
+        f"check the network connection and try again"
+    )
+
+
 # -- the client ----------------------------------------------------------------------------------
 
 @dataclass

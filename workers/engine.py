@@ -37,10 +37,16 @@ class XhrTransport:
         request = XMLHttpRequest.new()
         try:
             request.open("GET", url, False)
+            # a synchronous XHR without a timeout blocks this worker for as long as a silent
+            # connection stays open (workers, unlike pages, may time out a synchronous XHR)
+            request.timeout = METADATA_TIMEOUT_MS
             for name, value in (headers or {}).items():
                 request.setRequestHeader(name, value)
             request.send()
-        except Exception as exc:  # a JS NetworkError: DNS, refused, CORS, CSP
+        except Exception as exc:  # a JS NetworkError (DNS, refused, CORS, CSP) or TimeoutError
+            if "TimeoutError" in str(exc):
+                raise DownloadError(f"could not reach {url}: no answer within {METADATA_TIMEOUT_MS // 1000} s; "
+                                    f"check the network connection and try again") from exc
             raise DownloadError(f"could not reach {url}: {exc}") from exc
         if request.status == 0:
             raise DownloadError(f"could not reach {url} (network error, blocked by CORS or by the page's security policy)")
@@ -273,14 +279,85 @@ def cancel_download(download_id):
 _download_aborts = {}
 DOWNLOAD_MAX_RETRIES = 3  # after HTTP 429 / 502 / 503 / 504, waiting Retry-After (docs/zenodo.md)
 DOWNLOAD_MAX_WAIT_SECONDS = 60.0
+# A fetch has no timeout of its own: a connection that goes silent (a dead Wi-Fi or VPN link, a
+# server that stops sending) keeps reader.read() pending indefinitely, and so does Chromium's offline
+# mode for a response already streaming (its offline emulation fails new requests only). So the
+# download watches itself: no byte (or no answer) for DOWNLOAD_STALL_SECONDS gives it up, and the
+# browser reporting offline while no byte arrives gives it up at once (docs/zenodo.md, "Faults").
+DOWNLOAD_STALL_SECONDS = 30.0
+WATCH_STEP_SECONDS = 0.25
+METADATA_TIMEOUT_MS = 30_000  # the synchronous XHR of the record lookup (XhrTransport)
+
+
+class _TransferWatch:
+    """When a pending fetch or body read must be given up: the last time a byte arrived, how many
+    did, and whether the browser says it is offline (``navigator.onLine``, which workers have too)."""
+
+    def __init__(self, name, url, size, controller):
+        import time
+
+        self.name, self.url, self.size, self.controller = name, url, size, controller
+        self.answered = False  # headers received
+        self.received = 0
+        self._clock = time.monotonic
+        self.last_progress = self._clock()
+
+    def progressed(self, received):
+        self.received = received
+        self.last_progress = self._clock()
+
+    def failure(self):
+        """None while the transfer may go on, else the DownloadError that ends it."""
+        from js import navigator
+
+        from app.zenodo import OFFLINE_REASON, interrupted_error, no_answer_error, stalled_error
+
+        silent = self._clock() - self.last_progress
+        if silent >= WATCH_STEP_SECONDS and not navigator.onLine:
+            return interrupted_error(self.name, received=self.received, expected_size=self.size, reason=OFFLINE_REASON)
+        if silent >= DOWNLOAD_STALL_SECONDS:
+            if not self.answered:
+                return no_answer_error(self.name, url=self.url, seconds=DOWNLOAD_STALL_SECONDS)
+            return stalled_error(self.name, received=self.received, expected_size=self.size, seconds=DOWNLOAD_STALL_SECONDS)
+        return None
+
+
+class _GivenUp(Exception):
+    """The watch ended the transfer (carries the DownloadError to raise)."""
+
+    def __init__(self, error):
+        super().__init__(str(error))
+        self.error = error
+
+
+async def _watched(awaitable, watch, cancelled):
+    """``await awaitable`` (a fetch or a body read), checking ``watch`` every WATCH_STEP_SECONDS;
+    when it says the transfer is lost, the fetch is aborted and _GivenUp raised. A cancel aborts
+    the fetch itself (cancel_download), which makes the awaitable reject."""
+    import asyncio
+
+    pending = asyncio.ensure_future(awaitable)
+    while True:
+        done, _ = await asyncio.wait({pending}, timeout=WATCH_STEP_SECONDS)
+        if done:
+            return pending.result()
+        failure = None if cancelled() else watch.failure()
+        if failure is not None:
+            watch.controller.abort()
+            try:  # the abort rejects the pending promise; collect that, it is not news
+                await pending
+            except Exception:  # noqa: BLE001 - the AbortError we caused
+                pass
+            raise _GivenUp(failure)
 
 
 async def _fetch_model_file(source, name, download_id, progress, notice):
     """The verified bytes of ``source`` (a resolve_model result), streamed with progress.
 
     Retries 429 / 5xx answers after ``Retry-After`` (async: the worker keeps serving calls),
-    turns every network failure into a DownloadError naming the file and what arrived, and
-    stops at once when cancel_download aborts the fetch."""
+    turns every network failure into a DownloadError naming the file and what arrived, gives up a
+    transfer that stalls or goes offline (_TransferWatch), and stops at once when cancel_download
+    aborts the fetch."""
     import asyncio
 
     from js import AbortController
@@ -302,8 +379,11 @@ async def _fetch_model_file(source, name, download_id, progress, notice):
             raise CancelledError(f"download of {name} cancelled before it started")
         controller = AbortController.new()
         _download_aborts[download_id] = controller
+        watch = _TransferWatch(name, url, size, controller)
         try:
-            response = await pyfetch(url, cache="no-store", signal=controller.signal)
+            response = await _watched(pyfetch(url, cache="no-store", signal=controller.signal), watch, cancelled)
+        except _GivenUp as given_up:
+            raise given_up.error from None
         except Exception as exc:  # a JS TypeError / AbortError: offline, DNS, refused, CORS, CSP, cancel
             if cancelled():
                 raise CancelledError(f"download of {name} cancelled before any byte arrived") from exc
@@ -330,10 +410,14 @@ async def _fetch_model_file(source, name, download_id, progress, notice):
     chunks = []
     done = 0
     reader = response.js_response.body.getReader()
+    watch.answered = True
+    watch.progressed(0)
     progress(0, size)
     while True:
         try:
-            part = await reader.read()
+            part = await _watched(reader.read(), watch, cancelled)
+        except _GivenUp as given_up:
+            raise given_up.error from None
         except Exception as exc:  # the connection failed mid-body (or the cancel aborted it)
             if cancelled():
                 raise CancelledError(f"download of {name} cancelled after {done} bytes") from exc
@@ -343,6 +427,7 @@ async def _fetch_model_file(source, name, download_id, progress, notice):
         chunk = part.value.to_bytes()
         chunks.append(chunk)
         done += len(chunk)
+        watch.progressed(done)
         progress(done, size)
     return read_verified(chunks, name=name, expected_size=size, expected_md5=source.get("md5"), cancel=cancelled)
 
