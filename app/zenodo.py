@@ -222,13 +222,21 @@ def read_verified(chunks: Iterable[bytes], *, name: str, expected_size: int | No
                   on_progress: ProgressCallback | None = None, cancel: CancelCheck | None = None) -> bytes:
     """Collect a body chunk by chunk, reporting ``on_progress(done, total)`` and checking
     ``cancel()`` between chunks; then check the size (truncation) and the MD5 (Zenodo publishes
-    MD5 only; WebCrypto has none, hence :mod:`hashlib`)."""
+    MD5 only; WebCrypto has none, hence :mod:`hashlib`). A DownloadError from the chunks (the
+    connection failed mid-body) is re-raised naming the file and the bytes received."""
     digest = hashlib.md5()
     parts = []
     done = 0
     if on_progress is not None:
         on_progress(0, expected_size)
-    for chunk in chunks:
+    iterator = iter(chunks)
+    while True:
+        try:
+            chunk = next(iterator)
+        except StopIteration:
+            break
+        except DownloadError as exc:  # the transport lost the connection mid-body (e.g. timed out)
+            raise interrupted_error(name, received=done, expected_size=expected_size, reason=str(exc)) from exc
         if cancel is not None and cancel():
             raise CancelledError(f"download of {name} cancelled after {done} bytes")
         if expected_size is not None and done + len(chunk) > expected_size:

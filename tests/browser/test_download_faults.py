@@ -1,6 +1,7 @@
 """Model downloads that go wrong, in the real browser (issue #4 / #9): Cancel mid-download, HTTP 429
 with Retry-After, a body cut off half-way or with flipped bytes, the network going offline
-mid-download, a server error and a host that does not resolve. Each must end in words that name the
+mid-download, a body that stalls forever, a server that never answers (lookup and file), a server
+error and a host that does not resolve. Each must end in words that name the
 file and the reason (never a traceback), leave the previous model in use, and a retry afterwards
 must work; after the retry the prediction equals TensorFlow's (static/demo/expected.json, made by
 tools/make_demo_model.py).
@@ -234,6 +235,37 @@ def test_a_download_that_stalls_is_given_up_with_the_bytes_received_and_a_retry_
     fetch(page)
     wait(page, f"body[data-model-state='ready'][data-model-md5='{zenodo_site['md5']}']")
     assert page.get_attribute("body", "data-download-done") == str(size)
+
+
+def test_a_server_that_never_answers_is_given_up_after_30_s_for_the_lookup_and_the_file(zenodo_page, zenodo_site, fake):
+    """No status line at all, neither for the record lookup (the worker's synchronous XHR) nor for
+    the file (its fetch): each is given up after 30 s in words naming what was asked, and then
+    everything works again."""
+    page = open_page(zenodo_page, zenodo_site)
+    record_path = f"/api/records/{GOOD_RECORD}"
+
+    fake.hang(times=1, path=record_path)
+    fetch(page)
+    message = failed_message(page)
+    print("\nlookup unanswered:", message)
+    assert f"could not reach {fake.url}{record_path}: no answer within 30 s" in message, message
+    assert "Traceback" not in message and "internal error" not in message.lower(), message
+
+    fake.hang(times=1, path=FILE_PATH)
+    fetch(page)
+    message = failed_message(page)
+    print("file unanswered:", message)
+    assert_words_not_traceback(message)
+    assert f"could not download {FILE_KEY}: {fake.url}{FILE_PATH} sent no answer within 30 s" in message, message
+    assert fake.transfers == []  # no body was ever started
+    for _ in range(100):  # both connections were closed by the browser, not by the server
+        if len(fake.unanswered) == 2:
+            break
+        page.wait_for_timeout(50)
+    assert fake.unanswered == [(record_path, "client closed"), (FILE_PATH, "client closed")]
+
+    fetch(page)
+    wait(page, f"body[data-model-state='ready'][data-model-md5='{zenodo_site['md5']}']")
 
 
 def test_server_errors_and_an_unresolvable_host_are_explained_in_words(zenodo_page, zenodo_site, fake):

@@ -12,6 +12,7 @@ Usage::
         zenodo.add_record(124, {...}, concept_id=100, version="1.1")   # 100 -> newest version
         zenodo.rate_limit(times=2, retry_after=0)     # the next 2 requests answer 429
         zenodo.fail(500, times=1, path="/api/records/123")
+        zenodo.hang(times=1, path="/api/records/123")  # no answer at all until drop/release
         zenodo.truncate(123, "model.tfjs.zip", after_bytes=100)            # every download
         zenodo.truncate(123, "model.tfjs.zip", after_bytes=100, times=1)   # the next one only
         zenodo.corrupt(123, "model.tfjs.zip", times=1)  # next body: right length, wrong bytes
@@ -126,7 +127,7 @@ class _Record:
 
 @dataclass
 class _Failure:
-    status: int
+    status: int | None  # None: no answer at all (hang)
     times: int
     path: str | None
     retry_after: str | None
@@ -153,6 +154,7 @@ class FakeZenodo:
         self._drop = threading.Event()
         self.requests: list[RequestLog] = []
         self.transfers: list[TransferLog] = []
+        self.unanswered: list[tuple[str, str]] = []  # (path, how it ended) per hang()ed request
         fake = self
 
         class Handler(_Handler):
@@ -214,6 +216,15 @@ class FakeZenodo:
         """The next ``times`` requests whose path starts with ``path`` (any if None) answer ``status``."""
         with self._lock:
             self._failures.append(_Failure(status, times, path, None if retry_after is None else str(retry_after)))
+
+    def hang(self, *, times: int = 1, path: str | None = None) -> None:
+        """The next ``times`` requests whose path starts with ``path`` get no answer at all (not
+        even a status line): the server holds the connection like a stalled body (released,
+        dropped or closed by the client, see :meth:`slow_body`); ``unanswered`` logs how each ended."""
+        with self._lock:
+            self._failures.append(_Failure(None, times, path, None))
+            self._release.clear()
+            self._drop.clear()
 
     def truncate(self, record_id: int, key: str, *, after_bytes: int, times: int | None = None) -> None:
         """Downloads of this file announce the full Content-Length but the server closes the
@@ -286,6 +297,7 @@ class FakeZenodo:
     def clear_log(self) -> None:
         self.requests.clear()
         self.transfers.clear()
+        self.unanswered.clear()
 
     # .. JSON in Zenodo's shape ..
 
@@ -432,6 +444,13 @@ class _Handler(BaseHTTPRequestHandler):
         path = urllib.parse.unquote(parts.path)
         is_api = path.startswith("/api/")
         failure = fake._take_failure(path)
+        if failure is not None and failure.status is None:  # hang(): no answer until released
+            outcome = self._stall()
+            fake.unanswered.append((path, outcome or "released"))
+            if outcome is not None:
+                self.close_connection = True
+                return
+            failure = None
         if failure is not None:
             headers = {}
             if failure.status == 429:

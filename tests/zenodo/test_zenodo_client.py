@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import time
 import urllib.request
 
 import pytest
@@ -138,6 +139,33 @@ def test_unreachable_server_names_the_url():
     client = ZenodoClient(zenodo_url="http://127.0.0.1:9", transport=UrllibTransport(timeout=2))
     with pytest.raises(DownloadError, match=r"could not reach http://127\.0\.0\.1:9/api/records/1"):
         client.get_record(1)
+
+
+def test_a_server_that_never_answers_is_given_up_after_the_timeout_naming_the_url(fake_zenodo):
+    fake_zenodo.add_record(123, {"model.tfjs.zip": MODEL_ZIP})
+    fake_zenodo.hang(times=1, path="/api/records/123")
+    client = ZenodoClient(zenodo_url=fake_zenodo.url, transport=UrllibTransport(timeout=1))
+    with pytest.raises(DownloadError, match=rf"could not reach {fake_zenodo.url}/api/records/123: .*timed out"):
+        client.get_record(123)
+    # the client went away (the fake saw the connection close) and the next request is answered
+    for _ in range(100):
+        if fake_zenodo.unanswered:
+            break
+        time.sleep(0.05)
+    assert fake_zenodo.unanswered == [("/api/records/123", "client closed")]
+    assert client.get_record(123).id == 123
+
+
+def test_a_body_that_stalls_is_given_up_after_the_timeout(fake_zenodo):
+    fake_zenodo.add_record(123, {"model.tfjs.zip": MODEL_ZIP})
+    client = ZenodoClient(zenodo_url=fake_zenodo.url, transport=UrllibTransport(timeout=1, chunk_bytes=1024))
+    file = client.get_record(123).files[0]
+    fake_zenodo.slow_body(123, "model.tfjs.zip", chunk_bytes=1024, delay_seconds=0, stall_after=4096)
+    progress = []
+    with pytest.raises(DownloadError, match=rf"download of model.tfjs.zip was truncated: received 4096 of {len(MODEL_ZIP)} "
+                                            r"bytes before the connection failed \(download from .* failed while reading the body: timed out\)"):
+        client.download(file, on_progress=lambda done, total: progress.append(done))
+    assert progress[-1] == 4096
 
 
 # -- downloads ------------------------------------------------------------------------------------
