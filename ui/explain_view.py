@@ -17,7 +17,9 @@ from pyscript.ffi import create_proxy
 
 _ctx = {"call": None, "state": None}
 _kinds = {}          # model md5 -> "classifier" | "segmentation"
-_proxies = []        # keep event-handler proxies alive for the page's lifetime
+# panel id -> [(node, event, proxy)]: a panel's handlers, dropped with the panel (their closures
+# reach the run, the result and the heatmap / mask images)
+_panel_proxies = {}
 _tokens = {}         # panel id -> number of the newest request (older replies are dropped)
 _runs = {}           # panel id -> the run its result card belongs to
 _next = [0]
@@ -54,9 +56,9 @@ def _make(tag, text=None, cls=None):
     return node
 
 
-def _on(node, event, handler):
+def _on(node, event, handler, panel_id):
     proxy = create_proxy(handler)
-    _proxies.append(proxy)
+    _panel_proxies.setdefault(panel_id, []).append((node, event, proxy))
     node.addEventListener(event, proxy)
 
 
@@ -122,15 +124,22 @@ def offer(card, run, result):
                 asyncio.create_task(_open_mask(box, body, run, result))
             else:
                 asyncio.create_task(_open_heatmap(box, body, run, result))
-    _on(box, "toggle", on_toggle)
+    _on(box, "toggle", on_toggle, box.id)
+
+
+def session_ended():
+    """ui/main.py's "End session" removed the cards: forget their panels now."""
+    _forget_removed_panels()
 
 
 def _forget_removed_panels():
     """Drop what this module holds for panels no longer on the page (a new run, "End session")."""
-    for panel_id in list(_runs):
+    for panel_id in set(_runs) | set(_panel_proxies):
         if document.getElementById(panel_id) is None:
             _runs.pop(panel_id, None)
             _tokens.pop(panel_id, None)
+            for node, event, proxy in _panel_proxies.pop(panel_id, ()):
+                node.removeEventListener(event, proxy)
 
 
 # ---------------------------------------------------------------------------- shared pieces
@@ -250,7 +259,7 @@ def _slider(box, layer, label_text, value):
         shown.textContent = "%d %%" % percent
         slider.setAttribute("aria-valuetext", "%d percent" % percent)
         box.setAttribute("data-opacity", str(percent / 100))
-    _on(slider, "input", on_input)
+    _on(slider, "input", on_input, box.id)
     row.append(label)
     row.append(slider)
     row.append(shown)
@@ -366,8 +375,8 @@ async def _open_heatmap(box, body, run, result):
                                      "strongest in this image (1, red)." % reply["class_name"])
         _status(box, "Red areas raised the score of %s most (%.1f ms)." % (reply["class_name"], reply["ms"]))
 
-    _on(class_select, "change", lambda event: asyncio.create_task(show(layer_select.value or None)))
-    _on(layer_select, "change", lambda event: asyncio.create_task(show(layer_select.value or None)))
+    _on(class_select, "change", lambda event: asyncio.create_task(show(layer_select.value or None)), box.id)
+    _on(layer_select, "change", lambda event: asyncio.create_task(show(layer_select.value or None)), box.id)
     await show()
 
 
@@ -447,6 +456,6 @@ async def _open_mask(box, body, run, result):
         document.body.append(link)
         link.click()
         link.remove()
-    _on(export, "click", on_export)
+    _on(export, "click", on_export, box.id)
     export.disabled = False
     _status(box, "%s (%.1f ms)." % (_area_summary(reply["classes"]), reply["ms"]))

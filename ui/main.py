@@ -3,6 +3,7 @@
 # Decoding, preprocessing, prediction, charts (SVG text) and export files are made in the workers;
 # this file only moves bytes and text between the page and them. See docs/ui.md.
 import asyncio
+import gc
 import json
 
 from pyscript import document, window, workers
@@ -42,7 +43,12 @@ TAB_ID = str(window.Math.random())[2:12]
 WORKER_STOPPED = "__vitrine_worker_stopped__"
 primary_ready = asyncio.Event()  # clear while the primary worker is being replaced
 engine_info = {}
-_proxies = []          # keep event-handler proxies alive
+_proxies = []          # keep event-handler proxies alive (the page's fixed controls)
+# owner -> [(node, event, proxy)]: handlers of nodes that go away (an image's Remove button, the
+# history and table-header buttons, catalog and cache entries). release(owner) drops them: a proxy
+# kept here would keep its closure alive, and with it the image dict, its thumbnail and its
+# detached DOM nodes, long after "End session" (tests/browser/test_memory.py)
+_owned_proxies = {}
 _next_id = [0]
 
 state = {
@@ -74,10 +80,19 @@ def make(tag, text=None, cls=None):
     return node
 
 
-def on(node, event, handler):
+def on(node, event, handler, owner=None):
     proxy = create_proxy(handler)
-    _proxies.append(proxy)
+    if owner is None:
+        _proxies.append(proxy)
+    else:
+        _owned_proxies.setdefault(owner, []).append((node, event, proxy))
     node.addEventListener(event, proxy)
+
+
+def release(owner):
+    """Remove the handlers registered with ``on(..., owner=owner)`` and forget their proxies."""
+    for node, event, proxy in _owned_proxies.pop(owner, ()):
+        node.removeEventListener(event, proxy)
 
 
 def spawn(coroutine_function, *args):
@@ -608,6 +623,7 @@ async def list_cached(event=None):
     reply = json.loads(await engine.cached_models(str(document.baseURI)))
     listing = el("cached-models")
     clear(listing)
+    release("cached-models")
     keys = reply["result"]["keys"] if reply["ok"] else []
     if not keys:
         listing.append(make("li", "No cached models."))
@@ -617,7 +633,7 @@ async def list_cached(event=None):
         button = make("button", "Forget")
         button.type = "button"
         button.className = "secondary"
-        on(button, "click", spawn(forget_cached, key))
+        on(button, "click", spawn(forget_cached, key), owner="cached-models")
         item.append(button)
         listing.append(item)
 
@@ -650,6 +666,7 @@ def render_catalog(event=None):
     listing = el("catalog-list")
     for node in list(listing.querySelectorAll("li[data-catalog]")):
         node.remove()
+    release("catalog")
     text = el("catalog-search").value.strip().lower()
     discipline = el("filter-discipline").value
     modality = el("filter-modality").value
@@ -676,11 +693,11 @@ def render_catalog(event=None):
         details = make("button", "Details", "secondary")
         details.type = "button"
         details.setAttribute("aria-label", "Details of " + entry["name"])
-        on(details, "click", lambda event, e=entry: show_catalog_card(e))
+        on(details, "click", lambda event, e=entry: show_catalog_card(e), owner="catalog")
         use = make("button", "Use")
         use.type = "button"
         use.setAttribute("aria-label", "Use " + entry["name"])
-        on(use, "click", spawn(use_catalog_entry, entry["id"]))
+        on(use, "click", spawn(use_catalog_entry, entry["id"]), owner="catalog")
         buttons.append(details)
         buttons.append(use)
         item.append(buttons)
@@ -749,7 +766,7 @@ def image_item(image):
     remove = make("button", "Remove", "secondary small")
     remove.type = "button"
     remove.setAttribute("aria-label", "Remove " + image["name"])
-    on(remove, "click", lambda event, i=image: remove_image(i))
+    on(remove, "click", lambda event, i=image: remove_image(i), owner=image["id"])
     item.append(remove)
     el("image-list").append(item)
     return item
@@ -805,7 +822,9 @@ def remove_image(image):
     if image in state["images"]:
         state["images"].remove(image)
     image["li"].remove()
-    image["file"] = None
+    release(image["id"])
+    # drop the image's references into the page at once (a handler closure may outlive this)
+    image["li"] = image["file"] = image["thumb"] = image["meta"] = None
     images_summary()
 
 
@@ -1207,6 +1226,7 @@ def render_table(run):
     classes = run["card"]["classes"]
     head = table.querySelector("thead")
     clear(head)
+    release("table-head")
     row = make("tr")
     columns = ["File", "Predicted"] + classes
     sort_col, sort_desc = state["sort"]
@@ -1217,7 +1237,7 @@ def render_table(run):
         button.type = "button"
         if sort_col == col:
             cell.setAttribute("aria-sort", "descending" if sort_desc else "ascending")
-        on(button, "click", lambda event, c=col: sort_table(c))
+        on(button, "click", lambda event, c=col: sort_table(c), owner="table-head")
         cell.append(button)
         row.append(cell)
     head.append(row)
@@ -1321,6 +1341,7 @@ async def export(event, fmt, run=None):
 def render_history():
     listing = el("history-list")
     clear(listing)
+    release("history")
     for run in state["runs"]:
         ok = len([r for r in run["results"] if r["probabilities"] is not None])
         item = make("li", None, "history-item")
@@ -1330,12 +1351,12 @@ def render_history():
         reopen = make("button", "Reopen", "secondary small")
         reopen.type = "button"
         reopen.setAttribute("aria-label", "Reopen run %d" % run["id"])
-        on(reopen, "click", spawn(reopen_run, run))
+        on(reopen, "click", spawn(reopen_run, run), owner="history")
         item.append(reopen)
         csv = make("button", "CSV", "secondary small")
         csv.type = "button"
         csv.setAttribute("aria-label", "Export run %d as CSV" % run["id"])
-        on(csv, "click", spawn(export, "csv", run))
+        on(csv, "click", spawn(export, "csv", run), owner="history")
         item.append(csv)
         listing.append(item)
 
@@ -1360,12 +1381,32 @@ def end_session(event=None):
     show(el("results-table"), False)
     clear(el("results-table").querySelector("thead"))
     clear(el("results-table").querySelector("tbody"))
+    release("history")
+    release("table-head")
+    if explain_view:
+        explain_view.session_ended()
     show(el("result-controls"), False)
     el("run-title").textContent = "Session ended: images, results and history were removed from memory."
     show(el("predict-progress-row"), False)
     document.body.setAttribute("data-runs", "0")
     document.body.removeAttribute("data-run-state")
     images_summary()
+    collect_soon()
+
+
+def collect_soon():
+    """Free what the session held in both heaps. MicroPython collects only when its heap is full,
+    and the JS objects its dropped references point to (detached cards and rows, thumbnails) stay
+    alive until it does. An event-handler proxy links the heaps both ways, so freeing takes turns:
+    MicroPython frees its side, then the browser's collector (on its own schedule) frees the
+    handler and tells MicroPython, which then frees the closure and the nodes it reached. A few
+    collections over the next seconds complete those turns (tests/browser/test_memory.py)."""
+    gc.collect()
+    for delay_ms in (500, 1500, 3000, 6000, 12000):
+        window.setTimeout(_collect_proxy, delay_ms)
+
+
+_collect_proxy = create_proxy(lambda: gc.collect())
 
 
 # ---------------------------------------------------------------------------- worker pool

@@ -548,10 +548,43 @@ async def load_optional(group, base_url):
             raise KeyError(f"unknown optional group {group!r}; known: {', '.join(sorted(groups))}")
         packages = [entry if "/" not in entry else urljoin(str(base_url), entry) for entry in groups[group]]
         await pyodide_js.loadPackage(to_js(packages))
+        _preload(OPTIONAL_PRELOAD.get(group, ()))
         reply.update(ok=True, result={"group": group, "packages": packages})
     except Exception as exc:  # the protocol boundary: report, never throw into the page
         reply.update(ok=False, error=error_payload(exc))
     return json.dumps(reply)
+
+
+def heap_census(min_bytes=1024, holders_of=None):
+    """What this worker's Python still holds: live buffers by type, length, shape and dtype (never
+    their contents), for the memory tests and bench/memory.py (app.diagnostics)."""
+    from app.diagnostics import heap_census as census
+
+    try:
+        result = census(int(min_bytes), None if holders_of is None else int(holders_of))
+        return json.dumps({"ok": True, "call": "heap_census", "result": result})
+    except Exception as exc:  # the protocol boundary: report, never throw into the page
+        return json.dumps({"ok": False, "call": "heap_census", "error": error_payload(exc)})
+
+
+# Modules of an optional group imported as soon as it is installed, from this frame, which holds
+# no image. Imported later, inside the first decode, an import that fails within them is kept with
+# its traceback, and a traceback keeps every caller's frame: Pyodide's Pillow has no _imagingcms,
+# pydicom.pixels imports PIL.ImageCms, and PIL.ImageCms keeps that ImportError for good, so the
+# first DICOM's bytes and dataset (patient fields included) stayed alive for the worker's life
+# (found by tests/browser/test_memory.py; app.diagnostics.holders shows such chains).
+OPTIONAL_PRELOAD = {"medical": ("PIL.ImageCms", "pydicom", "pydicom.pixels", "nibabel")}
+
+
+def _preload(modules):
+    import importlib
+    import importlib.util
+
+    for module in modules:
+        # Pillow is installed after boot (a deferred package): if it is not there yet, pydicom
+        # imports without it and never imports PIL.ImageCms later
+        if importlib.util.find_spec(module.split(".")[0]) is not None:
+            importlib.import_module(module)
 
 
 if _boot_error is None:
@@ -577,4 +610,4 @@ def _boot_failure_reply(request_json):
 
 _boot_marks["engine_script_done"] = performance.now()
 __export__ = ["call", "load_optional", "cancel_download", "download_model", "cached_models", "forget_cached_models",
-              "model_bytes", "hold_life_lock", "boot_report"]
+              "model_bytes", "hold_life_lock", "boot_report", "heap_census"]
