@@ -31,6 +31,7 @@ import http.server
 import json
 import os
 import re
+import sys
 import threading
 import urllib.parse
 import urllib.request
@@ -190,7 +191,13 @@ class RecordingServer:
                 pass
 
         handler = functools.partial(Handler, directory=str(directory)) if directory is not None else Handler
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        class Server(http.server.ThreadingHTTPServer):
+            def handle_error(self, request, client_address):
+                # a browser closed while a file was being sent: not a finding, no traceback
+                if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+                    super().handle_error(request, client_address)
+
+        self._server = Server(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         self.origin = f"http://127.0.0.1:{self._server.server_address[1]}"
