@@ -40,6 +40,9 @@ UNCHECKED_SCRIPTS = {
     "/pyodide/pyodide.mjs": "imported inside the engine worker; workers have no import maps, so no SRI; "
                             "pinned at build time (build.PYODIDE_CORE_SHA256)",
     "/pyodide/pyodide.asm.js": "loaded by pyodide.mjs inside the worker; pinned at build time (build.PYODIDE_CORE_SHA256)",
+    "/static/engine-pyodide.mjs": "the worker's Pyodide loader wrapper (config/engine.json interpreter), imported "
+                                  "inside the worker: no import map there; our own source, its sha256 is in "
+                                  "build-manifest.json",
 }
 
 
