@@ -31,11 +31,21 @@ pytestmark = pytest.mark.browser
 
 MODEL_CACHE = "vitrine-models-v1"
 REPO_SEEDS = Path(__file__).resolve().parents[2] / "tests" / "hostile" / "corpus" / "good"
-# IndexedDB databases PyScript 0.6.66 opens on every page load, before any of our code runs:
-# @pyscript.fs (pyscript.fs's directory-handle store, opened when its module is evaluated) and
-# Pyodide's package-lock cache (polyscript's interpreter/pyodide.js; our engine.json sets
-# packages_cache "passthrough", which clears it). They may exist; they must hold no record.
-PYSCRIPT_DATABASES = ("IDBMap/@pyscript.fs", "IDBMap/{origin}/pyodide@0.27.7")
+
+
+def pyscript_databases(site) -> set[str]:
+    """IndexedDB databases PyScript 0.6.66 opens on every page load, before any of our code runs:
+    @pyscript.fs (pyscript.fs's directory-handle store, opened when its module is evaluated) and
+    Pyodide's package-lock cache, named after the folder of the engine's interpreter module and
+    the Pyodide version (polyscript's interpreter/pyodide.js; our engine.json sets packages_cache
+    "passthrough", which clears it). They may exist; they must hold no record."""
+    import urllib.parse
+
+    config_url = f"{site.origin}/config/engine.json"
+    interpreter = json.loads((site.dist / "config" / "engine.json").read_text())["interpreter"]
+    folder = urllib.parse.urljoin(config_url, interpreter).rsplit("/", 1)[0]
+    version = json.loads((site.dist / "build-manifest.json").read_text())["pyodide"]
+    return {"IDBMap/@pyscript.fs", f"IDBMap/{folder}@{version}"}
 
 # Reads every storage API the global scope has; runs unchanged in the page and in a worker.
 STORAGE_PROBE = """async () => {
@@ -47,7 +57,7 @@ STORAGE_PROBE = """async () => {
     out.cookie = document.cookie;
     out.serviceWorkers = navigator.serviceWorker ? (await navigator.serviceWorker.getRegistrations()).map(r => r.scope) : [];
   }
-  // every record of every database (PyScript itself opens two at boot; see PYSCRIPT_DATABASES)
+  // every record of every database (PyScript itself opens two at boot; see pyscript_databases)
   out.indexedDB = {};
   for (const {name} of await indexedDB.databases()) {
     const db = await new Promise((resolve, reject) => {
@@ -100,10 +110,10 @@ def read_storage(context, page, origin: str) -> dict:
             "usage": usage["usage"], "breakdown": {b["storageType"]: b["usage"] for b in usage["usageBreakdown"] if b["usage"]}}
 
 
-def assert_no_session_data(found: dict, model_cache: list[dict] | None, when: str, origin: str) -> None:
+def assert_no_session_data(found: dict, model_cache: list[dict] | None, when: str, site) -> None:
     """Nothing stored but, with ``model_cache``, exactly those Cache Storage entries (and
     PyScript's own IndexedDB databases, empty)."""
-    allowed_databases = {name.format(origin=origin) for name in PYSCRIPT_DATABASES}
+    allowed_databases = pyscript_databases(site)
     for where in ("page", "worker"):
         seen = found[where]
         assert set(seen["indexedDB"]) <= allowed_databases, f"{when}, {where}: IndexedDB databases {seen['indexedDB']}"
@@ -191,7 +201,7 @@ def test_a_session_stores_nothing_before_or_after_end_session(browser, privacy_s
     for when, found in readings.items():
         print(f"\n{when}: origin storage usage {found['usage']} bytes {found['breakdown']}; "
               f"navigator.storage.estimate {found['page']['estimate']}")
-        assert_no_session_data(found, None, when, privacy_site.origin)
+        assert_no_session_data(found, None, when, privacy_site)
     report_profile(searched, needle_count)
     assert not searched["hits"], searched["hits"]
 
@@ -205,7 +215,7 @@ def test_models_are_kept_only_when_opted_in_and_images_never(browser, privacy_si
         assert len(entries) == 1, entries
         assert entries[0]["url"].endswith(f"/model-cache/zenodo-{RECORD}-{hashlib.md5(model).hexdigest()}/{FILE_KEY}")
         assert (entries[0]["bytes"], entries[0]["sha256"]) == (len(model), hashlib.sha256(model).hexdigest())
-        assert_no_session_data(found, entries, when, privacy_site.origin)
+        assert_no_session_data(found, entries, when, privacy_site)
     report_profile(searched, needle_count)
     assert not searched["hits"], searched["hits"]
 
