@@ -36,11 +36,13 @@ def _describe(obj) -> tuple | None:
     return None
 
 
-def live_buffers(min_bytes: int = 1024) -> list[dict]:
+def live_buffers(min_bytes: int = 1024, roots: list | None = None) -> list[dict]:
     """Every live buffer of at least ``min_bytes``: ``{"type", "bytes", "shape", "dtype",
-    "owns_data"}``, largest first. Collects garbage first, so only reachable objects count."""
+    "owns_data"}``, largest first. Collects garbage first, so only reachable objects count.
+    With ``roots``, only what is reachable from those objects (e.g. one service and the modules
+    it uses, in a test process that holds other tests' data too)."""
     gc.collect()
-    roots = gc.get_objects()
+    roots = gc.get_objects() if roots is None else list(roots)
     seen = {id(obj) for obj in roots}
     seen.add(id(roots))
     stack = list(roots)
