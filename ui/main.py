@@ -63,6 +63,7 @@ state = {
     "medical_loaded": False,
     "pending_choice": None,
     "download_id": None,
+    "model_notices": [],  # what the current / last download told the user (model_notice)
     "batch": None,        # the running batch (predict), which replacement workers join
 }
 
@@ -348,6 +349,25 @@ def set_model_status(text, error=None):
         show(box, False)
 
 
+def model_notice(text):
+    """Tell the user something about the model download that is not an error: which version of a
+    concept record is used, or that Zenodo asked us to wait and when we retry. Notices of one
+    download stay listed until the next download starts."""
+    state["model_notices"].append(text)
+    box = el("model-notice")
+    box.textContent = " ".join(state["model_notices"])
+    show(box)
+    document.body.setAttribute("data-model-notice", text)
+
+
+def clear_model_notices():
+    state["model_notices"] = []
+    box = el("model-notice")
+    box.textContent = ""
+    show(box, False)
+    document.body.removeAttribute("data-model-notice")
+
+
 METRIC_HELP = (
     ("auc", "area under the ROC curve: 1.0 ranks every positive above every negative, 0.5 is chance"),
     ("sensitivity", "share of images of this class that the model finds (recall)"),
@@ -513,6 +533,7 @@ async def on_model_file(event):
     if files.length == 0:
         return
     file = files.item(0)
+    clear_model_notices()  # they were about an earlier download
     await open_model_bytes(file.name, await file_bytes(file))
     el("model-file").value = ""
 
@@ -531,10 +552,18 @@ async def fetch_reference(event=None, reference=None, chosen_file=None):
     state["download_id"] = request_id
     document.body.setAttribute("data-model-state", "loading")
     set_model_status("Looking up %s on Zenodo…" % reference)
+    clear_model_notices()
     args = {"reference": reference, "zenodo_url": zenodo_url()}
     if chosen_file:
         args["file"] = chosen_file
+
+    def lookup_progress(event):
+        if event.get("stage") == "notice":  # a 429 / 5xx answer being waited out
+            model_notice(event["message"])
+
+    progress_handlers[request_id] = lookup_progress
     resolved = await call("resolve_model", args, request_id=request_id)
+    progress_handlers.pop(request_id, None)
     if state["loading"] != request_id:
         return
     if not resolved["ok"]:
@@ -545,6 +574,9 @@ async def fetch_reference(event=None, reference=None, chosen_file=None):
         model_failed("%s: %s" % (reference, error_text(error)))
         return
     source = resolved["result"]
+    for notice in source.get("notices") or []:  # e.g. which version of a concept record is used
+        if notice not in state["model_notices"]:
+            model_notice(notice)
     set_model_status("Downloading %s from Zenodo record %s (%s)…" % (source["file"], source["record"], fmt_bytes(source.get("size"))))
     row = el("model-progress-row")
     show(row)
@@ -559,6 +591,8 @@ async def fetch_reference(event=None, reference=None, chosen_file=None):
             document.body.setAttribute("data-download-done", str(event["done"]))
         elif event.get("stage") == "parsing":
             el("model-progress-text").textContent = "MD5 verified; loading the model…"
+        elif event.get("stage") == "notice":  # waiting out a 429 / 5xx before retrying the file
+            model_notice(event["message"])
 
     progress_handlers[request_id] = progress
     request = {"id": request_id, "args": {"source": source, "cache": bool(el("cache-opt-in").checked),

@@ -22,17 +22,18 @@ from tests.zenodo.fake_zenodo import FakeZenodo
 pytestmark = pytest.mark.browser
 
 GOOD_RECORD, BAD_RECORD = 4242, 4343
+CONCEPT, CONCEPT_VERSIONS = 5000, [(5001, "1.0"), (5002, "2.0")]
 FILE_KEY = "demo-model-tfjs.zip"
 
 
-def repacked_demo() -> bytes:
-    """The demo model with one extra text entry: same network and card, a different MD5, so the
-    page can show that the downloaded copy (not the built-in one) is in use."""
+def repacked_demo(note: str = "demo model, published on a fake Zenodo for the browser tests\n") -> bytes:
+    """The demo model with one extra text entry ``note``: same network and card, a different MD5,
+    so the page can show that the downloaded copy (not the built-in one) is in use."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(DEMO / "demo-model.zip") as source, zipfile.ZipFile(buffer, "w") as target:
         for info in source.infolist():
             target.writestr(info, source.read(info.filename))
-        target.writestr("README.txt", "demo model, published on a fake Zenodo for the browser tests\n")
+        target.writestr("README.txt", note)
     return buffer.getvalue()
 
 
@@ -45,12 +46,20 @@ def zenodo_site(tmp_path_factory, static_server):
         zenodo.add_record(GOOD_RECORD, {FILE_KEY: data}, title="Vitrine demo (fake Zenodo)", version="1.0")
         zenodo.add_record(BAD_RECORD, {FILE_KEY: data}, title="Damaged upload", version="1.0")
         zenodo.wrong_checksum(BAD_RECORD, FILE_KEY)
+        # two versions of one concept (all-versions id CONCEPT); the newest is registered last
+        concept_md5 = {}
+        for record, version in CONCEPT_VERSIONS:
+            version_data = repacked_demo(f"version {version}\n")
+            concept_md5[record] = hashlib.md5(version_data).hexdigest()
+            zenodo.add_record(record, {FILE_KEY: version_data}, title="Vitrine demo, versioned",
+                              version=version, concept_id=CONCEPT)
         root = tmp_path_factory.mktemp("zenodo-site")
         dist = root / "dist"
         dist.mkdir()
         origin = static_server(dist)
         build.build(dist, model_host=zenodo.url, use_cdn=not os.environ.get("VITRINE_NO_CDN"))
-        yield {"origin": origin, "zenodo": zenodo, "md5": hashlib.md5(data).hexdigest(), "size": len(data)}
+        yield {"origin": origin, "zenodo": zenodo, "md5": hashlib.md5(data).hexdigest(), "size": len(data),
+               "concept_md5": concept_md5}
 
 
 @pytest.fixture
@@ -162,3 +171,28 @@ def test_models_are_cached_only_after_opting_in_and_can_be_forgotten(zenodo_page
     # "Forget all cached models" empties it
     page.click("#cache-forget-all")
     page.wait_for_selector("#cached-models li:has-text('No cached models.')", timeout=TIMEOUT)
+
+
+def test_a_concept_id_downloads_the_newest_version_and_the_page_says_which(zenodo_page, zenodo_site):
+    """Issue #4: a concept (all-versions) id is 404 on /api/records/{id}; the newest version is
+    taken and the user is told which one."""
+    page = zenodo_page.page
+    page.goto(f"{zenodo_site['origin']}/index.html?zenodo={zenodo_site['zenodo'].url}")
+    zenodo_page.wait_engine_ready()
+    wait(page, "body[data-model-state='ready']")
+    newest_record, newest_version = CONCEPT_VERSIONS[-1]
+    newest_md5 = zenodo_site["concept_md5"][newest_record]
+
+    page.fill("#model-reference", f"10.5281/zenodo.{CONCEPT}")
+    page.click("#model-fetch")
+    wait(page, f"body[data-model-state='ready'][data-model-md5='{newest_md5}']")
+    notice = page.inner_text("#model-notice")
+    assert page.locator("#model-notice").is_visible()
+    assert str(CONCEPT) in notice and "newest version" in notice and newest_version in notice, notice
+    assert str(newest_record) in page.text_content("#model-card")
+    screenshot(page, "zenodo-concept-newest-version.png")
+
+    # a local model file afterwards: the notice was about the download and goes away
+    page.set_input_files("#model-file", str(DEMO / "demo-model.zip"))
+    wait(page, "body[data-model-state='ready'][data-model-name]")
+    page.wait_for_function("() => document.getElementById('model-notice').hidden", timeout=TIMEOUT)
