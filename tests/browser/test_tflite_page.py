@@ -68,11 +68,9 @@ def open_bad_model_file(page, path: Path) -> str:
     """Open a model file that must fail; the error shown for it. After an earlier failure the page
     is already in data-model-state='error', so wait for the error that names this file."""
     page.set_input_files("#model-file", str(path))
-    page.wait_for_function(
-        """name => {
-            const box = document.getElementById('model-error');
-            return document.body.dataset.modelState === 'error' && !box.hidden && box.textContent.includes(name);
-        }""", arg=path.name, timeout=TIMEOUT)
+    # (selectors, not wait_for_function: the page's CSP refuses Playwright's string evaluation)
+    page.locator("#model-error:not([hidden])", has_text=path.name).wait_for(timeout=TIMEOUT)
+    wait(page, "body[data-model-state='error']")
     assert page.locator("#model-error").is_visible()
     return page.inner_text("#model-error")
 

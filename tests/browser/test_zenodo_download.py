@@ -195,4 +195,5 @@ def test_a_concept_id_downloads_the_newest_version_and_the_page_says_which(zenod
     # a local model file afterwards: the notice was about the download and goes away
     page.set_input_files("#model-file", str(DEMO / "demo-model.zip"))
     wait(page, "body[data-model-state='ready'][data-model-name]")
-    page.wait_for_function("() => document.getElementById('model-notice').hidden", timeout=TIMEOUT)
+    page.locator("#model-notice[hidden]").wait_for(state="attached", timeout=TIMEOUT)
+    assert not page.locator("#model-notice").is_visible()
