@@ -519,12 +519,15 @@ class EngineService:
                 raise ServiceRequestError(f"call 'chart': argument 'threshold' must be a number, received {threshold!r}")
             svg = charts.probability_bars(card.classes, probabilities, order=str(args.get("order", "default")),
                                           multi_label=card.multi_label, threshold=float(threshold),
-                                          title=f"Class probabilities for {args.get('name', 'the image')}")
+                                          title=f"Class probabilities for {args.get('name', 'the image')}",
+                                          top_k=args.get("top_k"))
         elif kind == "grouped":
             images = _require(args, "chart", "images", list)
             if not all(isinstance(i, dict) for i in images):
                 raise ServiceRequestError("call 'chart': every item of 'images' must be an object {file, probabilities}")
-            svg = charts.grouped_bars(card.classes, [(str(i.get("file")), i.get("probabilities")) for i in images])
+            svg = charts.grouped_bars(card.classes, [(str(i.get("file")), i.get("probabilities")) for i in images],
+                                      max_classes=args.get("max_classes", len(charts.PALETTE)),
+                                      multi_label=card.multi_label)
         else:
             raise ServiceRequestError(f"call 'chart': kind must be 'bars' or 'grouped', received {kind!r}")
         return svg
