@@ -31,6 +31,11 @@ MODEL_MEMORY_FACTOR = 8
 MEMORY_SHARE = 0.5
 ASSUMED_DEVICE_MEMORY_GB = 4  # browsers that do not tell (Firefox, Safari)
 MEDICAL_SUFFIXES = (".dcm", ".dicom", ".nii", ".nii.gz")
+# Many classes (docs/ui.md, "Many classes"): a card's chart and the table show the DEFAULT_TOP_K
+# most probable classes unless the user asks for all; the batch chart draws at most
+# BATCH_CHART_CLASSES (one distinct colour each, app.charts.PALETTE). Exports hold every class.
+DEFAULT_TOP_K = 10
+BATCH_CHART_CLASSES = 8
 
 # name of the primary engine worker; each restart boots a fresh worker under a new name because
 # PyScript resolves a worker name only once
@@ -59,7 +64,8 @@ state = {
     "current_run": None,
     "cancel": False,
     "running": False,
-    "sort": (None, False),
+    "sort": (None, False),  # (column key: "file", "predicted" or a class index; descending)
+    "class_limit": DEFAULT_TOP_K,  # classes per card chart and table columns; None: every class
     "medical_loaded": False,
     "pending_choice": None,
     "download_id": None,
@@ -1135,6 +1141,7 @@ def predicted_of(run, probabilities):
 def render_run(run):
     el("run-title").textContent = "Run %d · %s · model: %s" % (run["id"], run["started"][:19].replace("T", " "), run["model"]["name"])
     show(el("result-controls"))
+    update_class_limit_control(run)
     clear(el("result-cards"))
     clear(el("batch-chart"))
     for index in range(len(run["results"])):
@@ -1213,17 +1220,87 @@ async def update_result(run, index, chart=True):
         await draw_chart(run, index, card)
 
 
+def limit_applies(run):
+    """The class limit, when it hides any class of this run's model (else None: show all)."""
+    limit = state["class_limit"]
+    return limit if limit is not None and limit < len(run["card"]["classes"]) else None
+
+
 async def draw_chart(run, index, card):
     result = run["results"][index]
     if result["probabilities"] is None:
         return
+    limit = limit_applies(run)
     args = {"kind": "bars", "probabilities": result["probabilities"], "order": el("bar-order").value,
-            "name": result["file"], "card": run["card"], "model_info": run["model"]}
+            "name": result["file"], "card": run["card"], "model_info": run["model"],
+            "top_k": None if result.get("all_classes") else limit}
     if run["threshold"] is not None:
         args["threshold"] = run["threshold"]
     reply = await call("chart", args)
     if reply["ok"] and state["current_run"] is run:
         card.querySelector(".chart-box").innerHTML = reply["result"]["svg"]
+        update_card_toggle(run, index, card, limit)
+
+
+def update_card_toggle(run, index, card, limit):
+    """The card's "Show all N classes" / "Show the top K only" button (only while the class
+    limit hides classes): one image's every class without lengthening every other card."""
+    toggle = card.querySelector("button.show-all-classes")
+    if limit is None:
+        if toggle is not None:
+            toggle.remove()
+        return
+    result = run["results"][index]
+    if toggle is None:
+        toggle = make("button", None, "secondary small show-all-classes")
+        toggle.type = "button"
+        box = card.querySelector(".chart-box")
+        box.id = "chart-%d" % index
+        toggle.setAttribute("aria-controls", box.id)
+        on(toggle, "click", spawn(toggle_card_classes, run, index))
+        box.after(toggle)
+    expanded = bool(result.get("all_classes"))
+    toggle.setAttribute("aria-expanded", "true" if expanded else "false")
+    count = len(run["card"]["classes"])
+    toggle.textContent = ("Show the top %d only" % limit) if expanded else ("Show all %d classes" % count)
+    toggle.setAttribute("aria-label", "%s for %s" % (toggle.textContent, result["file"]))
+
+
+async def toggle_card_classes(event, run, index):
+    result = run["results"][index]
+    result["all_classes"] = not result.get("all_classes")
+    card = el("result-%d" % index)
+    if card is not None and state["current_run"] is run:
+        await draw_chart(run, index, card)
+
+
+def update_class_limit_control(run):
+    """Offer "Classes shown" only for a model with more classes than the default top-k (below
+    that every class is shown anyway); its last option names the count."""
+    count = len(run["card"]["classes"])
+    show(el("class-limit-box"), count > DEFAULT_TOP_K)
+    if not state.get("order_chosen"):
+        # the model order of hundreds of classes means nothing to a reader: their top k read
+        # highest first unless the user chose an order
+        el("bar-order").value = "descending" if count > DEFAULT_TOP_K else "default"
+    el("class-limit").querySelector("option[value='all']").textContent = "All %d classes" % count
+
+
+async def on_bar_order(event=None):
+    state["order_chosen"] = True
+    await redraw_charts()
+
+
+async def on_class_limit(event=None):
+    value = el("class-limit").value
+    state["class_limit"] = None if value == "all" else int(value)
+    run = state["current_run"]
+    if run is None:
+        return
+    for result in run["results"]:
+        result["all_classes"] = False  # the new choice applies to every card
+    await redraw_charts()
+    await render_batch(run)
 
 
 async def redraw_charts(event=None):
@@ -1244,9 +1321,43 @@ async def render_batch(run):
     if not images:
         clear(el("batch-chart"))
         return
-    reply = await call("chart", {"kind": "grouped", "images": images, "card": run["card"], "model_info": run["model"]})
+    limit = state["class_limit"]
+    reply = await call("chart", {"kind": "grouped", "images": images, "card": run["card"], "model_info": run["model"],
+                                 "max_classes": BATCH_CHART_CLASSES if limit is None else min(limit, BATCH_CHART_CLASSES)})
     if reply["ok"] and state["current_run"] is run:
-        el("batch-chart").innerHTML = reply["result"]["svg"]
+        box = el("batch-chart")
+        box.innerHTML = reply["result"]["svg"]
+        if "chart-wide" in reply["result"]["svg"]:  # many images: the chart scrolls sideways in its box
+            box.setAttribute("tabindex", "0")
+            box.setAttribute("role", "region")
+            box.setAttribute("aria-label", "Batch chart (scrolls sideways)")
+        else:
+            for name in ("tabindex", "role", "aria-label"):
+                box.removeAttribute(name)
+
+
+def class_maxima(run):
+    """Each class's highest probability over the run's results so far (ranks the table columns)."""
+    best = None
+    for r in run["results"]:
+        if r["probabilities"] is not None:
+            best = list(r["probabilities"]) if best is None else [max(a, b) for a, b in zip(best, r["probabilities"])]
+    return best
+
+
+def table_columns(run):
+    """Class indices that get a table column, in model order: every class, or under a class limit
+    the ``limit`` classes highest in any image (ties: lower index), as app.charts.batch_classes
+    ranks them for the batch chart."""
+    count = len(run["card"]["classes"])
+    limit = limit_applies(run)
+    best = run.get("class_max")
+    if limit is None:
+        return list(range(count))
+    if best is None:
+        return list(range(limit))  # nothing classified yet: the first classes hold the place
+    ranked = sorted(range(count), key=lambda c: (-best[c], c))
+    return sorted(ranked[:limit])
 
 
 def render_table(run):
@@ -1258,36 +1369,48 @@ def render_table(run):
     wrap.setAttribute("role", "region")
     wrap.setAttribute("aria-label", "Results table (scrolls sideways)")
     classes = run["card"]["classes"]
+    run["class_max"] = class_maxima(run)
+    run["columns"] = table_columns(run)
+    columns = run["columns"]
+    table.setAttribute("data-columns", " ".join([str(c) for c in columns]))
+    caption = table.querySelector("caption")
+    if len(columns) < len(classes):
+        caption.textContent = ("Images × the %d of %d classes highest in any image (“Classes shown” above shows every "
+                               "class; the exports always hold every class). Select a column heading to sort."
+                               % (len(columns), len(classes)))
+    else:
+        caption.textContent = "All images × classes (select a column heading to sort)"
     head = table.querySelector("thead")
     clear(head)
     release("table-head")
     row = make("tr")
-    columns = ["File", "Predicted"] + classes
-    sort_col, sort_desc = state["sort"]
-    for col, label in enumerate(columns):
+    keys = ["file", "predicted"] + columns
+    labels = ["File", "Predicted"] + [classes[c] for c in columns]
+    sort_key, sort_desc = state["sort"]
+    for key, label in zip(keys, labels):
         cell = make("th")
         cell.scope = "col"
         button = make("button", label, "sort")
         button.type = "button"
-        if sort_col == col:
+        if sort_key == key:
             cell.setAttribute("aria-sort", "descending" if sort_desc else "ascending")
-        on(button, "click", lambda event, c=col: sort_table(c), owner="table-head")
+        on(button, "click", lambda event, k=key: sort_table(k), owner="table-head")
         cell.append(button)
         row.append(cell)
     head.append(row)
     body = table.querySelector("tbody")
     clear(body)
     order = list(range(len(run["results"])))
-    if sort_col is not None:
+    if sort_key in keys:  # a class column hidden by the class limit no longer sorts the rows
         def key(i):
             r = run["results"][i]
-            if sort_col == 0:
+            if sort_key == "file":
                 return r["file"].lower()
             if r["probabilities"] is None:
-                return "" if sort_col == 1 else -1.0
-            if sort_col == 1:
+                return "" if sort_key == "predicted" else -1.0
+            if sort_key == "predicted":
                 return ", ".join(predicted_of(run, r["probabilities"]))
-            return r["probabilities"][sort_col - 2]
+            return r["probabilities"][sort_key]
         order.sort(key=key, reverse=sort_desc)
     for i in order:
         body.append(table_row(run, i))
@@ -1305,34 +1428,47 @@ def table_row(run, i):
     name_cell.append(make("span", r["file"], "file-name"))
     name_cell.scope = "row"
     tr.append(name_cell)
+    columns = run.get("columns") or list(range(len(classes)))
     if r["probabilities"] is not None:
         tr.setAttribute("data-probs", json.dumps(r["probabilities"]))
         names = predicted_of(run, r["probabilities"])
         tr.append(make("td", ", ".join(names), "predicted"))
-        for c, p in enumerate(r["probabilities"]):
-            cell = make("td", percent(p), "num" + (" top" if classes[c] in names else ""))
-            tr.append(cell)
+        for c in columns:
+            p = r["probabilities"][c]
+            tr.append(make("td", percent(p), "num" + (" top" if classes[c] in names else "")))
     else:
         tr.setAttribute("data-error", r["error"] or "")
         if r.get("cancelled"):
             cell = make("td", "Not classified (cancelled)", "muted")
         else:
             cell = make("td", "pending" if r["pending"] else "Error: %s" % r["error"], "error-text" if r["error"] else "")
-        cell.colSpan = len(classes) + 1
+        cell.colSpan = len(columns) + 1
         tr.append(cell)
     return tr
 
 
 def update_table_row(run, index):
-    """Replace one row as its result arrives (the row stays where the current sort put it)."""
+    """Replace one row as its result arrives (the row stays where the current sort put it). Under
+    a class limit a result can change which classes are the highest of the batch: then the whole
+    table is drawn again with the new columns."""
+    result = run["results"][index]
+    if result["probabilities"] is not None and limit_applies(run) is not None and not result.get("ranked"):
+        result["ranked"] = True
+        best = run.get("class_max")
+        run["class_max"] = list(result["probabilities"]) if best is None else [
+            max(a, b) for a, b in zip(best, result["probabilities"])]
+        if table_columns(run) != run.get("columns"):
+            render_table(run)
+            return
     old = el("results-table").querySelector("tbody tr[data-index='%d']" % index)
     if old is not None:
         old.replaceWith(table_row(run, index))
 
 
-def sort_table(col):
-    sort_col, sort_desc = state["sort"]
-    state["sort"] = (col, not sort_desc if sort_col == col else col >= 2)
+def sort_table(key):
+    sort_key, sort_desc = state["sort"]
+    # a class column sorts highest first on its first click, the file and predicted columns A to Z
+    state["sort"] = (key, not sort_desc if sort_key == key else key not in ("file", "predicted"))
     if state["current_run"] is not None:
         render_table(state["current_run"])
 
@@ -1749,7 +1885,8 @@ def wire():
     on(el("predict"), "click", spawn(predict))
     on(el("predict-cancel"), "click", cancel_predict)
     on(el("predict-stop"), "click", spawn(stop_predict))
-    on(el("bar-order"), "change", spawn(redraw_charts))
+    on(el("bar-order"), "change", spawn(on_bar_order))
+    on(el("class-limit"), "change", spawn(on_class_limit))
     on(el("threshold"), "input", on_threshold)
     on(el("export-csv"), "click", spawn(export, "csv"))
     on(el("export-json"), "click", spawn(export, "json"))
