@@ -41,6 +41,10 @@ REST_TEXT = "#3d4553"
 MIN_BAR_WIDTH = 3
 MAX_BAR_WIDTH = 24
 MIN_GROUP_GAP = 4
+# image names under slots narrower than this are written slanted (in a band LABEL_BAND tall), not
+# cut to "copy…": with many images the names are what tells the groups apart
+SLANT_BELOW = 60
+LABEL_BAND = 60
 
 
 class ChartError(ValueError):
@@ -242,10 +246,12 @@ def grouped_bars(classes: Sequence[str], images: Sequence[tuple[str, Sequence[fl
     width = layout["width"]
     legend_columns = 4
     legend_rows = math.ceil(legend_items / legend_columns) if legend_items else 0
-    total_height = height + legend_rows * 18
+    slot = layout["slot"]
+    slanted = slot < SLANT_BELOW
+    band = LABEL_BAND if slanted else 0
+    total_height = height + band + legend_rows * 18
     plot_width = width - left - 10
     plot_height = height - bottom - top
-    slot = layout["slot"]
     label = title if not hidden else (f"{title}: the {len(drawn)} of {len(classes)} classes highest in any image"
                                       + ("" if multi_label else f", the other {hidden} summed as one grey bar"))
     size = f'width="{width}" height="{total_height}"' if layout["wide"] else 'width="100%"'
@@ -259,8 +265,13 @@ def grouped_bars(classes: Sequence[str], images: Sequence[tuple[str, Sequence[fl
     for g, (name, probs) in enumerate(checked):
         x0 = layout["starts"][g]
         label_x = left + (g + 0.5) * slot
-        parts.append(f'<text x="{label_x:.1f}" y="{height - bottom + 14}" text-anchor="middle" font-size="10" fill="{TEXT}">'
-                     f'{escape(_shorten(name, max(int(slot / 6), 4)))}</text>')
+        if slanted:
+            y = height - bottom + 12
+            parts.append(f'<text x="{label_x:.1f}" y="{y}" text-anchor="end" font-size="10" fill="{TEXT}" '
+                         f'transform="rotate(-40 {label_x:.1f} {y})">{escape(_shorten(name, 18))}</text>')
+        else:
+            parts.append(f'<text x="{label_x:.1f}" y="{height - bottom + 14}" text-anchor="middle" font-size="10" fill="{TEXT}">'
+                         f'{escape(_shorten(name, max(int(slot / 6), 4)))}</text>')
         if probs is None:
             # upright when the slot is wide enough for the word, else vertical (many images: the
             # words of neighbouring failed slots would run into each other)
@@ -286,7 +297,7 @@ def grouped_bars(classes: Sequence[str], images: Sequence[tuple[str, Sequence[fl
                        f"other {hidden} classes" if rest_bar else f"{hidden} more classes not drawn", ' font-style="italic"'))
     for n, (colour, text, style) in enumerate(legend):
         x = left + (n % legend_columns) * (plot_width / legend_columns)
-        y = height + (n // legend_columns) * 18
+        y = height + band + (n // legend_columns) * 18
         swatch = (f'<rect x="{x:.1f}" y="{y - 10}" width="10" height="10" fill="{colour}"/>' if colour else
                   f'<rect x="{x + 0.5:.1f}" y="{y - 9.5}" width="9" height="9" fill="none" stroke="{REST}"/>')
         parts.append(f'{swatch}<text x="{x + 14:.1f}" y="{y}" font-size="11" fill="{TEXT}"{style}>{escape(text)}</text>')

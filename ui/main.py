@@ -1239,6 +1239,10 @@ async def draw_chart(run, index, card):
     reply = await call("chart", args)
     if reply["ok"] and state["current_run"] is run:
         card.querySelector(".chart-box").innerHTML = reply["result"]["svg"]
+        # what the chart shows, for tests: the order, the class limit ("all": every class), the threshold
+        card.setAttribute("data-chart-order", args["order"])
+        card.setAttribute("data-chart-top-k", "all" if args["top_k"] is None else str(args["top_k"]))
+        card.setAttribute("data-chart-threshold", "%.2f" % args["threshold"] if "threshold" in args else "")
         update_card_toggle(run, index, card, limit)
 
 
@@ -1322,11 +1326,13 @@ async def render_batch(run):
         clear(el("batch-chart"))
         return
     limit = state["class_limit"]
+    most = BATCH_CHART_CLASSES if limit is None else min(limit, BATCH_CHART_CLASSES)
     reply = await call("chart", {"kind": "grouped", "images": images, "card": run["card"], "model_info": run["model"],
-                                 "max_classes": BATCH_CHART_CLASSES if limit is None else min(limit, BATCH_CHART_CLASSES)})
+                                 "max_classes": most})
     if reply["ok"] and state["current_run"] is run:
         box = el("batch-chart")
         box.innerHTML = reply["result"]["svg"]
+        box.setAttribute("data-max-classes", str(most))
         if "chart-wide" in reply["result"]["svg"]:  # many images: the chart scrolls sideways in its box
             box.setAttribute("tabindex", "0")
             box.setAttribute("role", "region")
@@ -1374,10 +1380,18 @@ def render_table(run):
     columns = run["columns"]
     table.setAttribute("data-columns", " ".join([str(c) for c in columns]))
     caption = table.querySelector("caption")
-    if len(columns) < len(classes):
-        caption.textContent = ("Images × the %d of %d classes highest in any image (“Classes shown” above shows every "
-                               "class; the exports always hold every class). Select a column heading to sort."
-                               % (len(columns), len(classes)))
+    note = el("table-note")
+    if note is None:  # outside the table: a caption is as wide as the table, which scrolls sideways
+        note = make("p", None, "muted table-note")
+        note.id = "table-note"
+        wrap.parentNode.insertBefore(note, wrap)
+    limited = len(columns) < len(classes)
+    show(note, limited)
+    if limited:
+        caption.textContent = "Images × the %d of %d classes highest in any image (select a column heading to sort)" % (
+            len(columns), len(classes))
+        note.textContent = ("The table shows %d of the model's %d classes; “Classes shown” above shows every class. "
+                            "The CSV and JSON exports always hold all %d." % (len(columns), len(classes), len(classes)))
     else:
         caption.textContent = "All images × classes (select a column heading to sort)"
     head = table.querySelector("thead")
@@ -1549,6 +1563,8 @@ def end_session(event=None):
     clear(el("result-cards"))
     clear(el("batch-chart"))
     show(el("results-table"), False)
+    if el("table-note") is not None:
+        show(el("table-note"), False)
     clear(el("results-table").querySelector("thead"))
     clear(el("results-table").querySelector("tbody"))
     release("history")
