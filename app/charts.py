@@ -45,6 +45,7 @@ MIN_GROUP_GAP = 4
 # cut to "copy…": with many images the names are what tells the groups apart
 SLANT_BELOW = 60
 LABEL_BAND = 60
+SLANT_LEFT = 88  # the left margin then: the first name slants left of its slot, past the axis labels
 
 
 class ChartError(ValueError):
@@ -242,12 +243,16 @@ def grouped_bars(classes: Sequence[str], images: Sequence[tuple[str, Sequence[fl
     rest_bar = hidden > 0 and not multi_label
     legend_items = len(drawn) + (1 if hidden else 0)
     left, bottom, top = 40, 40, 10
-    layout = grouped_layout(len(checked), len(drawn) + (1 if rest_bar else 0), width=width, left=left)
+    bars_per_image = len(drawn) + (1 if rest_bar else 0)
+    layout = grouped_layout(len(checked), bars_per_image, width=width, left=left)
+    slanted = layout["slot"] < SLANT_BELOW
+    if slanted:
+        left = SLANT_LEFT
+        layout = grouped_layout(len(checked), bars_per_image, width=width, left=left)
     width = layout["width"]
     legend_columns = 4
     legend_rows = math.ceil(legend_items / legend_columns) if legend_items else 0
     slot = layout["slot"]
-    slanted = slot < SLANT_BELOW
     band = LABEL_BAND if slanted else 0
     total_height = height + band + legend_rows * 18
     plot_width = width - left - 10

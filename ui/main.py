@@ -1379,6 +1379,8 @@ def render_table(run):
     run["columns"] = table_columns(run)
     columns = run["columns"]
     table.setAttribute("data-columns", " ".join([str(c) for c in columns]))
+    # a multi-label image can have many predicted classes: their cell gets room (vitrine.css)
+    table.className = "results-table multi-label" if run["card"].get("multi_label") else "results-table"
     caption = table.querySelector("caption")
     note = el("table-note")
     if note is None:  # outside the table: a caption is as wide as the table, which scrolls sideways

@@ -307,10 +307,11 @@ def test_120_class_model_top_k_order_show_all_batch_chart_table_and_page_height(
         assert [c for c, _ in shown_bars(page, path.name)[0]] == sorted(top_k(expected[i], 10)), path.name
     measured = sizes(page)
     assert max(measured["cards"]) <= CARD_MAX_PX and max(measured["rows"]) <= ROW_MAX_PX, measured
-    # 24 x 9 bars do not fit 720 units at 3 units a bar: the chart is 50 + 24 x (9 x 3 + 4) = 794 units
-    # wide, drawn at its own size, and its box scrolls sideways (a named, focusable region)
+    # 24 x 9 bars do not fit 720 units at 3 units a bar: slots of 9 x 3 + 4 = 31 units, the names
+    # slanted with a left margin of 88, so the chart is 88 + 10 + 24 x 31 = 842 units wide, drawn at
+    # its own size, and its box scrolls sideways (a named, focusable region)
     batch = page.locator("#batch-chart svg")
-    assert "chart-wide" in batch.get_attribute("class") and batch.get_attribute("width") == "794"
+    assert "chart-wide" in batch.get_attribute("class") and batch.get_attribute("width") == "842"
     assert page.get_attribute("#batch-chart", "tabindex") == "0" and page.get_attribute("#batch-chart", "role") == "region"
     assert bars_inside_their_slots(page) == len(copies)
     height_24 = page_height(page)

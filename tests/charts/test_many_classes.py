@@ -165,21 +165,23 @@ def test_grouped_bars_many_images_widen_the_chart_instead_of_sub_unit_bars():
     classes = [f"finding {i}" for i in range(20)]
     images = [(f"img{g}.png", [1.0 if c == g % 20 else 0.0 for c in range(20)]) for g in range(30)]
     root = ET.fromstring(grouped_bars(classes, images))
-    # 8 classes + rest = 9 bars x 30 images: the 980-unit layout of test_grouped_layout_...
-    assert (root.get("width"), root.get("viewBox").split()[2]) == ("980", "980")
+    # 8 classes + rest = 9 bars x 30 images: slots of 31 units as in test_grouped_layout_..., whose
+    # names are slanted (31 < 60), so the left margin is 88: 88 + 10 + 30 x 31 = 1028 units wide
+    assert (root.get("width"), root.get("viewBox").split()[2]) == ("1028", "1028")
     assert "chart-wide" in root.get("class")
     # slots of 31 units (< 60): names slanted at -40 degrees in a 60-unit band, so the chart is
     # 240 + 60 + 3 legend rows x 18 = 354 tall; 18 characters of a name, not 5 ("img1…")
-    assert root.get("viewBox") == "0 0 980 354" and root.get("height") == "354"
+    assert root.get("viewBox") == "0 0 1028 354" and root.get("height") == "354"
     names = [t for t in root.iter(SVG + "text") if (t.text or "").startswith("img")]
     assert [t.text for t in names[:2]] == ["img0.png", "img1.png"]
-    assert names[1].get("transform") == f"rotate(-40 {40 + 1.5 * 31:.1f} {240 - 40 + 12})"
+    assert names[1].get("transform") == f"rotate(-40 {88 + 1.5 * 31:.1f} {240 - 40 + 12})"
     assert [t for t in root.iter(SVG + "text") if t.text == "other 12 classes"][0].get("y") == str(240 + 60 + 2 * 18)
     bars = [r for r in root.iter(SVG + "rect") if r.get("data-index")]
     assert len(bars) == 30 * 9
     for n, bar in enumerate(bars):
         group, position = divmod(n, 9)
-        assert (int(bar.get("x")), int(bar.get("width"))) == (42 + 31 * group + 3 * position, 3)
+        # floor(88 + 31 g + (31 - 27) / 2 + 0.5) = 90 + 31 g
+        assert (int(bar.get("x")), int(bar.get("width"))) == (90 + 31 * group + 3 * position, 3)
 
 
 def test_grouped_bars_few_classes_unchanged_every_class_in_model_order_no_rest():
