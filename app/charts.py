@@ -301,7 +301,8 @@ def grouped_bars(classes: Sequence[str], images: Sequence[tuple[str, Sequence[fl
         legend.append((REST if rest_bar else None,
                        f"other {hidden} classes" if rest_bar else f"{hidden} more classes not drawn", ' font-style="italic"'))
     for n, (colour, text, style) in enumerate(legend):
-        x = left + (n % legend_columns) * (plot_width / legend_columns)
+        # a wide chart keeps its legend in the first 720 units, in view before any scrolling
+        x = left + (n % legend_columns) * (min(plot_width, 720 - 50) / legend_columns)
         y = height + band + (n // legend_columns) * 18
         swatch = (f'<rect x="{x:.1f}" y="{y - 10}" width="10" height="10" fill="{colour}"/>' if colour else
                   f'<rect x="{x + 0.5:.1f}" y="{y - 9.5}" width="9" height="9" fill="none" stroke="{REST}"/>')
