@@ -1142,6 +1142,7 @@ def render_run(run):
     el("run-title").textContent = "Run %d · %s · model: %s" % (run["id"], run["started"][:19].replace("T", " "), run["model"]["name"])
     show(el("result-controls"))
     update_class_limit_control(run)
+    release("card-toggles")
     clear(el("result-cards"))
     clear(el("batch-chart"))
     for index in range(len(run["results"])):
@@ -1261,7 +1262,7 @@ def update_card_toggle(run, index, card, limit):
         box = card.querySelector(".chart-box")
         box.id = "chart-%d" % index
         toggle.setAttribute("aria-controls", box.id)
-        on(toggle, "click", spawn(toggle_card_classes, run, index))
+        on(toggle, "click", spawn(toggle_card_classes, run, index), owner="card-toggles")  # it holds the run
         box.after(toggle)
     expanded = bool(result.get("all_classes"))
     toggle.setAttribute("aria-expanded", "true" if expanded else "false")
@@ -1571,6 +1572,7 @@ def end_session(event=None):
     clear(el("results-table").querySelector("tbody"))
     release("history")
     release("table-head")
+    release("card-toggles")
     if explain_view:
         explain_view.session_ended()
     show(el("result-controls"), False)
