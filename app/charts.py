@@ -298,8 +298,9 @@ def grouped_bars(classes: Sequence[str], images: Sequence[tuple[str, Sequence[fl
                          f'<title>{escape(name)}: {escape(class_name)} {format_percent(value)}</title></rect>')
     legend = [(PALETTE[n % len(PALETTE)], _shorten(classes[c], 22), "") for n, c in enumerate(drawn)]
     if hidden:
+        noun = "class" if hidden == 1 else "classes"
         legend.append((REST if rest_bar else None,
-                       f"other {hidden} classes" if rest_bar else f"{hidden} more classes not drawn", ' font-style="italic"'))
+                       f"other {hidden} {noun}" if rest_bar else f"{hidden} more {noun} not drawn", ' font-style="italic"'))
     for n, (colour, text, style) in enumerate(legend):
         # a wide chart keeps its legend in the first 720 units, in view before any scrolling
         x = left + (n % legend_columns) * (min(plot_width, 720 - 50) / legend_columns)

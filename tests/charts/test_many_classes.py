@@ -209,3 +209,13 @@ def test_chart_call_passes_top_k_and_max_classes_to_the_charts():
     assert ET.fromstring(reply["result"]["svg"]).get("data-classes") == "10 11"
     reply = service.handle({"call": "chart", "args": {"card": card, "kind": "bars", "probabilities": probabilities, "top_k": "ten"}})
     assert not reply["ok"] and "top_k must be a whole number >= 1 or None" in reply["error"]["message"]
+
+
+def test_one_hidden_class_is_named_in_the_singular():
+    classes = [f"c{i}" for i in range(9)]
+    images = [("a", [0.2, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1])]
+    # 9 classes, 8 drawn: the last tie at 0.1 (c8) is the one left out
+    assert [t.text for t in ET.fromstring(grouped_bars(classes, images)).iter(SVG + "text")][-1] == "other 1 class"
+    assert [t.text for t in ET.fromstring(grouped_bars(classes, images, multi_label=True)).iter(SVG + "text")][-1] == \
+        "1 more class not drawn"
+    assert texts(rest_row(probability_bars(classes, images[0][1], top_k=8))) == ["other 1 class", "10.0 %"]
