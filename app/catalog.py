@@ -4,11 +4,17 @@ The shipped part is ``app/catalog.json`` (package data): the nine AUCMEDI classi
 on Zenodo (records 7785982..7786009). A :class:`Catalog` is searched by text, filtered by
 discipline / modality / format and looked up by id. User additions live in memory only
 (:meth:`Catalog.add` / :meth:`Catalog.add_reference`); nothing is written anywhere.
+
+:func:`load_catalog` also reads a catalog file: Vitrine's own format or WebIPred's catalog
+(``catalog-all.json``: ``{"models": [...]}`` as its ``/models`` endpoint answers, or a bare list of
+entries), told apart by shape and read as-is through :meth:`ModelCard.from_webipred`. A WebIPred
+entry gets the id ``webipred-<its id>`` (a bare number would read as a Zenodo record id).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -18,6 +24,9 @@ from .errors import ModelFormatError, ModelSourceError
 from .modelcard import ModelCard
 
 CATALOG_SCHEMA = "vitrine-catalog/1"
+WEBIPRED_ID_PREFIX = "webipred-"
+#: Keys only a WebIPred catalog entry has; one of them marks a list of entries as WebIPred's.
+WEBIPRED_KEYS = ("zenodoDepositID", "resizeWidth", "resizeHeight", "standardizeMode", "isMultiLabel")
 FORMATS = ("tfjs-layers", "tflite")
 _MISSING = object()
 
@@ -182,7 +191,83 @@ def parse_catalog(obj, *, filename: str = "catalog.json") -> Catalog:
     return Catalog(entries)
 
 
-def load_catalog() -> Catalog:
-    """The catalog shipped with the package (a fresh object: user additions are per instance)."""
+def parse_webipred_catalog(obj, *, filename: str = "catalog-all.json") -> Catalog:
+    """Read WebIPred's catalog as-is: ``{"models": [entry, ...], ...}`` (its ``/models`` answer,
+    other keys such as ``pagination_links`` ignored) or a bare list of entries. Each entry becomes
+    ``webipred-<id>`` with the card :meth:`ModelCard.from_webipred` reads, format ``tfjs-layers``
+    (WebIPred serves converted TF.js layers-models) and its ``zenodoDepositID`` as the record."""
+    models = obj.get("models") if isinstance(obj, dict) else obj
+    if not isinstance(models, list):
+        raise ModelFormatError(f"{filename}: a WebIPred catalog needs a list 'models', got {type(models).__name__}")
+    if not models:
+        raise ModelFormatError(f"{filename}: the WebIPred catalog lists no models")
+    entries = []
+    seen: dict[str, int] = {}
+    for i, item in enumerate(models):
+        if not isinstance(item, dict):
+            raise ModelFormatError(f"{filename} model {i}: a WebIPred entry must be an object, got {type(item).__name__}")
+        raw_id = item.get("id")
+        if isinstance(raw_id, bool) or not isinstance(raw_id, (int, str)) or str(raw_id).strip() == "":
+            raise ModelFormatError(f"{filename} model {i}: needs an 'id' (number or text), got {raw_id!r}")
+        entry_id = WEBIPRED_ID_PREFIX + str(raw_id).strip()
+        if entry_id in seen:
+            raise ModelFormatError(f"{filename}: models {seen[entry_id]} and {i} both have id {raw_id!r}")
+        seen[entry_id] = i
+        record = item.get("zenodoDepositID")
+        if record is not None and (not isinstance(record, int) or isinstance(record, bool) or record <= 0):
+            raise ModelFormatError(f"{filename} (model {raw_id!r}): field 'zenodoDepositID' must be a positive "
+                                   f"integer, got {record!r}")
+        card = ModelCard.from_webipred(item, filename=filename)
+        entries.append(CatalogEntry(entry_id, card, "tfjs-layers", record, builtin=True))
+    return Catalog(entries)
+
+
+def catalog_from_json(obj, *, filename: str) -> Catalog:
+    """A decoded catalog file, whichever of the two formats its shape says it is."""
+    if isinstance(obj, dict) and "schema" in obj:
+        return parse_catalog(obj, filename=filename)
+    models = obj.get("models") if isinstance(obj, dict) else obj
+    if isinstance(models, list) and any(isinstance(m, dict) and any(k in m for k in WEBIPRED_KEYS) for m in models):
+        return parse_webipred_catalog(obj, filename=filename)
+    if isinstance(models, list) and not models:
+        raise ModelFormatError(f"{filename}: the catalog lists no models")
+    if isinstance(models, list):
+        first = next((m for m in models if isinstance(m, dict)), None)
+        detail = (f"first entry's keys: {', '.join(map(repr, list(first)[:6])) or '(none)'}" if first is not None
+                  else "the entries are not objects")
+        got = f"{len(models)} model entries without any of those fields ({detail})"
+    elif isinstance(obj, dict):
+        got = f"an object with keys {', '.join(map(repr, list(obj)[:6])) or '(none)'}"
+    else:
+        got = f"a JSON {type(obj).__name__}"
+    raise ModelFormatError(
+        f"{filename}: not a model catalog: expected Vitrine's format (an object with \"schema\": "
+        f"{CATALOG_SCHEMA!r} and \"models\") or WebIPred's catalog-all.json (\"models\": a list of entries "
+        f"with {', '.join(WEBIPRED_KEYS[:3])}...); got {got}"
+    )
+
+
+def read_catalog_file(path) -> Catalog:
+    """Read a catalog file (Vitrine's format or WebIPred's). Errors name the file and the reason."""
+    name = os.fspath(path)
+    try:
+        with open(name, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise ModelSourceError(f"catalog file {name}: cannot read it ({exc.strerror or exc})") from exc
+    try:
+        obj = json.loads(data.decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise ModelFormatError(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except json.JSONDecodeError as exc:
+        raise ModelFormatError(f"{name}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from exc
+    return catalog_from_json(obj, filename=name)
+
+
+def load_catalog(path=None) -> Catalog:
+    """The catalog shipped with the package, or the catalog file ``path`` (Vitrine's format or
+    WebIPred's ``catalog-all.json``). A fresh object: user additions are per instance."""
+    if path is not None:
+        return read_catalog_file(path)
     text = resources.files(__package__).joinpath("catalog.json").read_text(encoding="utf-8")
     return parse_catalog(json.loads(text))

@@ -120,9 +120,9 @@ class ModelCard:
         ``resizeHeight``, ``resizeMode``, ``standardizeMode``, ``classes`` with ``index``,
         ``isMultiLabel``, ``zenodoDepositID``, ``medicalDiscipline``, ``medicalProcedure``,
         ``numberOfColorChannels`` where 0 means "not stated", ``references``...)."""
-        where = f"{filename} (model {entry.get('id', entry.get('name', '?'))!r})"
         if not isinstance(entry, Mapping):
             raise ModelFormatError(f"{filename}: a model entry must be an object, got {type(entry).__name__}")
+        where = f"{filename} (model {entry.get('id', entry.get('name', '?'))!r})"
         for key in ("name", "classes", "resizeWidth", "resizeHeight"):
             if key not in entry:
                 raise ModelFormatError(f"{where}: missing field {key!r}")

@@ -1,19 +1,28 @@
 """``vitrine models``: list, search and show the model catalog.
 
-    vitrine models [--search TEXT] [--discipline D] [--modality M] [--format F] [--json]
-    vitrine models --show ID
+    vitrine models [--search TEXT] [--discipline D] [--modality M] [--format F] [--json] [--catalog FILE]
+    vitrine models --show ID [--catalog FILE]
+
+``--catalog FILE`` lists a catalog file instead of the shipped catalog: Vitrine's format or
+WebIPred's ``catalog-all.json`` read as-is (entries ``webipred-<id>``, usable as
+``vitrine predict --catalog FILE --model webipred-<id>``).
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from ..catalog import FORMATS, load_catalog
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("models", help="list the model catalog",
-                                   description="List, search and show the models of the shipped catalog.")
+                                   description="List, search and show the models of the shipped catalog, or of "
+                                               "a catalog file (--catalog).")
+    parser.add_argument("--catalog", type=Path, default=None, metavar="FILE",
+                        help="a catalog file instead of the shipped catalog: Vitrine's format or WebIPred's "
+                             "catalog-all.json (its entries are listed as webipred-<id>)")
     parser.add_argument("--search", default="", metavar="TEXT", help="words to find in name, description, classes...")
     parser.add_argument("--discipline", metavar="D", help="e.g. Radiology, Dermatology (substring, any case)")
     parser.add_argument("--modality", metavar="M", help="e.g. X-ray, MRI, Endoscopy (substring, any case)")
@@ -24,7 +33,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    catalog = load_catalog()
+    catalog = load_catalog(args.catalog)
     if args.show:
         entry = catalog.get(args.show)
         print(json.dumps({"id": entry.id, "format": entry.format, "zenodo_record": entry.zenodo_record,

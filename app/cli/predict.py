@@ -1,7 +1,7 @@
 """``vitrine predict``: classify image files with a model from Zenodo, the catalog or disk.
 
     vitrine predict --model <zenodo:ID | DOI | URL | catalog id | path> IMAGE... \\
-        [--csv out.csv] [--json out.json] [--zenodo-url URL] [--file NAME] [--no-cache]
+        [--csv out.csv] [--json out.json] [--zenodo-url URL] [--file NAME] [--no-cache] [--catalog FILE]
 
 Prints a table of class probabilities per image. Downloaded models are cached under
 ``$XDG_CACHE_HOME/vitrine`` (or ``~/.cache/vitrine``), keyed by record id + MD5 and re-verified
@@ -9,16 +9,18 @@ on reuse. A corrupt image is reported on its own line and does not stop the batc
 is 0 if at least one image was classified, 1 if none was, 2 if the model could not be used.
 
 :func:`add_model_options` and :func:`open_model_from_args` are shared with the other commands
-that take ``--model`` (e.g. ``vitrine explain``).
+that take ``--model`` (``vitrine explain``, ``vitrine preprocess``). ``--catalog FILE`` replaces the
+shipped catalog with a catalog file (Vitrine's format or WebIPred's ``catalog-all.json``).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
-from ..errors import ModelFormatError, VitrineError
+from ..errors import DownloadError, ModelFormatError, ModelSourceError, VitrineError
 from ..modelcard import ModelCard
 from ..sources import ACCEPTED_FORMS, ModelCache, OpenedModel, default_cache_dir, open_model, resolve
 from ..zenodo import DEFAULT_ZENODO_URL, AmbiguousModelFileError, ZenodoClient
@@ -26,9 +28,14 @@ from ..zenodo import DEFAULT_ZENODO_URL, AmbiguousModelFileError, ZenodoClient
 WIDE_TABLE_MAX_CLASSES = 8
 
 
-def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """``--model`` and everything about where it comes from."""
-    parser.add_argument("--model", required=True, metavar="REF", help=f"the model: {ACCEPTED_FORMS}")
+def add_model_options(parser: argparse.ArgumentParser, *, required: bool = True, purpose: str = "") -> None:
+    """``--model`` and everything about where it comes from (``--zenodo-url``, ``--file``,
+    ``--catalog``, the cache). ``purpose`` is appended to ``--model``'s help."""
+    parser.add_argument("--model", required=required, default=None, metavar="REF",
+                        help=f"the model{purpose}: {ACCEPTED_FORMS}")
+    parser.add_argument("--catalog", type=Path, default=None, metavar="FILE",
+                        help="look catalog ids up in this catalog file instead of the shipped catalog: Vitrine's "
+                             "format or WebIPred's catalog-all.json (its entries are webipred-<id>)")
     parser.add_argument("--zenodo-url", default=DEFAULT_ZENODO_URL, metavar="URL",
                         help="Zenodo server, without /api (default: %(default)s)")
     parser.add_argument("--file", dest="model_file", metavar="NAME",
@@ -102,17 +109,57 @@ def open_model_from_args(args, *, stderr=None) -> OpenedModel:
     def notice(message: str) -> None:
         print(f"vitrine: {message}", file=stderr)
 
+    catalog_file = getattr(args, "catalog", None)
+    catalog = load_catalog(catalog_file)
+    if catalog_file is not None:
+        _refuse_bare_number_for_catalog_entry(args.model, catalog, catalog_file)
     client = ZenodoClient(zenodo_url=args.zenodo_url, on_notice=notice)
     try:
-        resolved = resolve(args.model, zenodo_url=args.zenodo_url, catalog=load_catalog(),
+        resolved = resolve(args.model, zenodo_url=args.zenodo_url, catalog=catalog,
                            file=getattr(args, "model_file", None), client=client)
     except AmbiguousModelFileError as exc:
         raise AmbiguousModelFileError(f"{exc}; e.g. --file {exc.candidates[0]}", exc.record_id, exc.candidates) from None
+    except DownloadError as exc:
+        raise _with_server_error_advice(exc) from None
     if resolved.record is not None:
         version = f" version {resolved.record.version}" if resolved.record.version else ""
         print(f"vitrine: model: Zenodo record {resolved.record.id}{version}, file {resolved.file.key}", file=stderr)
     cache = None if args.no_cache else ModelCache(args.cache_dir or default_cache_dir(), on_notice=notice)
-    return open_model(resolved, client=client, cache=cache, on_progress=_progress_printer(stderr))
+    try:
+        return open_model(resolved, client=client, cache=cache, on_progress=_progress_printer(stderr))
+    except DownloadError as exc:
+        raise _with_server_error_advice(exc, record_id=resolved.record.id if resolved.record else None) from None
+
+
+_SERVER_ERROR = re.compile(r"\bHTTP (5\d\d)\b")
+
+
+def _with_server_error_advice(exc: DownloadError, *, record_id: int | None = None) -> DownloadError:
+    """``exc`` naming the record (a file download's message names only the file) and, for an
+    HTTP 5xx that is not already followed by advice, saying what the user can do."""
+    message = str(exc)
+    if record_id is not None and f"record {record_id}" not in message:
+        message = f"Zenodo record {record_id}: {message}"
+    status = _SERVER_ERROR.search(message)
+    if status and "try again" not in message:
+        message += (f"; HTTP {status.group(1)} is a fault on the Zenodo server's side, not in your request: try again "
+                    f"in a few minutes, or download the model yourself and give its path to --model")
+    if message == str(exc):
+        return exc
+    return type(exc)(message)
+
+
+def _refuse_bare_number_for_catalog_entry(reference: str, catalog, catalog_file) -> None:
+    """``--model 16`` with a WebIPred catalog holding ``webipred-16``: a bare number means Zenodo
+    record 16, which is almost certainly not what the user meant; ask which one."""
+    from ..catalog import WEBIPRED_ID_PREFIX
+
+    text = (reference or "").strip()
+    if text.isdigit() and catalog.get(WEBIPRED_ID_PREFIX + text, default=None) is not None:
+        raise ModelSourceError(
+            f"--model {text} is ambiguous: Zenodo record {text}, or entry {WEBIPRED_ID_PREFIX}{text} of {catalog_file}; "
+            f"write --model {WEBIPRED_ID_PREFIX}{text} for the catalog entry or --model zenodo:{text} for the record"
+        )
 
 
 def effective_card(opened: OpenedModel, *, stderr=None) -> ModelCard:

@@ -1,6 +1,10 @@
 """``vitrine preprocess IMAGE``: write exactly the float32 NHWC tensor (batch of one) a model sees,
 and a viewable preview of the resized image.
 
+``--model`` takes every model reference ``vitrine predict`` does (Zenodo record, DOI, URL, catalog
+id, local zip / folder / ``.tflite``, with ``--zenodo-url`` / ``--catalog`` / the cache); its card
+gives the preprocessing, explicit flags override it.
+
 Also exports the image options shared with ``vitrine predict``: :func:`add_image_options` and
 :func:`decode_options_from_args`.
 """
@@ -58,7 +62,9 @@ def register(subparsers) -> None:
         ),
     )
     parser.add_argument("image", help="image file")
-    parser.add_argument("--model", default=None, help="model directory / zip whose card gives the preprocessing")
+    from .predict import add_model_options  # predict imports this module lazily: no cycle
+
+    add_model_options(parser, required=False, purpose=" whose card gives the preprocessing")
     parser.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"), help="model input height and width")
     parser.add_argument("--resize-mode", type=int, default=None, choices=range(5), metavar="K",
                         help="OpenCV interpolation code: 0 nearest, 1 linear, 2 cubic, 3 area, 4 lanczos4")
@@ -85,12 +91,12 @@ def spec_from_args(args: argparse.Namespace):
         "pad_square": args.pad_square,
     }
     if args.model is not None:
-        from .. import load_model
+        from .predict import open_model_from_args
 
-        model = load_model(args.model)
-        card = getattr(model, "card", None)
+        opened = open_model_from_args(args)
+        card = opened.card
         # what the card leaves open (input_size / channels = None) comes from the model's input shape
-        fallback = _shape_fallback(getattr(model, "input_shape", None))
+        fallback = _shape_fallback(getattr(opened.model, "input_shape", None))
         if card is None:
             missing = [flag for flag, key in (("--resize-mode", "resize_mode"), ("--standardize", "standardize"))
                        if overrides[key] is None]

@@ -82,3 +82,45 @@ def test_class_from_name_or_index():
         class_index_from_arg("covid", classes)
     with pytest.raises(ModelInputError, match=r"--class 2 is out of range: the model has 2 classes"):
         class_index_from_arg("2", classes)
+
+
+# -- numbers against TensorFlow: the demo model's runner-up class -----------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO_ZIP = REPO / "static" / "demo" / "demo-model.zip"
+DEMO_SAMPLES = REPO / "static" / "demo" / "samples"
+DEMO_CASE = FIXTURES / "demo_model"
+
+
+def _demo_reference():
+    """TensorFlow's Grad-CAM of the demo model (tools/make_gradcam_fixtures.py, generate_demo_gradcam):
+    per sample PNG, the runner-up class and its map upsampled to the 64x64 input."""
+    with np.load(DEMO_CASE / "io.npz") as data:
+        return ([str(f) for f in data["files"]], data["runner_up_class"].tolist(),
+                data["runner_up_heatmap_upsampled"], str(data["layer"]))
+
+
+@pytest.mark.skipif(not (DEMO_CASE / "io.npz").is_file() or not DEMO_ZIP.is_file(),
+                    reason="demo model or its Grad-CAM fixture is not committed")
+@pytest.mark.parametrize("sample", range(4))
+def test_runner_up_class_by_name_matches_tensorflow(tmp_path, capsys, sample):
+    """``--class NAME`` through main(): the (64, 64) map written by ``--raw`` equals TensorFlow's
+    runner-up heatmap for the same PNG (the fixture's input is that PNG preprocessed independently,
+    with Pillow / OpenCV, by tools/make_demo_model.py)."""
+    import json
+    import zipfile
+
+    files, runner_up, expected, layer = _demo_reference()
+    with zipfile.ZipFile(DEMO_ZIP) as archive:
+        classes = json.loads(archive.read("model-card.json"))["classes"]
+    name = classes[runner_up[sample]]
+    out, raw = tmp_path / "overlay.png", tmp_path / "map.npy"
+    code = main(["explain", "--model", str(DEMO_ZIP), str(DEMO_SAMPLES / files[sample]), "--out", str(out),
+                 "--class", name.upper(), "--raw", str(raw), "--no-cache"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert f"Grad-CAM for class {runner_up[sample]} ({name}," in printed and f"at layer {layer!r}" in printed
+    heat = np.load(raw)
+    assert heat.shape == (64, 64) and heat.dtype == np.float32
+    np.testing.assert_allclose(heat, expected[sample], atol=1e-3)
+    assert Image.open(out).size == (64, 64)

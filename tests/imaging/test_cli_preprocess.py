@@ -2,6 +2,8 @@
 
 import argparse
 import io
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -74,24 +76,84 @@ def test_shared_image_options_for_predict():
     assert decode_options_from_args(parser.parse_args([])) == {"frame": None, "window": None, "slice_": None}
 
 
-def test_model_option_uses_the_card(photo_dir, tmp_path, monkeypatch):
-    import app
+TINY_CNN = Path(__file__).resolve().parents[1] / "fixtures" / "tfjs" / "k2_sequential_cnn"  # input (None, 16, 16, 3)
+PNG_16 = Path(__file__).resolve().parents[1] / "zenodo" / "data" / "cli_png" / "img_a.png"  # 16x16 RGB
+needs_tiny_cnn = pytest.mark.skipif(not (TINY_CNN / "model.json").is_file() or not PNG_16.is_file(),
+                                    reason=f"TF.js fixture {TINY_CNN} or {PNG_16} not committed")
 
-    class FakeModel:  # stands in for app.load_model's result: only .card is read here
-        class card:
-            input_size = (40, 30)
-            resize_mode = 0
-            standardize = "tf"
-            channels = 3
-            pad_square = True
 
-    seen = {}
-    monkeypatch.setattr(app, "load_model", lambda path: seen.setdefault("path", path) and FakeModel())
+def _tiny_cnn_zip(card=None) -> bytes:
+    from tests.zenodo.fake_zenodo import make_zip
+
+    files = {p.name: p.read_bytes() for p in TINY_CNN.iterdir() if p.name == "model.json" or p.suffix == ".bin"}
+    if card is not None:
+        files["model-card.json"] = json.dumps(card).encode()
+    return make_zip(files)
+
+
+TINY_CARD = {"name": "tiny", "classes": ["a", "b", "c", "d", "e"], "input_size": [16, 16], "channels": 3,
+             "resize_mode": 1, "standardize": "tf"}
+
+
+@needs_tiny_cnn
+def test_model_option_uses_the_card_and_flags_override_it(photo_dir, tmp_path, capsys):
+    archive = tmp_path / "model.zip"
+    archive.write_bytes(_tiny_cnn_zip({**TINY_CARD, "input_size": [40, 30], "resize_mode": 0, "pad_square": True}))
     out = tmp_path / "m.npy"
-    assert main(["preprocess", str(photo_dir / "chelsea.png"), "--model", "some/model.zip", "--channels", "1",
+    assert main(["preprocess", str(photo_dir / "chelsea.png"), "--model", str(archive), "--channels", "1",
                  "--standardize", "none", "--out", str(out)]) == 0
-    assert seen["path"] == "some/model.zip"
     assert np.load(out).shape == (1, 40, 30, 1)  # size from the card, channels from the flag
+    printed = capsys.readouterr().out
+    assert "(resize_mode=0, standardize=None, channels=1, pad_square=True)" in printed
+
+
+@pytest.fixture
+def fake_zenodo():
+    from tests.zenodo.fake_zenodo import FakeZenodo
+
+    with FakeZenodo() as server:
+        yield server
+
+
+@needs_tiny_cnn
+def test_model_from_zenodo_through_zenodo_url(fake_zenodo, tmp_path, capsys):
+    """``--model zenodo:N --zenodo-url`` (the fake server): the zip's card gives the preprocessing.
+    The PNG is already 16x16, so the tensor is its pixels in AUCMEDI's "tf" mode, x / 127.5 - 1."""
+    fake_zenodo.add_record(4242, {"model.h5.zip": b"keras original", "model.tfjs.zip": _tiny_cnn_zip(TINY_CARD)},
+                           version="1.1")
+    out, cache = tmp_path / "z.npy", tmp_path / "cache"
+    argv = ["preprocess", str(PNG_16), "--model", "zenodo:4242", "--zenodo-url", fake_zenodo.url,
+            "--cache-dir", str(cache), "--out", str(out)]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "model: Zenodo record 4242 version 1.1, file model.tfjs.zip" in captured.err
+    pixels = np.asarray(Image.open(PNG_16).convert("RGB"), dtype=np.float64)
+    np.testing.assert_allclose(np.load(out)[0], pixels / 127.5 - 1.0, atol=1e-6)
+    assert "standardize=tf, channels=3" in captured.out
+    downloads = sum(r.path.endswith("/content") for r in fake_zenodo.requests)
+    assert downloads == 1
+    assert main(argv) == 0  # the cache serves the second run
+    assert sum(r.path.endswith("/content") for r in fake_zenodo.requests) == downloads
+
+
+@needs_tiny_cnn
+def test_model_from_zenodo_without_card_needs_the_flags(fake_zenodo, tmp_path, capsys):
+    """No card in the zip: size and channels come from the model's input shape; the modes must be given."""
+    fake_zenodo.add_record(4243, {"model.tfjs.zip": _tiny_cnn_zip(None)})
+    base = ["preprocess", str(PNG_16), "--model", "zenodo:4243", "--zenodo-url", fake_zenodo.url, "--no-cache",
+            "--out", str(tmp_path / "n.npy")]
+    assert main(base) == 2
+    assert "zenodo:4243: the model has no card; give --resize-mode, --standardize" in capsys.readouterr().err
+    assert main(base + ["--resize-mode", "1", "--standardize", "none"]) == 0
+    pixels = np.asarray(Image.open(PNG_16).convert("RGB"), dtype=np.float32)
+    np.testing.assert_array_equal(np.load(tmp_path / "n.npy")[0], pixels)
+
+
+@needs_tiny_cnn
+def test_model_from_zenodo_failure_is_reported(fake_zenodo, tmp_path, capsys):
+    assert main(["preprocess", str(PNG_16), "--model", "zenodo:999", "--zenodo-url", fake_zenodo.url]) == 2
+    err = capsys.readouterr().err
+    assert "vitrine: error: Zenodo record 999 not found" in err and "Traceback" not in err
 
 
 def test_model_option_with_a_real_model_and_card(dicom_dir, tmp_path):

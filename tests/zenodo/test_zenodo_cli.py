@@ -303,3 +303,83 @@ def test_predict_tflite_zip_with_card_matches_litert(fake_zenodo, capsys, tmp_pa
     for prediction in doc["predictions"]:
         truth = expected_tflite[Path(prediction["file"]).name]
         np.testing.assert_allclose([prediction["probabilities"][c] for c in CLASSES], truth, atol=1e-6)
+
+
+# -- HTTP 500 from Zenodo ------------------------------------------------------------------------------
+
+ADVICE = "is a fault on the Zenodo server's side, not in your request: try again in a few minutes"
+
+
+def test_predict_http_500_on_record_lookup(fake_zenodo, capsys, tmp_path):
+    fake_zenodo.add_record(321, {"m.tfjs.zip": model_zip()})
+    fake_zenodo.fail(500, times=1, path="/api/records/321")
+    code, out, err = run_cli(capsys, "predict", "--model", "zenodo:321", "--zenodo-url", fake_zenodo.url, "--no-cache",
+                             tmp_path / "x.png")
+    assert code == 2 and out == ""
+    assert err.startswith("vitrine: error: Zenodo answered HTTP 500 for record 321 ")
+    assert f"HTTP 500 {ADVICE}, or download the model yourself and give its path to --model" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_predict_http_500_on_file_download(fake_zenodo, capsys, tmp_path):
+    fake_zenodo.add_record(321, {"m.tfjs.zip": model_zip()})
+    fake_zenodo.fail(500, times=1, path="/api/records/321/files/")
+    code, out, err = run_cli(capsys, "predict", "--model", "zenodo:321", "--zenodo-url", fake_zenodo.url, "--no-cache",
+                             tmp_path / "x.png")
+    assert code == 2 and out == ""
+    assert "vitrine: error: Zenodo record 321: download of m.tfjs.zip failed: HTTP 500 from " in err
+    assert f"HTTP 500 {ADVICE}" in err and "Traceback" not in err
+    assert sum(r.path.endswith("/content") for r in fake_zenodo.requests) == 1  # a 500 is not retried
+
+
+@needs_engine
+@needs_case
+def test_predict_works_again_after_a_500(fake_zenodo, capsys, tmp_path, pngs, expected):
+    fake_zenodo.add_record(321, {"m.tfjs.zip": model_zip()})
+    fake_zenodo.fail(500, times=1, path="/api/records/321/files/")
+    args = ["predict", "--model", "zenodo:321", "--zenodo-url", fake_zenodo.url, "--no-cache", pngs[0],
+            "--json", tmp_path / "o.json"]
+    assert run_cli(capsys, *args)[0] == 2
+    code, _, err = run_cli(capsys, *args)
+    assert code == 0, err
+    doc = json.loads((tmp_path / "o.json").read_text())
+    np.testing.assert_allclose([doc["predictions"][0]["probabilities"][c] for c in CLASSES], expected["img_a.png"], atol=1e-5)
+
+
+def test_predict_exhausted_503_retries_get_the_advice(fake_zenodo, capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr("app.zenodo.time.sleep", lambda seconds: None)
+    fake_zenodo.fail(503, times=10, path="/api/records/321")
+    code, _, err = run_cli(capsys, "predict", "--model", "zenodo:321", "--zenodo-url", fake_zenodo.url, tmp_path / "x.png")
+    assert code == 2
+    assert "Zenodo is unavailable (HTTP 503) for record 321 after 3 retries" in err and f"HTTP 503 {ADVICE}" in err
+
+
+# -- explain through the fake Zenodo: numbers against TensorFlow ------------------------------------------
+
+DEMO_ZIP = ROOT / "static" / "demo" / "demo-model.zip"
+DEMO_GRADCAM = ROOT / "tests" / "fixtures" / "gradcam" / "demo_model" / "io.npz"
+
+
+@needs_engine
+@pytest.mark.skipif(not DEMO_ZIP.is_file() or not DEMO_GRADCAM.is_file(), reason="demo model or its Grad-CAM fixture missing")
+def test_explain_model_from_zenodo_matches_tensorflow(fake_zenodo, capsys, tmp_path):
+    """``vitrine explain --model zenodo:N --zenodo-url``: the demo model served by the fake Zenodo;
+    the top-class map equals TensorFlow's (tools/make_gradcam_fixtures.py, generate_demo_gradcam)."""
+    fake_zenodo.add_record(777, {"demo-model.zip": DEMO_ZIP.read_bytes(), "eval.json": b"{}"}, version="0.1")
+    with np.load(DEMO_GRADCAM) as data:
+        files, chosen, expected = [str(f) for f in data["files"]], data["class_index"], data["heatmap_upsampled"]
+    out, raw = tmp_path / "overlay.png", tmp_path / "map.npy"
+    code, printed, err = run_cli(capsys, "explain", "--model", "zenodo:777", "--zenodo-url", fake_zenodo.url,
+                                 "--cache-dir", tmp_path / "cache", ROOT / "static" / "demo" / "samples" / files[0],
+                                 "--out", out, "--raw", raw)
+    assert code == 0, err
+    assert "model: Zenodo record 777 version 0.1, file demo-model.zip" in err
+    assert f"Grad-CAM for class {int(chosen[0])} (" in printed
+    np.testing.assert_allclose(np.load(raw), expected[0], atol=1e-3)
+    assert out.stat().st_size > 0
+
+
+def test_explain_unknown_record_on_the_fake(fake_zenodo, capsys, tmp_path):
+    code, _, err = run_cli(capsys, "explain", "--model", "zenodo:999", "--zenodo-url", fake_zenodo.url,
+                           tmp_path / "x.png", "--out", tmp_path / "o.png")
+    assert code == 2 and "vitrine: error: Zenodo record 999 not found" in err and "Traceback" not in err
