@@ -487,11 +487,13 @@ def run_model(browser, cdp, origin: str, key: str, case: Case, onnx_url: str | N
     shape_batch = [len(case.batch), *case.image_shape]
     result: dict = {"fixture": case.name, "image_shape": case.image_shape, "batch": len(case.batch)}
 
-    # --- Vitrine: latency + peak memory in one fresh context (own renderer process)
+    # --- Vitrine: latency + peak memory in one fresh context (own renderer process). One worker
+    # (?workers=1): the page's default pool on this machine is one worker per core, and a second
+    # worker booting and loading its model beside the timed one was counted in its CPU time.
     before = renderer_pids(cdp)
     context = browser.new_context()
     try:
-        page = open_vitrine_page(context, origin)
+        page = open_vitrine_page(context, origin, "?workers=1")
         info = vitrine_call(page, {"call": "info", "id": "bench-info"})["result"]
         result["vitrine_gemm_backend"] = info.get("gemm_backend")
         handle, load_ms = vitrine_load(page, origin, case)
