@@ -385,6 +385,10 @@ METRIC_HELP = (
 )
 
 
+# model card resize_mode: OpenCV interpolation codes (docs/model-card.md)
+RESIZE_MODES = {0: "nearest", 1: "linear", 2: "cubic", 3: "area", 4: "Lanczos-4"}
+
+
 def metric_help(name):
     lower = name.lower()
     for key, text in METRIC_HELP:
@@ -408,9 +412,12 @@ def render_card(card, extra=None):
     rows = [
         ("Classes", ", ".join(card.get("classes") or [])),
         ("Task", "multi-label (threshold %s)" % card.get("threshold") if card.get("multi_label") else "single label (highest probability)"),
-        ("Input size", "%s x %s pixels, %s channel(s)" % (size[1], size[0], card.get("channels") or "?") if size else "from the model"),
-        ("Preprocessing", "resize mode %s%s, intensity standardisation: %s" % (
-            card.get("resize_mode"), ", padded to a square" if card.get("pad_square") else "", card.get("standardize") or "none")),
+        # channels null: the model's input shape decides (docs/model-card.md), not "?"
+        ("Input size", "%s x %s pixels, %s" % (size[1], size[0], "%s channel(s)" % card["channels"] if card.get("channels")
+                                               else "channels as the model's input") if size else "from the model"),
+        ("Preprocessing", "resize: %s interpolation (OpenCV mode %s)%s, intensity standardisation: %s" % (
+            RESIZE_MODES.get(card.get("resize_mode"), "unknown"), card.get("resize_mode"),
+            ", padded to a square" if card.get("pad_square") else "", card.get("standardize") or "none")),
         ("Modality", card.get("modality") or "not stated"),
         ("Discipline", card.get("discipline") or "not stated"),
         ("Licence", card.get("license") or "not stated"),
@@ -450,17 +457,21 @@ def render_card(card, extra=None):
     metrics = card.get("metrics") or {}
     if metrics:
         box.append(make("h4", "Published metrics (by the model's authors, not measured by Vitrine)"))
-        for metric, per_class in metrics.items():
+        # MicroPython's dicts do not keep the JSON's order: metrics by name, classes in model order
+        classes = card.get("classes") or []
+        for metric in sorted(metrics):
+            per_class = metrics[metric]
             box.append(make("p", "%s: %s." % (metric, metric_help(metric)), "muted"))
             table = make("table", None, "metrics-table")
             head = make("tr")
             head.append(make("th", "Class"))
             head.append(make("th", "Value"))
             table.append(head)
-            for class_name, value in per_class.items():
+            names = [c for c in classes if c in per_class] + sorted([c for c in per_class if c not in classes])
+            for class_name in names:
                 row = make("tr")
                 row.append(make("td", class_name))
-                row.append(make("td", "%.3f" % value))
+                row.append(make("td", "%.3f" % per_class[class_name]))
                 table.append(row)
             box.append(table)
 
@@ -1009,8 +1020,11 @@ async def predict(event=None):
         el("predict-status").textContent = "Cancelled after %d of %d images." % (done, total)
     else:
         failed = len([r for r in run["results"] if r["error"] and r["worker"]])
-        el("predict-status").textContent = "Done: %d of %d images classified%s." % (
-            done - failed, total, " (%d failed: see the table)" % failed if failed else "")
+        # the time per image stays on the line after the run: the mean of the images' own times
+        times = [r["ms"] for r in run["results"] if r.get("ms") is not None]
+        el("predict-status").textContent = "Done: %d of %d images classified%s%s." % (
+            done - failed, total, " (%d failed: see the table)" % failed if failed else "",
+            "; %.1f ms per image on average" % (sum(times) / len(times)) if times else "")
     state["runs"].append(run)
     render_history()
     await render_batch(run)
@@ -1504,7 +1518,10 @@ async def export(event, fmt, run=None):
     if run is None:
         return
     results = [{"file": r["file"], "probabilities": r["probabilities"], "error": r["error"]} for r in run["results"]]
-    args = {"format": fmt, "results": results, "card": run["card"], "model_info": run["model"]}
+    # the date column is the run's (as the history lists it), not the time of the export: a past
+    # run exported from the history keeps its own date; same ISO form as the CLI's (UTC, seconds)
+    args = {"format": fmt, "results": results, "card": run["card"], "model_info": run["model"],
+            "date": run["started"][:19] + "+00:00"}
     if run["threshold"] is not None:
         args["threshold"] = run["threshold"]
     reply = await call("export_results", args)
