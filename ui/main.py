@@ -684,6 +684,7 @@ async def list_cached(event=None):
         button = make("button", "Forget")
         button.type = "button"
         button.className = "secondary"
+        button.setAttribute("aria-label", "Forget " + label)  # one per model: say which (docs/ui.md, Labels)
         on(button, "click", spawn(forget_cached, key), owner="cached-models")
         item.append(button)
         listing.append(item)

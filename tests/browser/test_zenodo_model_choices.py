@@ -224,6 +224,7 @@ def test_one_cached_model_can_be_forgotten_and_the_others_stay(zenodo_page, zeno
     # each cached model has its own labelled Forget button; forgetting A leaves B
     item_a = page.locator(f"#cached-models li:has-text('zenodo-{CACHED_A}-')")
     assert item_a.locator("button").inner_text() == "Forget"
+    assert item_a.locator("button").get_attribute("aria-label") == f"Forget zenodo-{CACHED_A}-{md5[CACHED_A]}/demo-tfjs.zip"
     page.locator("#model-section").screenshot(path=str(ARTIFACTS / "zenodo-choices-cache.png"))
     item_a.locator("button").click()
     item_a.wait_for(state="detached", timeout=TIMEOUT)
