@@ -402,7 +402,8 @@ class EngineService:
         if source.get("md5"):
             verify_md5(payload, str(source["md5"]), name=name, digest=md5)
         progress({"stage": "parsing", "file": name})
-        package = unpack(payload, name)
+        # errors about the archive name the record too, as the CLI does (app.sources.open_model)
+        package = unpack(payload, f"Zenodo record {source['record']} file {name}" if source.get("record") else name)
         if package.format == "tflite":
             _engine_function("app.tflite", "install_alias", "open_model")()
         load_model = _engine_function("app.loaders", "load_model", "open_model")

@@ -372,7 +372,8 @@ def _package_from_files(entries: Mapping[str, bytes], name: str, *, model_json: 
             f"{name} holds {', '.join(unrunnable)}, a format Vitrine cannot run in the browser; convert it to "
             f"TF.js (tensorflowjs_converter --input_format keras --output_format tfjs_layers_model) or TFLite"
         )
-    raise ModelFormatError(f"{name} holds no model.json (TF.js) or .tflite model; entries: {listing}")
+    raise ModelFormatError(f"{name} holds no model.json (TF.js) or .tflite model; entries: {listing}. A runnable "
+                           f"zip holds a TF.js layers-model (model.json with its weight files) or one .tflite file")
 
 
 def _looks_like_tfjs(data: bytes) -> bool:

@@ -210,7 +210,7 @@ def choose_model_file(record: ZenodoRecord, file: str | None = None) -> ZenodoFi
         )
     raise AmbiguousModelFileError(
         f"Zenodo record {record.id} has several files that could be the model: {_names(pool)}; "
-        f"choose one (CLI: --file NAME)",
+        f"choose one",
         record.id,
         [f.key for f in pool],
     )

@@ -488,17 +488,18 @@ async def download_model(request_json):
         from_cache = data is not None
         if data is None:
             data = await _fetch_model_file(source, name, download_id, progress, notice)
-            if use_cache:
-                from js import Response as JsResponse, Uint8Array
-
-                body = Uint8Array.new(len(data))
-                body.assign(data)
-                await store.put(_cache_key(args.get("base_url"), source), JsResponse.new(body))
         opened = _service.handle({"call": "open_model", "id": request.get("id"),
                                   "args": {"name": name, "source": source}}, data, lambda e: _send_progress(json.dumps(e)))
         opened["call"] = "download_model"
         if opened.get("ok"):
             opened["result"]["from_cache"] = from_cache
+            # kept only once it opened: a verified zip that holds no runnable model is not cached
+            if use_cache and not from_cache:
+                from js import Response as JsResponse, Uint8Array
+
+                body = Uint8Array.new(len(data))
+                body.assign(data)
+                await store.put(_cache_key(args.get("base_url"), source), JsResponse.new(body))
         return json.dumps(opened)
     except Exception as exc:  # the protocol boundary: report, never throw into the page
         reply.update(ok=False, error=error_payload(exc))

@@ -118,7 +118,7 @@ def open_model_from_args(args, *, stderr=None) -> OpenedModel:
         resolved = resolve(args.model, zenodo_url=args.zenodo_url, catalog=catalog,
                            file=getattr(args, "model_file", None), client=client)
     except AmbiguousModelFileError as exc:
-        raise AmbiguousModelFileError(f"{exc}; e.g. --file {exc.candidates[0]}", exc.record_id, exc.candidates) from None
+        raise AmbiguousModelFileError(f"{exc} with --file NAME, e.g. --file {exc.candidates[0]}", exc.record_id, exc.candidates) from None
     except DownloadError as exc:
         raise _with_server_error_advice(exc) from None
     if resolved.record is not None:

@@ -133,7 +133,8 @@ def test_records_without_a_runnable_model_are_explained_and_the_loaded_model_sta
     cases = [
         # (reference, words the message must contain: what happened and the file(s) it is about)
         (str(NOT_RUNNABLE), ["no TF.js or TFLite model", "model.h5", "evaluation.json"]),
-        (str(NO_MODEL_IN_ZIP), ["model-tfjs.zip", "no model.json", "README.txt", "weights.bin"]),
+        (str(NO_MODEL_IN_ZIP), ["model-tfjs.zip", "no model.json", f"Zenodo record {NO_MODEL_IN_ZIP}", "README.txt",
+                                "weights.bin", "A runnable zip holds a TF.js layers-model"]),
         (f"10.5281/zenodo.{GRAPH_MODEL}", ["graph-model-tfjs.zip", "graph-model", "does not support", "yet"]),
     ]
     for reference, words in cases:
@@ -213,11 +214,15 @@ def test_one_cached_model_can_be_forgotten_and_the_others_stay(zenodo_page, zeno
         wait(page, "#cached-models li")
         return page.eval_on_selector_all("#cached-models li", "items => items.map((li) => li.textContent)")
 
+    # a verified download that holds no runnable model is refused and not cached
+    fetch(page, str(NO_MODEL_IN_ZIP))
+    wait(page, "body[data-model-state='error'] #model-error:has-text('no model.json')")
     download(CACHED_A)
     download(CACHED_B)
     before = {record: file_downloads(zenodo, record, "demo-tfjs.zip") for record in (CACHED_A, CACHED_B)}
     entries = listing()
-    assert len(entries) == 2, entries
+    assert len(entries) == 2, entries  # A and B, not the zip without a model
+    assert not any(f"zenodo-{NO_MODEL_IN_ZIP}-" in e for e in entries), entries
     assert any(f"zenodo-{CACHED_A}-{md5[CACHED_A]}" in e for e in entries)
     assert any(f"zenodo-{CACHED_B}-{md5[CACHED_B]}" in e for e in entries)
 

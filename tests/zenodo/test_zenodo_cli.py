@@ -214,7 +214,7 @@ def test_predict_ambiguous_record_suggests_file(fake_zenodo, capsys, tmp_path):
     fake_zenodo.add_record(321, {"a.tflite": b"1", "b.tfjs.zip": b"2"})
     code, _, err = run_cli(capsys, "predict", "--model", "zenodo:321", "--zenodo-url", fake_zenodo.url, tmp_path / "x.png")
     assert code == 2
-    assert "several files that could be the model: a.tflite, b.tfjs.zip; choose one (CLI: --file NAME); e.g. --file a.tflite" in err
+    assert "several files that could be the model: a.tflite, b.tfjs.zip; choose one with --file NAME, e.g. --file a.tflite" in err
 
 
 def test_predict_record_without_model(fake_zenodo, capsys, tmp_path):
