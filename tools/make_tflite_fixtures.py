@@ -76,9 +76,9 @@ def cnn_model(static_batch: bool = False):
 def ops_model(int8_safe: bool = False):
     """Element-wise / shape ops Keras rarely emits, via a tf.function.
 
-    ``int8_safe`` swaps DIV and SUM (and the SUM inside l2_normalize) for MUL / MEAN: LiteRT
-    2.3's int8 reference SUM returned -1 for every element of our fixture and its int8 DIV
-    saturates on a zero numerator (undefined shifts), so no interpreter can match them."""
+    ``int8_safe`` swaps DIV and SUM (and the SUM inside l2_normalize) for MUL / MEAN, as the
+    committed ``ops_int8`` was first built when LiteRT 2.3's BUILTIN_REF int8 SUM was found
+    broken; int8 DIV and SUM now have their own cases (``div_int8``, ``sum_int8``)."""
     _seed(2)
     rng = np.random.default_rng(2)
     w_fc = tf.constant(rng.normal(0, 0.4, (24, 6)).astype(np.float32))
@@ -172,6 +172,106 @@ def hybrid_model():
     return keras.Model(x_in, out), [((BATCH, 8, 8, 48), (-1.0, 1.0))]
 
 
+def acts_model():
+    """Ops and fused activations the other cases lack, as the converter emits them: RELU6 as
+    its own operator (applied to the model input, where there is nothing to fuse it into),
+    RELU_N1_TO_1 fused into CONV_2D and ADD (``clip_by_value(.., -1, 1)`` after them),
+    L2_NORMALIZATION (tf.math.l2_normalize straight on an input; after other ops the converter
+    decomposes it into SQUARE / SUM / RSQRT / MUL), SQUEEZE (kept only when the tensor has two
+    unknown dimensions; with one the converter makes it a RESHAPE), plus ABS, EXP, SQRT, NEG
+    and REDUCE_MAX."""
+    rng = np.random.default_rng(6)
+    w = tf.constant(rng.normal(0, 0.5, (3, 3, 4, 8)).astype(np.float32))
+    b = tf.constant(rng.normal(0, 0.1, (8,)).astype(np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 6, 6, 4], tf.float32, name="x"),
+                                  tf.TensorSpec([None, 6, 6, 4], tf.float32, name="y"),
+                                  tf.TensorSpec([None, None, 1, 4], tf.float32, name="z")])
+    def fn(x, y, z):
+        r6 = tf.nn.relu6(x)                                                  # RELU6
+        c = tf.clip_by_value(tf.nn.conv2d(r6, w, 1, "SAME") + b, -1.0, 1.0)  # CONV_2D + RELU_N1_TO_1
+        a = tf.clip_by_value(x + y, -1.0, 1.0)                               # ADD + RELU_N1_TO_1
+        unit = tf.math.l2_normalize(y, axis=-1)                              # L2_NORMALIZATION
+        pooled = tf.reduce_max(c, axis=[1, 2])                               # REDUCE_MAX
+        m = tf.sqrt(tf.abs(y) + 0.5) * tf.exp(-tf.abs(a))                    # SQRT, ABS, NEG, EXP
+        return {"relu6": r6, "conv_n1": c, "add_n1": a, "unit": unit, "pooled": pooled,
+                "mixed": m, "squeezed": tf.squeeze(z, axis=2)}               # SQUEEZE
+
+    return fn, [((BATCH, 6, 6, 4), (-7.0, 7.0)), ((BATCH, 6, 6, 4), (-1.5, 1.5)),
+                ((BATCH, 3, 1, 4), (-1.0, 1.0))]
+
+
+def _fbbuild():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("fbbuild", ROOT / "tests" / "tflite" / "fbbuild.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def fused_tanh_model():
+    """Float CONV_2D, DEPTHWISE_CONV_2D and ADD whose fused activation is TANH, hand-built with
+    tests/tflite/fbbuild.py: the converter never fuses TANH (it stays its own operator), and it
+    has no 8-bit fused form (LiteRT's quantized kernels only clamp). LiteRT's FULLY_CONNECTED
+    refuses a fused TANH in Prepare, so it is not here (Vitrine refuses it too)."""
+    fb = _fbbuild()
+    rng = np.random.default_rng(8)
+    float32 = 0
+    conv_code, dw_code, add_code = 3, 4, 0
+    conv_options, dw_options, add_options = 1, 2, 11
+    tanh = 4
+    w = rng.normal(0, 0.6, (4, 3, 3, 3)).astype(np.float32)        # OHWI
+    bias = rng.normal(0, 0.2, (4,)).astype(np.float32)
+    w_dw = rng.normal(0, 0.6, (1, 3, 3, 4)).astype(np.float32)     # [1, KH, KW, C]
+    b_dw = rng.normal(0, 0.2, (4,)).astype(np.float32)
+    S = fb.Scalar
+    tensors = [fb.tensor([1, 5, 5, 3], float32, 0, "x", shape_signature=[-1, 5, 5, 3]),
+               fb.tensor([4, 3, 3, 3], float32, 1, "conv/w"),
+               fb.tensor([4], float32, 2, "conv/b"),
+               fb.tensor([1, 5, 5, 4], float32, 0, "conv_tanh", shape_signature=[-1, 5, 5, 4]),
+               fb.tensor([1, 3, 3, 4], float32, 3, "dw/w"),
+               fb.tensor([4], float32, 4, "dw/b"),
+               fb.tensor([1, 5, 5, 4], float32, 0, "dw_tanh", shape_signature=[-1, 5, 5, 4]),
+               fb.tensor([1, 5, 5, 4], float32, 0, "add_tanh", shape_signature=[-1, 5, 5, 4])]
+    operators = [
+        # Conv2DOptions(padding SAME, stride_w, stride_h, fused_activation_function)
+        fb.operator(0, [0, 1, 2], [3], conv_options, fb.Table(S("b", 0), S("i", 1), S("i", 1), S("b", tanh))),
+        # DepthwiseConv2DOptions(padding SAME, stride_w, stride_h, depth_multiplier, fused_activation_function)
+        fb.operator(1, [3, 4, 5], [6], dw_options,
+                    fb.Table(S("b", 0), S("i", 1), S("i", 1), S("i", 1), S("b", tanh))),
+        # AddOptions(fused_activation_function): both branches added, TANH again
+        fb.operator(2, [3, 6], [7], add_options, fb.Table(S("b", tanh))),
+    ]
+    model = fb.tflite_model(
+        opcodes=[fb.opcode(conv_code), fb.opcode(dw_code), fb.opcode(add_code)],
+        tensors=tensors, operators=operators, inputs=[0], outputs=[3, 7],
+        buffers=[fb.buffer(), fb.buffer(w.tobytes()), fb.buffer(bias.tobytes()),
+                 fb.buffer(w_dw.tobytes()), fb.buffer(b_dw.tobytes())])
+    return fb.build(model), [((BATCH, 5, 5, 3), (-1.5, 1.5))]
+
+
+def fused_tanh_int8_model():
+    """int8 ADD and MUL with fused TANH (and SIGN_BIT on a second ADD), hand-built: LiteRT's
+    8-bit kernels clamp to ``CalculateActivationRangeQuantized``'s range, which for these is
+    the whole int8 range, so no activation is applied."""
+    fb = _fbbuild()
+    int8, add_code, mul_code, add_options, mul_options = 9, 0, 18, 11, 21
+    S = fb.Scalar
+
+    def t(name, scale, zero_point):
+        return fb.tensor([1, 4, 8], int8, 0, name, quantization=([scale], [zero_point]),
+                         shape_signature=[-1, 4, 8])
+
+    tensors = [t("a", 0.02, -5), t("b", 0.03, 7), t("add_tanh", 0.05, -2), t("mul_tanh", 0.04, 3),
+               t("add_sign_bit", 0.05, -2)]
+    operators = [fb.operator(0, [0, 1], [2], add_options, fb.Table(S("b", 4))),
+                 fb.operator(1, [0, 1], [3], mul_options, fb.Table(S("b", 4))),
+                 fb.operator(0, [0, 1], [4], add_options, fb.Table(S("b", 5)))]
+    model = fb.tflite_model(opcodes=[fb.opcode(add_code), fb.opcode(mul_code)], tensors=tensors,
+                            operators=operators, inputs=[0, 1], outputs=[2, 3, 4], buffers=[fb.buffer()])
+    return fb.build(model), [((BATCH, 4, 8), (-2.5, 2.5)), ((BATCH, 4, 8), (-3.5, 3.5))]
+
+
 # ---------------------------------------------------------------- conversion variants
 
 def _converter(model):
@@ -261,6 +361,10 @@ CASES = {
     "hybrid_dynamic": (hybrid_model, "dynamic"),
     "div_int8": (div_model, "int8"),
     "sum_int8": (sum_model, "int8"),
+    "acts_float32": (acts_model, "float32"),
+    "acts_int8": (acts_model, "int8"),
+    "fused_tanh_float32": (fused_tanh_model, "prebuilt"),
+    "fused_tanh_int8": (fused_tanh_int8_model, "prebuilt"),
 }
 
 # LiteRT 2.3's BUILTIN_REF int8 SUM returns values unrelated to the sums (e.g. -1 for every
@@ -270,6 +374,21 @@ CASES = {
 ORACLE_BUILTIN = {"sum_int8"}
 # Inputs forced to exactly 0.0 (the quantized zero point) in these cases: (input index, slice).
 EXACT_ZEROS = {"div_int8": (0, (slice(None), 0, slice(0, 6)))}
+
+
+def _l2_edge_rows(inputs: list[np.ndarray]) -> None:
+    """Rows of ``y`` (acts cases) where L2_NORMALIZATION's special cases apply: all zero, a
+    norm of ~1e-7 (float: below the 1e-6 epsilon; int8: every value at the zero point, sum of
+    squares 0) and one value about one int8 step (3/255) from zero (int8: sum of squares 1)."""
+    y = inputs[1]
+    y[0, 0, 0, :] = 0.0
+    y[0, 0, 1, :] *= 1e-7
+    y[1, 0, 2, :] = 0.0
+    y[1, 0, 2, 1] = 3.0 / 255.0
+
+
+# Case -> function editing the generated float inputs in place before they are quantized.
+INPUT_EDITS = {"acts_float32": _l2_edge_rows, "acts_int8": _l2_edge_rows}
 
 
 def run_reference(model_bytes: bytes, inputs: list[np.ndarray],
@@ -293,6 +412,45 @@ def run_reference(model_bytes: bytes, inputs: list[np.ndarray],
     return cast_inputs, [interp.get_tensor(d["index"]) for d in outs], outs
 
 
+def _jsonable(value):
+    """LiteRT's detail dicts as JSON: arrays as lists, numpy scalar types as dtype names."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, type) and issubclass(value, np.generic):
+        return np.dtype(value).name
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def litert_details(model_bytes: bytes, inputs: list[np.ndarray]) -> dict:
+    """LiteRT's get_input_details() / get_output_details() right after allocate_tensors(), after
+    resizing the inputs to the fixture's shapes and allocating again (before invoke), and after
+    setting the fixture's inputs and invoking; plus get_signature_list()."""
+    interp = Interpreter(model_content=model_bytes,
+                         experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+
+    def state():
+        return {"inputs": interp.get_input_details(), "outputs": interp.get_output_details()}
+
+    interp.allocate_tensors()
+    states = {"allocated": state()}
+    for d, x in zip(interp.get_input_details(), inputs):
+        interp.resize_tensor_input(d["index"], x.shape)
+    interp.allocate_tensors()
+    states["resized"] = state()
+    for d, x in zip(interp.get_input_details(), inputs):
+        interp.set_tensor(d["index"], x)
+    interp.invoke()
+    states["invoked"] = state()
+    states["signature_list"] = interp.get_signature_list()
+    return _jsonable(states)
+
+
 def _builtin_ops(model_bytes: bytes) -> list[str]:
     from tensorflow.lite.python import schema_py_generated as s
     m = s.ModelT.InitFromObj(s.Model.GetRootAsModel(model_bytes, 0))
@@ -300,8 +458,19 @@ def _builtin_ops(model_bytes: bytes) -> list[str]:
     return sorted({names[max(c.builtinCode, c.deprecatedBuiltinCode)] for c in m.operatorCodes})
 
 
+# Keras names models and layers from process-wide counters (functional_1, functional_2_1,
+# zero_padding2d_3_1, ...), so a case's tensor names would depend on which cases ran before it.
+# Each case starts from clear_session() and first builds this many throwaway copies of its model:
+# the names then equal those of the committed files, which were first generated in one process
+# per group (cnn_float32 .. cnn_uint8; cnn_static_*; heads_int8; hybrid_dynamic).
+NAME_POSITION = {"cnn_float16": 1, "cnn_dynamic": 2, "cnn_int8": 3, "cnn_uint8": 4, "cnn_static_float16": 1}
+
+
 def build(case: str) -> None:
     factory, variant = CASES[case]
+    keras.backend.clear_session()
+    for _ in range(NAME_POSITION.get(case, 0)):
+        factory()
     model, specs = factory()
     model_bytes = model if variant == "prebuilt" else convert(model, specs, variant)
     rng = np.random.default_rng(abs(hash(case)) % (2**32) if False else 1234)
@@ -309,6 +478,8 @@ def build(case: str) -> None:
     if case in EXACT_ZEROS:
         index, where = EXACT_ZEROS[case]
         inputs[index][where] = 0.0
+    if case in INPUT_EDITS:
+        INPUT_EDITS[case](inputs)
     cast_inputs, outputs, out_details = run_reference(model_bytes, inputs)
     oracle = "ai-edge-litert 2.3.0 BUILTIN_REF"
     arrays = {f"input_{i}": x for i, x in enumerate(cast_inputs)}
@@ -329,6 +500,7 @@ def build(case: str) -> None:
         "generator": "tools/make_tflite_fixtures.py",
         "tensorflow": tf.__version__, "oracle": oracle,
         "model_bytes": len(model_bytes),
+        "litert_details": litert_details(model_bytes, cast_inputs),
     }
     (target / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     print(f"{case}: {len(model_bytes)} bytes, ops={meta['builtin_ops']}")
@@ -362,7 +534,8 @@ def build_real() -> None:
                 "sha256_model": __import__("hashlib").sha256(model_bytes).hexdigest(),
                 "builtin_ops": _builtin_ops(model_bytes),
                 "output_names": [o["name"] for o in details],
-                "oracle": "ai-edge-litert 2.3.0 BUILTIN_REF", "generator": "tools/make_tflite_fixtures.py --real"}
+                "oracle": "ai-edge-litert 2.3.0 BUILTIN_REF", "generator": "tools/make_tflite_fixtures.py --real",
+                "litert_details": litert_details(model_bytes, inputs)}
         (target / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
         print(f"real {case}: outputs {[y.shape for y in outputs]}")
 
@@ -413,7 +586,8 @@ def build_real_image() -> None:
                 "litert_top5": [{"index": i, "score": int(scores[i]),
                                  "label": labels[i] if i < len(labels) else None} for i in top],
                 "oracle": "ai-edge-litert 2.3.0 BUILTIN_REF",
-                "generator": "tools/make_tflite_fixtures.py --real-image"}
+                "generator": "tools/make_tflite_fixtures.py --real-image",
+                "litert_details": litert_details(model_bytes, inputs)}
         (target / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
         print(f"real image {case}: top5 {meta['litert_top5']}")
 

@@ -251,8 +251,10 @@ def sigmoid(x):
 
 
 def l2_normalize(x):
-    sq = np.sum(x.astype(np.float32) ** 2, axis=-1, keepdims=True)
-    return (x / np.sqrt(np.maximum(sq, np.float32(1e-6)))).astype(np.float32)
+    """L2_NORMALIZATION over the last axis; reference l2normalization.h clamps the norm (not its
+    square) at epsilon 1e-6."""
+    norm = np.sqrt(np.sum(x.astype(np.float32) ** 2, axis=-1, keepdims=True, dtype=np.float32))
+    return (x / np.maximum(norm, np.float32(1e-6))).astype(np.float32)
 
 
 def strided_slice(x, begin, end, strides, o):

@@ -75,14 +75,16 @@ def check_supported(model: ModelInfo) -> None:
 
 
 def _quant_details(t: TensorInfo) -> tuple[tuple[float, int], dict]:
+    """``quantization`` and ``quantization_parameters`` as LiteRT 2.3 reports them (its
+    ``block_size`` is for blockwise quantization, which Vitrine refuses at load: always 0)."""
     q = t.quantization
     if q is None:
         return (0.0, 0), {"scales": np.zeros(0, np.float32), "zero_points": np.zeros(0, np.int32),
-                          "quantized_dimension": 0}
+                          "quantized_dimension": 0, "block_size": 0}
     return ((float(q.scales[0]), int(q.zero_points[0])) if q.scales.size == 1 else (0.0, 0),
             {"scales": q.scales.astype(np.float32).copy(),
              "zero_points": q.zero_points.astype(np.int32),
-             "quantized_dimension": int(q.quantized_dimension)})
+             "quantized_dimension": int(q.quantized_dimension), "block_size": 0})
 
 
 class _Executor:

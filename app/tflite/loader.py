@@ -72,6 +72,28 @@ def check_operator_arity(op: "OperatorInfo", sub: int, source: str) -> None:
             f"{op.name} needs its first {arity[0][0]} inputs")
 
 
+#: Fused activations LiteRT's kernels apply: each kernel turns the fused activation into a clamp
+#: range (``CalculateActivationRange`` / ``...Quantized``). TANH and SIGN_BIT have no range, so
+#: LiteRT 2.3 applies no activation at all (measured: float CONV_2D, DEPTHWISE_CONV_2D and ADD in
+#: fixture fused_tanh_float32, int8 ADD and MUL in fused_tanh_int8), and FULLY_CONNECTED's Prepare
+#: refuses them. The converter never fuses TANH; only other writers do.
+CLAMP_ACTIVATIONS = ("linear", "relu", "relu_n1_to_1", "relu6")
+
+
+def resolve_fused_activation(op: "OperatorInfo", sub: int, source: str) -> None:
+    """Replace a fused TANH / SIGN_BIT by what LiteRT computes for it (no activation), keeping the
+    file's value in ``options["declared_activation"]``; UnsupportedLayerError for a
+    FULLY_CONNECTED, which LiteRT refuses to prepare with one."""
+    declared = op.options.get("activation")
+    if declared is None or declared in CLAMP_ACTIVATIONS:
+        return
+    if op.name == "FULLY_CONNECTED":
+        raise UnsupportedLayerError(
+            f"{source}: subgraph {sub} {op.label} has fused activation {declared.upper()}, which "
+            f"LiteRT's FULLY_CONNECTED refuses (it takes NONE, RELU, RELU_N1_TO_1 or RELU6)")
+    op.options = {**op.options, "activation": "linear", "declared_activation": declared}
+
+
 @dataclass(frozen=True)
 class Quantization:
     """Affine quantization: ``real = scale * (q - zero_point)``, per tensor or per channel."""
@@ -298,6 +320,7 @@ def _read_subgraph(table: Table, sub: int, opcodes, buffers, buf: Buffer) -> Sub
             outputs=_indices(op, OperatorField.OUTPUTS, f"{what}.outputs", n, source, False),
             options=options))
         check_operator_arity(operators[-1], sub, source)
+        resolve_fused_activation(operators[-1], sub, source)
     return SubGraphInfo(
         name=table.string(SubGraphField.NAME, f"subgraphs[{sub}].name", "") or f"subgraph_{sub}",
         tensors=tensors,

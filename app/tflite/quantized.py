@@ -269,3 +269,49 @@ def divide_quantized(numerator: np.ndarray, denominator: np.ndarray, multiplier:
     # numerator; a zero numerator gives 0 whatever the shift.
     right = np.clip(-total_shift, 0, 62)
     return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(unscaled, multiplier), right)
+
+
+# ---------------------------------------------------------------- L2 normalization (reference integer kernel)
+
+def inv_sqrt_quantized_multiplier_exp(acc: np.ndarray, reverse_shift: int = -1) -> tuple[np.ndarray, np.ndarray]:
+    """TFLite ``GetInvSqrtQuantizedMultiplierExp`` for non-negative int32 ``acc``: 1 / sqrt(acc)
+    as (Q0.31 multiplier, shift) by gemmlowp's five Newton-Raphson steps in Q3.28; acc <= 1
+    gives (INT32_MAX, 0), as the reference does for 0 and 1."""
+    acc = np.asarray(acc, np.int64)
+    small = acc <= 1
+    value = np.where(small, 4, acc)
+    shift = np.full(acc.shape, 11, np.int64)
+    while True:
+        big = value >= (1 << 29)
+        if not big.any():
+            break
+        value = np.where(big, value // 4, value)
+        shift += big
+    pairs = (count_leading_zeros32(value) - 1) // 2 - 1
+    shift -= pairs
+    value = value << (2 * pairs)                              # now in [2^27, 2^29)
+    half_input = rounding_divide_by_pot(value >> 1, 1)        # F3 input, times 1/2
+    half_three = (1 << 28) + (1 << 27)                        # 1.5 in Q3.28
+    srdhm = saturating_rounding_doubling_high_mul
+    x = np.full(acc.shape, 1 << 28, np.int64)                 # F3::One()
+    for _ in range(5):
+        x3 = _saturating_shift_left(srdhm(srdhm(x, x), x), 6)          # Rescale<3>(x * x * x)
+        x = _saturating_shift_left(_wrap_int32(srdhm(half_three, x) - srdhm(half_input, x3)), 3)
+    x = srdhm(x, 1518500250)                                  # times sqrt(2) / 2 (Q0.31)
+    x = np.where(shift < 0, _wrap_int32(x << np.maximum(-shift, 0)), x)
+    shift = np.maximum(shift, 0)
+    return np.where(small, INT32_MAX, x), np.where(small, 0, shift) * reverse_shift
+
+
+def l2_normalize_quantized(q: np.ndarray, zero_point: int, dtype) -> np.ndarray:
+    """Reference int8 / uint8 ``L2Normalization`` over the last axis; the output's scale is
+    1/128 and its zero point 0 (int8) or 128 (uint8), as the kernel's Prepare requires."""
+    diff = np.asarray(q, np.int64) - int(zero_point)
+    acc = _wrap_int32((diff * diff).sum(axis=-1, keepdims=True))
+    multiplier, shift = inv_sqrt_quantized_multiplier_exp(acc)
+    if np.dtype(dtype) == np.int8:
+        out = multiply_by_quantized_multiplier(diff, multiplier, shift + 7)
+        return np.clip(out, -128, 127).astype(np.int8)
+    # uint8: MultiplyByQuantizedMultiplierSmallerThanOneExp(128 * diff, multiplier, shift)
+    out = 128 + rounding_divide_by_pot(saturating_rounding_doubling_high_mul(128 * diff, multiplier), -shift)
+    return np.clip(out, 0, 255).astype(np.uint8)

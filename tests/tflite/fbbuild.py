@@ -102,12 +102,23 @@ def opcode(builtin: int, custom: str | None = None) -> Table:
                  Scalar("i", 1), Scalar("i", builtin))
 
 
-def tensor(shape, type_code: int, buffer: int, name: str) -> Table:
-    return Table(Vector("i", shape), Scalar("b", type_code), Scalar("I", buffer), String(name))
+def tensor(shape, type_code: int, buffer: int, name: str, *, quantization=None, shape_signature=None) -> Table:
+    """Tensor(shape, type, buffer, name, quantization, is_variable, sparsity, shape_signature);
+    ``quantization`` is (scales, zero_points) or (scales, zero_points, quantized_dimension)."""
+    quant = None
+    if quantization is not None:
+        scales, zero_points, *dim = quantization
+        quant = Table(None, None, Vector("f", scales), Vector("q", zero_points), None, None,
+                      Scalar("i", dim[0] if dim else 0))
+    return Table(Vector("i", shape), Scalar("b", type_code), Scalar("I", buffer), String(name), quant,
+                 None, None, None if shape_signature is None else Vector("i", shape_signature))
 
 
-def operator(opcode_index: int, inputs, outputs) -> Table:
-    return Table(Scalar("I", opcode_index), Vector("i", inputs), Vector("i", outputs))
+def operator(opcode_index: int, inputs, outputs, options_type: int | None = None,
+             options: Table | None = None) -> Table:
+    """Operator(opcode_index, inputs, outputs, builtin_options_type, builtin_options)."""
+    return Table(Scalar("I", opcode_index), Vector("i", inputs), Vector("i", outputs),
+                 None if options_type is None else Scalar("B", options_type), options)
 
 
 def buffer(data: bytes | None = None, offset: int | None = None, size: int | None = None) -> Table:

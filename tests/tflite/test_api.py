@@ -31,7 +31,7 @@ def test_details_have_tflite_runtime_keys(int8_interp):
     scale, zero_point = d["quantization"]
     params = d["quantization_parameters"]
     assert params["scales"][0] == pytest.approx(scale) and params["zero_points"][0] == zero_point
-    assert set(params) == {"scales", "zero_points", "quantized_dimension"}
+    assert set(params) == {"scales", "zero_points", "quantized_dimension", "block_size"}
 
 
 def test_set_tensor_rejects_wrong_dtype_and_shape(int8_interp):

@@ -159,3 +159,51 @@ def test_divide_quantized_is_within_one_of_the_real_quotient():
         want = numerators / denominators * real
         assert np.abs(got - want).max() <= 0.5 + 1e-6 + abs(want).max() * 2e-8, real
         assert np.all(got[numerators == 0] == 0)
+
+
+def naive_saturating_shift_left(x: int, exponent: int) -> int:
+    threshold = (1 << (31 - exponent)) - 1
+    return INT32_MAX if x > threshold else INT32_MIN if x < -threshold else x << exponent
+
+
+def naive_inv_sqrt(value: int) -> tuple[int, int]:
+    """GetInvSqrtQuantizedMultiplierExp (reverse_shift -1) line by line on Python ints."""
+    if value <= 1:
+        return INT32_MAX, 0
+    shift = 11
+    while value >= (1 << 29):
+        value //= 4
+        shift += 1
+    leading_zeros = 32 - value.bit_length()
+    pairs = (leading_zeros - 1) // 2 - 1
+    shift -= pairs
+    value <<= 2 * pairs
+    assert (1 << 27) <= value < (1 << 29)
+    half_input = naive_rdbpot(value >> 1, 1)
+    x = 1 << 28
+    for _ in range(5):
+        x3 = naive_saturating_shift_left(naive_srdhm(naive_srdhm(x, x), x), 6)
+        x = naive_saturating_shift_left(naive_srdhm(3 << 27, x) - naive_srdhm(half_input, x3), 3)
+    x = naive_srdhm(x, 1518500250)
+    if shift < 0:
+        x <<= -shift
+        shift = 0
+    return x, -shift
+
+
+@pytest.mark.parametrize("value", [0, 1, 2, 3, 4, 17, 255, 4096, 65025, 123457, (1 << 27) + 5, (1 << 29) + 3, 2**31 - 1])
+def test_inv_sqrt_multiplier_matches_naive_and_is_one_over_sqrt(value):
+    multiplier, shift = Q.inv_sqrt_quantized_multiplier_exp(np.array([value]))
+    assert (int(multiplier[0]), int(shift[0])) == naive_inv_sqrt(value)
+    if value > 1:
+        real = int(multiplier[0]) * 2.0 ** (int(shift[0]) - 31)
+        assert real == pytest.approx(1 / math.sqrt(value), rel=1e-5)   # 5 Newton steps from 1
+
+
+def test_l2_normalize_quantized_is_within_one_step_of_the_real_unit_vector(rng):
+    q = rng.integers(-128, 128, (50, 12)).astype(np.int8)
+    out = Q.l2_normalize_quantized(q, -3, np.int8)
+    real = (q.astype(np.float64) + 3) / np.linalg.norm(q.astype(np.float64) + 3, axis=-1, keepdims=True)
+    assert np.abs(out.astype(np.float64) - np.clip(real * 128, -128, 127)).max() <= 1
+    as_uint8 = Q.l2_normalize_quantized((q.astype(np.int16) + 128).astype(np.uint8), 125, np.uint8)
+    assert np.abs(as_uint8.astype(np.float64) - np.clip(128 + real * 128, 0, 255)).max() <= 1

@@ -49,6 +49,20 @@ def test_real_model_matches_litert(case, available):
         assert float(np.abs(got - want).max()) <= tolerance, f"{case} output {i}"
 
 
+@pytest.mark.parametrize("case", CASES)
+def test_real_model_details_match_litert(case, available):
+    """Detail dicts (three states) and signature list against LiteRT's (meta.json litert_details)."""
+    from .test_details import assert_states_match, details_states
+
+    if case not in available:
+        pytest.skip(f"{case} not fetched")
+    meta = json.loads((real_models.EXPECTED / case / "meta.json").read_text())
+    assert "litert_details" in meta, "rerun tools/make_tflite_fixtures.py --real"
+    rng = np.random.default_rng(meta["input_seed"])
+    x = rng.uniform(*meta["input_range"], tuple(meta["input_shape"])).astype(np.float32)
+    assert_states_match(details_states(real_models.model_path(case), [x]), meta["litert_details"], case)
+
+
 @pytest.mark.parametrize("case,reason", sorted(real_models.EXPECTED_REFUSALS.items()))
 def test_real_model_refused_with_reason(case, reason, available):
     if case not in available:

@@ -105,6 +105,17 @@ def test_quantized_registry_model_through_the_model_interface(case, available, p
     assert np.abs(got - want).max() <= scale * 1.0001
 
 
+@pytest.mark.parametrize("case", CASES)
+def test_quantized_registry_model_details_match_litert(case, available, photo_rgb):
+    """Detail dicts (three states) and signature list against LiteRT's (meta.json litert_details)."""
+    from .test_details import assert_states_match, details_states
+
+    meta = json.loads((real_models.EXPECTED_IMAGE / case / "meta.json").read_text())
+    assert "litert_details" in meta, "rerun tools/make_tflite_fixtures.py --real-image"
+    x = _case_input(case, photo_rgb, meta)
+    assert_states_match(details_states(real_models.model_path(case), [x]), meta["litert_details"], case)
+
+
 def test_fetch_reports_an_unreachable_registry(tmp_path, monkeypatch):
     import subprocess
 
