@@ -69,3 +69,18 @@ def test_app_load_model_wraps_graph_in_engine_model():
     batch = np.concatenate([io["input_0"], io["input_0"]])     # the engine takes any batch
     y = model.predict(batch)
     assert np.abs(y - np.concatenate([io["output_0"]] * 2)).max() <= 1e-4 * np.abs(io["output_0"]).max()
+
+
+def test_engine_applies_fused_tanh_as_litert_does():
+    """fused_tanh_float32 (fused TANH on CONV_2D / DEPTHWISE_CONV_2D / ADD, which LiteRT applies
+    as no activation) maps onto app.ir and gives LiteRT's outputs there too."""
+    data = (FIXTURES / "fused_tanh_float32" / "model.tflite").read_bytes()
+    graph, reason = to_graph(parse_model(data, "fused_tanh_float32"))
+    assert graph is not None, reason
+    io = np.load(FIXTURES / "fused_tanh_float32" / "io.npz")
+    outputs = Model(graph, format="tflite").predict(io["input_0"])
+    assert len(outputs) == 2
+    for i, got in enumerate(outputs):
+        expected = io[f"output_{i}"]
+        assert np.abs(expected).max() > 1.5            # LiteRT's values are not squashed by tanh
+        assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
