@@ -181,16 +181,50 @@ async def call(name, args=None, payload=None, worker=None, request_id=None, slot
     return stopped_reply(slot, name) if stopped else json.loads(reply)
 
 
+def death_promise():
+    """(promise, resolve): a promise of one call's own that ``signal_death`` settles."""
+    with_resolvers = getattr(window.Promise, "withResolvers", None)
+    if with_resolvers is not None:
+        pair = window.Promise.withResolvers()
+        return pair.promise, pair.resolve
+    box = {}  # Safari < 17.4, Firefox < 121
+
+    def executor(resolve, reject):
+        box["resolve"] = resolve
+
+    promise = window.Promise.new(executor)
+    return promise, box["resolve"]
+
+
 async def race(slot, pending):
-    """Await a worker's promise or the worker's death, whichever comes first: (stopped, value)."""
+    """Await a worker's promise or the worker's death, whichever comes first: (stopped, value).
+    Each call races a death promise of its own, dropped when the call ends: one promise per worker
+    that settles only at its death gained a reaction per call, which kept every call's race
+    promise and reply alive for the worker's life (docs/robustness.md, "Memory")."""
+    if slot["dead"]:
+        return True, None
+    slot["next_wait"] += 1
+    key = slot["next_wait"]
+    death, resolve = death_promise()
+    slot["waiters"][key] = resolve
     try:
-        value = await window.Promise.race(to_js([pending, slot["death"]]))
+        value = await window.Promise.race(to_js([pending, death]))
     except Exception as exc:  # a rejected call: the channel to the worker broke
         worker_died(slot, "a call to it failed (%s)" % exc)
         return True, None
+    finally:
+        slot["waiters"].pop(key, None)
     if isinstance(value, str) and value == WORKER_STOPPED:
         return True, None
     return False, value
+
+
+def signal_death(slot):
+    """Answer every call still waiting on a worker that ended: WorkerStoppedError."""
+    waiters = slot["waiters"]
+    slot["waiters"] = {}
+    for resolve in waiters.values():
+        resolve(WORKER_STOPPED)
 
 
 def stopped_reply(slot, call_name):
@@ -1640,18 +1674,10 @@ def worker_memory_mb(model_bytes):
 
 
 def new_slot(name, worker, script, primary, label):
-    """A worker of the pool. ``death`` is a JS promise that resolves to WORKER_STOPPED when the
-    worker is found dead; every call to the worker races against it (``race``)."""
-    slot = {"name": name, "label": label, "engine": worker, "script": script, "primary": primary,
-            "handle": None, "model_md5": None, "dead": False, "retired": False, "resolve_death": None}
-
-    def executor(resolve, reject):
-        slot["resolve_death"] = resolve
-
-    proxy = create_proxy(executor)
-    _proxies.append(proxy)
-    slot["death"] = window.Promise.new(proxy)
-    return slot
+    """A worker of the pool. ``waiters`` resolve the death promises of the calls in flight, which
+    ``signal_death`` settles to WORKER_STOPPED when the worker is found dead (``race``)."""
+    return {"name": name, "label": label, "engine": worker, "script": script, "primary": primary,
+            "handle": None, "model_md5": None, "dead": False, "retired": False, "waiters": {}, "next_wait": 0}
 
 
 def primary_slot():
@@ -1698,7 +1724,7 @@ def retire(slot):
     """Stop watching a worker this page ends on purpose (hard cancel): not a fault."""
     slot["retired"] = True
     slot["dead"] = True
-    slot["resolve_death"](WORKER_STOPPED)
+    signal_death(slot)
     if slot["primary"]:
         primary_ready.clear()
     if slot in pool:
@@ -1712,7 +1738,7 @@ def worker_died(slot, cause):
     if slot["dead"]:
         return
     slot["dead"] = True
-    slot["resolve_death"](WORKER_STOPPED)
+    signal_death(slot)
     if slot["primary"]:
         primary_ready.clear()
     if slot in pool:
