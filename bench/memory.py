@@ -22,7 +22,10 @@ API); every figure comes from the DevTools protocol or the operating system:
 * JS objects referenced from MicroPython (its ``proxy_js_ref`` table): what End session must let go.
 
 "After End session" figures are taken after a forced page GC and 15 s for End session's follow-up
-collections. Figures are printed; nothing passes or fails (docs/robustness.md, "Memory").
+collections; the "pressure" rows after that, once Chromium was told memory is critically short
+(``Memory.simulatePressureNotification``) and the page collected again (the caches Chromium keeps
+but gives back under pressure). Figures are printed; nothing passes or fails (docs/robustness.md,
+"Memory").
 """
 
 from __future__ import annotations
@@ -272,7 +275,20 @@ def run_batch(page, probe: Probe, sampler: ProcessSampler, images: list[Path]) -
         probe.collect()
     ended = snapshot(probe, sampler, page)
     return {"images": len(images), "ready": ready, "classified": classified, "seconds": round(seconds, 1),
-            "peaks": peaks, "before_end": during, "after_end": ended}
+            "peaks": peaks, "before_end": during, "after_end": ended, "after_pressure": pressure(probe, sampler, page)}
+
+
+def pressure(probe: Probe, sampler: ProcessSampler, page) -> dict:
+    """PSS and page heap after a critical memory-pressure notification to every process
+    (``Memory.simulatePressureNotification``: Chromium drops its caches, decoded images included)
+    and a forced page GC: what of the "after End session" figure the browser gives back when
+    memory runs short."""
+    probe.cdp.send("Memory.simulatePressureNotification", {"level": "critical"})
+    for _ in range(3):
+        page.wait_for_timeout(1000)
+        probe.collect()
+    total, renderer = sampler.now()
+    return {"page_js_heap": probe.page_heap(), "browser_pss_kb": total, "renderer_pss_kb": renderer}
 
 
 def mb(value) -> str:
@@ -320,6 +336,7 @@ def main(argv=None) -> int:
             probe = Probe(context, page)
             probe.collect()
             results["booted"] = snapshot(probe, sampler, page)
+            results["booted_pressure"] = pressure(probe, sampler, page)
             for number in range(1, args.batches + 1):
                 batch = run_batch(page, probe, sampler, images)
                 results["batches"].append(batch)
@@ -354,6 +371,10 @@ def main(argv=None) -> int:
         lambda b: kb_mb(b["after_end"]["renderer_pss_kb"]))
     row("Chromium PSS (all)", kb_mb(booted["browser_pss_kb"]), lambda b: kb_mb(b["peaks"]["browser_pss_kb"]),
         lambda b: kb_mb(b["after_end"]["browser_pss_kb"]))
+    under = results["booted_pressure"]
+    row("renderer PSS, pressure", kb_mb(under["renderer_pss_kb"]), lambda b: "-", lambda b: kb_mb(b["after_pressure"]["renderer_pss_kb"]))
+    row("Chromium PSS, pressure", kb_mb(under["browser_pss_kb"]), lambda b: "-", lambda b: kb_mb(b["after_pressure"]["browser_pss_kb"]))
+    row("page JS heap, pressure", mb(under["page_js_heap"]), lambda b: "-", lambda b: mb(b["after_pressure"]["page_js_heap"]))
     row("DOM nodes", str(booted["dom"]["nodes"]), lambda b: str(b["before_end"]["dom"]["nodes"]), lambda b: str(b["after_end"]["dom"]["nodes"]))
     row("JS event listeners", str(booted["dom"]["jsEventListeners"]), lambda b: str(b["before_end"]["dom"]["jsEventListeners"]),
         lambda b: str(b["after_end"]["dom"]["jsEventListeners"]))
@@ -362,7 +383,8 @@ def main(argv=None) -> int:
     for i, batch in enumerate(results["batches"], 1):
         print(f"batch {i}: {batch['ready']} of {batch['images']} images readable, {batch['classified']} classified, {batch['seconds']} s")
     print("(peak columns: page/worker JS heaps and PSS are maxima of 1 s samples; the wasm heap never shrinks, so its "
-          "value is the peak; live buffers, gc objects, DOM and MicroPython figures are at the end of the batch)")
+          "value is the peak; live buffers, gc objects, DOM and MicroPython figures are at the end of the batch; "
+          "'pressure' rows: after End session, a critical memory-pressure notification and a page GC)")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0
