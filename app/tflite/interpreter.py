@@ -1,8 +1,9 @@
 """``Interpreter``: the ``tflite_runtime.interpreter.Interpreter`` API on pure numpy.
 
 Runs subgraph 0 (or a signature's subgraph) operator by operator through ``ops.HANDLERS``.
-Shapes are not planned ahead: every operator computes from the arrays it receives, so
-``resize_tensor_input`` only has to record the new input shape.
+Every operator computes from the arrays it receives, so ``resize_tensor_input`` only has to
+record the new input shape; ``allocate_tensors`` plans the output shapes the detail dicts report
+before the next ``invoke`` (``shapes.plan_shapes``, as LiteRT's Prepare steps).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 from app.errors import ModelFormatError, ModelInputError, UnsupportedLayerError
 from app.tflite.loader import ModelInfo, SubGraphInfo, TensorInfo, parse_model
 from app.tflite.ops import HANDLERS, SUPPORTED_OPS, Call
+from app.tflite.shapes import plan_shapes
 
 
 class TensorValueError(ModelInputError, ValueError):
@@ -97,13 +99,21 @@ class _Executor:
         self.values: dict[int, np.ndarray] = {}
         self.caches = [dict() for _ in self.sub.operators]
         self.allocated = False
+        # Operator outputs' shapes planned by allocate(), reported until invoke computes them.
+        self.planned: dict[int, tuple[int, ...]] = {}
         # DEQUANTIZE of a constant (float16 / int8 weights) gives the same array every run:
         # computed once, then skipped (tflite-micro's "prepare once" habit).
         self.folded: dict[int, np.ndarray] = {}
 
+    def allocate(self) -> None:
+        self.planned = plan_shapes(self.sub, self.input_shapes)
+        self.allocated = True
+
     def details(self, index: int) -> dict:
         t = self.sub.tensors[index]
         shape = self.input_shapes.get(index)
+        if shape is None:
+            shape = self.planned.get(index)
         if shape is None:
             shape = self.values[index].shape if index in self.values else t.shape
         quantization, params = _quant_details(t)
@@ -161,6 +171,7 @@ class _Executor:
         values.update(self.folded)
         for op, cache in zip(self.sub.operators, self.caches):
             if op.outputs and op.outputs[0] in self.folded:
+                self.planned.pop(op.outputs[0], None)
                 if trace is not None:
                     trace(op, [values[i] for i in op.outputs])
                 continue
@@ -191,6 +202,7 @@ class _Executor:
             for i, arr in zip(op.outputs, outs):
                 want = tensors[i].dtype
                 values[i] = arr if want is None or arr.dtype == want else arr.astype(want)
+                self.planned.pop(i, None)
             if op.name == "DEQUANTIZE" and all(i >= 0 and tensors[i].data is not None for i in op.inputs):
                 self.folded[op.outputs[0]] = values[op.outputs[0]]
             if trace is not None:
@@ -226,7 +238,7 @@ class Interpreter:
 
     # -------------------------------------------------------------- tflite_runtime API
     def allocate_tensors(self) -> None:
-        self._exec.allocated = True
+        self._exec.allocate()
 
     def get_input_details(self) -> list[dict]:
         return [self._exec.details(i) for i in self._exec.sub.inputs]
