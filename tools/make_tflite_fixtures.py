@@ -201,12 +201,17 @@ def acts_model():
                 ((BATCH, 3, 1, 4), (-1.0, 1.0))]
 
 
-def _fbbuild():
+def _test_module(name: str):
+    """tests/tflite/<name>.py, loaded by path (the tests are not a package on this venv's path)."""
     import importlib.util
-    spec = importlib.util.spec_from_file_location("fbbuild", ROOT / "tests" / "tflite" / "fbbuild.py")
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / "tflite" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _fbbuild():
+    return _test_module("fbbuild")
 
 
 def fused_tanh_model():
@@ -433,22 +438,7 @@ def litert_details(model_bytes: bytes, inputs: list[np.ndarray]) -> dict:
     setting the fixture's inputs and invoking; plus get_signature_list()."""
     interp = Interpreter(model_content=model_bytes,
                          experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
-
-    def state():
-        return {"inputs": interp.get_input_details(), "outputs": interp.get_output_details()}
-
-    interp.allocate_tensors()
-    states = {"allocated": state()}
-    for d, x in zip(interp.get_input_details(), inputs):
-        interp.resize_tensor_input(d["index"], x.shape)
-    interp.allocate_tensors()
-    states["resized"] = state()
-    for d, x in zip(interp.get_input_details(), inputs):
-        interp.set_tensor(d["index"], x)
-    interp.invoke()
-    states["invoked"] = state()
-    states["signature_list"] = interp.get_signature_list()
-    return _jsonable(states)
+    return _jsonable(_test_module("details_protocol").drive_details(interp, inputs))
 
 
 def _builtin_ops(model_bytes: bytes) -> list[str]:

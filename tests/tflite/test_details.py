@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from app.tflite import Interpreter
+from .details_protocol import drive_details
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tflite"
 CASES = sorted(p.name for p in FIXTURES.iterdir() if (p / "model.tflite").exists()) if FIXTURES.exists() else []
@@ -32,23 +33,7 @@ def _litert(case: str) -> dict:
 
 def details_states(model_path, inputs: list[np.ndarray]) -> dict:
     """Our interpreter driven through the calls the generator made on LiteRT (litert_details)."""
-    interp = Interpreter(model_path=model_path)
-
-    def state():
-        return {"inputs": interp.get_input_details(), "outputs": interp.get_output_details()}
-
-    interp.allocate_tensors()
-    states = {"allocated": state()}
-    for d, x in zip(interp.get_input_details(), inputs):
-        interp.resize_tensor_input(d["index"], x.shape)
-    interp.allocate_tensors()
-    states["resized"] = state()
-    for d, x in zip(interp.get_input_details(), inputs):
-        interp.set_tensor(d["index"], x)
-    interp.invoke()
-    states["invoked"] = state()
-    states["signature_list"] = interp.get_signature_list()
-    return states
+    return drive_details(Interpreter(model_path=model_path), inputs)
 
 
 def _ours(case: str) -> dict:
