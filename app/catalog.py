@@ -21,7 +21,7 @@ from importlib import resources
 from typing import Iterable
 
 from .errors import ModelFormatError, ModelSourceError
-from .modelcard import ModelCard
+from .modelcard import ModelCard, decode_json_file
 
 CATALOG_SCHEMA = "vitrine-catalog/1"
 WEBIPRED_ID_PREFIX = "webipred-"
@@ -255,13 +255,7 @@ def read_catalog_file(path) -> Catalog:
             data = handle.read()
     except OSError as exc:
         raise ModelSourceError(f"catalog file {name}: cannot read it ({exc.strerror or exc})") from exc
-    try:
-        obj = json.loads(data.decode("utf-8-sig"))
-    except UnicodeDecodeError as exc:
-        raise ModelFormatError(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-    except json.JSONDecodeError as exc:
-        raise ModelFormatError(f"{name}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from exc
-    return catalog_from_json(obj, filename=name)
+    return catalog_from_json(decode_json_file(data, name), filename=name)
 
 
 def load_catalog(path=None) -> Catalog:

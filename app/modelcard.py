@@ -162,16 +162,21 @@ class ModelCard:
         return _CardParser(where).parse(card_json)
 
 
-def load_card(data: bytes, filename: str = CARD_FILENAME) -> ModelCard:
-    """Parse and validate the bytes of a ``model-card.json`` (the engine calls this for a card
-    found beside ``model.json``). Raises :class:`~app.errors.ModelFormatError` naming the file."""
+def decode_json_file(data: bytes, filename: str):
+    """The JSON value in ``data`` (UTF-8, a BOM allowed); a :class:`~app.errors.ModelFormatError`
+    naming the file and where it is not text / not JSON. Model cards and catalog files."""
     try:
-        obj = json.loads(data.decode("utf-8-sig"))
+        return json.loads(data.decode("utf-8-sig"))
     except UnicodeDecodeError as exc:
         raise ModelFormatError(f"{filename}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     except json.JSONDecodeError as exc:
         raise ModelFormatError(f"{filename}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from exc
-    return ModelCard.from_json(obj, filename=filename)
+
+
+def load_card(data: bytes, filename: str = CARD_FILENAME) -> ModelCard:
+    """Parse and validate the bytes of a ``model-card.json`` (the engine calls this for a card
+    found beside ``model.json``). Raises :class:`~app.errors.ModelFormatError` naming the file."""
+    return ModelCard.from_json(decode_json_file(data, filename), filename=filename)
 
 
 def html_to_text(text: str) -> str:
