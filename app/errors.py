@@ -39,7 +39,13 @@ class ModelSourceError(VitrineError):
 
 
 class DownloadError(ModelSourceError):
-    """A download failed (HTTP status, truncated body, network)."""
+    """A download failed (HTTP status, truncated body, network). ``status`` is the HTTP status the
+    server answered when that is what failed (callers advise on it: 5xx is the server's fault),
+    else ``None``."""
+
+    def __init__(self, message: str = "", *, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 class ChecksumError(ModelSourceError):

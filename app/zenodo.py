@@ -301,7 +301,8 @@ def retries_exhausted_error(status: int, *, what: str, url: str, max_retries: in
             f"{max_retries} retries; anonymous use allows about 60 requests per minute, "
             f"wait a minute and try again"
         )
-    return DownloadError(f"Zenodo is unavailable (HTTP {status}) for {what} after {max_retries} retries: {url}")
+    return DownloadError(f"Zenodo is unavailable (HTTP {status}) for {what} after {max_retries} retries: {url}",
+                         status=status)
 
 
 def interrupted_error(name: str, *, received: int, expected_size: int | None, reason: str) -> DownloadError:
@@ -413,7 +414,8 @@ class ZenodoClient:
                 f"either); check the number, and that the record is public",
                 record_id,
             )
-        raise DownloadError(f"Zenodo answered HTTP {status} for record {record_id} ({url}): {_snippet(payload)}")
+        raise DownloadError(f"Zenodo answered HTTP {status} for record {record_id} ({url}): {_snippet(payload)}",
+                            status=status)
 
     def newest_version(self, concept_id: int) -> ZenodoRecord | None:
         """The newest version of concept ``concept_id``, or ``None`` if no record has it."""
@@ -424,7 +426,8 @@ class ZenodoClient:
         status, payload = self._get_json(url, what=f"versions of concept {concept_id}")
         if status != 200:
             raise DownloadError(
-                f"Zenodo answered HTTP {status} when searching the versions of {concept_id} ({url}): {_snippet(payload)}"
+                f"Zenodo answered HTTP {status} when searching the versions of {concept_id} ({url}): {_snippet(payload)}",
+                status=status,
             )
         try:
             hits = payload["hits"]["hits"]
@@ -450,7 +453,8 @@ class ZenodoClient:
         url = f"{api_base(self.zenodo_url)}/records?{query}"
         status, payload = self._get_json(url, what=f"DOI {doi}")
         if status != 200:
-            raise DownloadError(f"Zenodo answered HTTP {status} when searching DOI {doi} ({url}): {_snippet(payload)}")
+            raise DownloadError(f"Zenodo answered HTTP {status} when searching DOI {doi} ({url}): {_snippet(payload)}",
+                                status=status)
         hits = (payload.get("hits") or {}).get("hits") or []
         return record_from_json(hits[0], zenodo_url=self.zenodo_url) if hits else None
 
@@ -465,8 +469,9 @@ class ZenodoClient:
         if response.status != 200:
             body = response.read()
             if response.status == 404:
-                raise DownloadError(f"file {file.key} not found on Zenodo (HTTP 404 from {file.url})")
-            raise DownloadError(f"download of {file.key} failed: HTTP {response.status} from {file.url}: {_snippet(body)}")
+                raise DownloadError(f"file {file.key} not found on Zenodo (HTTP 404 from {file.url})", status=404)
+            raise DownloadError(f"download of {file.key} failed: HTTP {response.status} from {file.url}: {_snippet(body)}",
+                                status=response.status)
         expected = file.size
         if expected is None:
             length = response.header("content-length")

@@ -405,8 +405,8 @@ async def _fetch_model_file(source, name, download_id, progress, notice):
             waited += step
     if response.status != 200:
         if response.status == 404:
-            raise DownloadError(f"file {name} not found on Zenodo (HTTP 404 from {url})")
-        raise DownloadError(f"download of {name} failed: HTTP {response.status} from {url}")
+            raise DownloadError(f"file {name} not found on Zenodo (HTTP 404 from {url})", status=404)
+        raise DownloadError(f"download of {name} failed: HTTP {response.status} from {url}", status=response.status)
     chunks = []
     done = 0
     reader = response.js_response.body.getReader()

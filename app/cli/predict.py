@@ -16,7 +16,6 @@ shipped catalog with a catalog file (Vitrine's format or WebIPred's ``catalog-al
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
@@ -131,22 +130,19 @@ def open_model_from_args(args, *, stderr=None) -> OpenedModel:
         raise _with_server_error_advice(exc, record_id=resolved.record.id if resolved.record else None) from None
 
 
-_SERVER_ERROR = re.compile(r"\bHTTP (5\d\d)\b")
-
-
 def _with_server_error_advice(exc: DownloadError, *, record_id: int | None = None) -> DownloadError:
     """``exc`` naming the record (a file download's message names only the file) and, for an
-    HTTP 5xx that is not already followed by advice, saying what the user can do."""
+    HTTP 5xx (``exc.status``) that is not already followed by advice, saying what the user can do."""
     message = str(exc)
     if record_id is not None and f"record {record_id}" not in message:
         message = f"Zenodo record {record_id}: {message}"
-    status = _SERVER_ERROR.search(message)
-    if status and "try again" not in message:
-        message += (f"; HTTP {status.group(1)} is a fault on the Zenodo server's side, not in your request: try again "
+    status = exc.status
+    if status is not None and 500 <= status < 600 and "try again" not in message:
+        message += (f"; HTTP {status} is a fault on the Zenodo server's side, not in your request: try again "
                     f"in a few minutes, or download the model yourself and give its path to --model")
     if message == str(exc):
         return exc
-    return type(exc)(message)
+    return type(exc)(message, status=status)
 
 
 def _refuse_bare_number_for_catalog_entry(reference: str, catalog, catalog_file) -> None:
