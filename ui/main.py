@@ -1138,7 +1138,9 @@ async def classify_loop(batch, slot):
                 result["error"] = error_text(reply["error"])
             batch["done"] += 1
             el("predict-progress").value = batch["done"]
-            el("predict-status").textContent = "Image %d of %d (%s ms per image)" % (batch["done"], batch["total"], result["ms"] if result["ms"] is not None else "–")
+            # "%.1f" like the card: MicroPython's repr of the worker's 8.8 is 8.800000000000001
+            el("predict-status").textContent = "Image %d of %d (%s ms per image)" % (
+                batch["done"], batch["total"], "%.1f" % result["ms"] if result["ms"] is not None else "–")
             if batch["done"] == 1:
                 document.body.setAttribute("data-first-result-ms", str(window.performance.now()))
             await update_result(run, index)
